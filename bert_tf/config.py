@@ -1,0 +1,171 @@
+"""BertConfig: the model hyper-parameters, read from and written to google-research `bert_config.json`.
+
+A google file such as
+
+    {"attention_probs_dropout_prob": 0.1, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+     "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": 3072,
+     "max_position_embeddings": 512, "num_attention_heads": 12, "num_hidden_layers": 12,
+     "type_vocab_size": 2, "vocab_size": 30522}
+
+loads with `BertConfig.from_json_file(path)` and writes back with `to_json_file(path)` unchanged.
+`layer_norm_eps` is ours (google hard-codes 1e-12); it is written only when it differs from that.
+Unknown keys and invalid values are errors that name them: a typo must never silently train a
+different model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+# `hidden_act` names follow Hugging Face: "gelu" is the exact (erf) GELU, "gelu_new", "gelu_tanh" and
+# "gelu_pytorch_tanh" are the tanh approximation that google-research/bert's own code computes.
+ACTIVATIONS = ("gelu", "gelu_new", "gelu_tanh", "gelu_pytorch_tanh", "relu")
+
+_DEFAULT_LAYER_NORM_EPS = 1e-12
+
+# Keys that google's multilingual and Chinese releases carry in bert_config.json. They describe the
+# standard first-token pooler and are not read by google's own modeling code; accepted when they
+# agree with the model we build, and not written back.
+_GOOGLE_POOLER_KEYS = {
+    "directionality": lambda c, v: v == "bidi",
+    "pooler_type": lambda c, v: v == "first_token_transform",
+    "pooler_fc_size": lambda c, v: v == c["hidden_size"],
+    "pooler_num_attention_heads": lambda c, v: v == c["num_attention_heads"],
+    "pooler_num_fc_layers": lambda c, v: isinstance(v, int),
+    "pooler_size_per_head": lambda c, v: isinstance(v, int),
+}
+
+
+class ConfigError(ValueError):
+    """A bert_config.json (or dict) that does not describe a valid BERT."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    """Hyper-parameters of a BERT encoder, with google-research/bert field names.
+
+    Args:
+      vocab_size: rows of the word-embedding table.
+      hidden_size: width H of every hidden state.
+      num_hidden_layers: number L of transformer blocks.
+      num_attention_heads: heads A per block; must divide `hidden_size`.
+      intermediate_size: width of the feed-forward layer inside each block.
+      hidden_act: activation of the feed-forward layer and the MLM transform (see ACTIVATIONS).
+      hidden_dropout_prob: dropout on embeddings and on each sub-layer output.
+      attention_probs_dropout_prob: dropout on the attention probabilities.
+      max_position_embeddings: longest sequence the position table supports.
+      type_vocab_size: number of segment (token type) ids.
+      initializer_range: stddev of the truncated normal that initialises weights.
+      layer_norm_eps: epsilon of every LayerNorm.
+    """
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = _DEFAULT_LAYER_NORM_EPS
+
+    def __post_init__(self):
+        problems = []
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+            value = getattr(self, name)
+            if not _is_int(value) or value <= 0:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            value = getattr(self, name)
+            if not _is_number(value) or not 0.0 <= value < 1.0:
+                problems.append(f"{name} must be a probability in [0, 1), got {value!r}")
+        for name in ("initializer_range", "layer_norm_eps"):
+            value = getattr(self, name)
+            if not _is_number(value) or value <= 0:
+                problems.append(f"{name} must be a positive number, got {value!r}")
+        if self.hidden_act not in ACTIVATIONS:
+            problems.append(f"hidden_act must be one of {', '.join(ACTIVATIONS)}, "
+                            f"got {self.hidden_act!r}")
+        if (_is_int(self.hidden_size) and _is_int(self.num_attention_heads)
+                and self.num_attention_heads > 0 and self.hidden_size % self.num_attention_heads):
+            problems.append(f"hidden_size ({self.hidden_size}) must be divisible by "
+                            f"num_attention_heads ({self.num_attention_heads})")
+        if problems:
+            raise ConfigError("Invalid BERT config: " + "; ".join(problems))
+
+    @property
+    def head_size(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    # === dict / JSON ===
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> "BertConfig":
+        """Builds a config from google's keys; `source` names the origin in error messages."""
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: expected a JSON object of BERT settings, "
+                              f"got {type(values).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known - set(_GOOGLE_POOLER_KEYS))
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; "
+                              f"expected only {', '.join(sorted(known))}")
+        missing = sorted(known - {"layer_norm_eps"} - set(values))
+        if missing:
+            raise ConfigError(f"{source}: missing key(s) {', '.join(missing)}")
+        try:
+            config = cls(**{k: v for k, v in values.items() if k in known})
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        bad = [f"{k}={values[k]!r}" for k, check in _GOOGLE_POOLER_KEYS.items()
+               if k in values and not check(values, values[k])]
+        if bad:
+            raise ConfigError(f"{source}: {', '.join(bad)} describes a pooler other than the "
+                              f"standard first-token tanh layer, which is all bert_tf builds")
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        """google's keys; `layer_norm_eps` only when it is not google's fixed 1e-12."""
+        values = dataclasses.asdict(self)
+        if values["layer_norm_eps"] == _DEFAULT_LAYER_NORM_EPS:
+            del values["layer_norm_eps"]
+        return values
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> "BertConfig":
+        path = os.fspath(path)
+        try:
+            with open(path, encoding="utf-8") as f:
+                values = json.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such bert_config.json file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not a valid JSON file ({e})") from None
+        return cls.from_dict(values, source=path)
+
+    def to_json_string(self) -> str:
+        # The same layout as google's BertConfig.to_json_string.
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, path: str | os.PathLike) -> None:
+        """Writes atomically: a temp file in the same directory, renamed when complete."""
+        path = os.fspath(path)
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(self.to_json_string())
+        os.replace(tmp, path)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

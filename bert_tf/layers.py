@@ -1,0 +1,271 @@
+"""BERT's layers, in `keras.layers` / `keras.ops` only so the model runs on any Keras backend.
+
+Shapes: B batch, T sequence length, H hidden size, P masked positions per sequence, V vocab size.
+
+  TiedEmbedding        word ids [B,T] -> [B,T,H]; and, with reverse=True, [..,H] -> logits [..,V]
+  PositionEmbedding    [B,T,H] -> learned position vectors [B,T,H]
+  TransformerBlock     post-LayerNorm self-attention + feed-forward block, [B,T,H] -> [B,T,H]
+  Pooler               tanh dense on the first ([CLS]) token, [B,T,H] -> [B,H]
+  MaskedLMTransform    gather masked positions, dense + activation + LayerNorm, -> [B,P,H]
+  MaskedLMOutputBias   float32 logits + the output bias of the masked-LM head, [B,P,V]
+"""
+
+import keras
+from keras import ops
+
+from bert_tf.config import ACTIVATIONS
+
+
+def gelu_tanh(x):
+    """The tanh approximation of GELU that google-research/bert computes."""
+    return keras.activations.gelu(x, approximate=True)
+
+
+def gelu_exact(x):
+    return keras.activations.gelu(x, approximate=False)
+
+
+def get_activation(name: str):
+    """Maps a `hidden_act` name (Hugging Face convention) to a function."""
+    functions = {"gelu": gelu_exact, "gelu_new": gelu_tanh, "gelu_tanh": gelu_tanh,
+                 "gelu_pytorch_tanh": gelu_tanh, "relu": keras.activations.relu}
+    if name not in functions:
+        raise ValueError(f"hidden_act must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
+    return functions[name]
+
+
+def truncated_normal(stddev: float):
+    return keras.initializers.TruncatedNormal(stddev=stddev)
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class TiedEmbedding(keras.layers.Embedding):
+    """The word-embedding table, which the masked-LM head reuses as its output projection.
+
+    `layer(ids)` looks ids [B,T] up into [B,T,H]; `layer(hidden, reverse=True)` multiplies hidden
+    states [..,H] by the transposed table into logits [..,V]. Calling one layer both ways ties the
+    weights: there is one variable, not a copy.
+    """
+
+    def call(self, inputs, reverse=False):
+        if not reverse:
+            return super().call(inputs)
+        table = ops.cast(self.embeddings, self.compute_dtype)
+        return ops.matmul(inputs, ops.transpose(table))  # [..,H] x [H,V] -> [..,V]
+
+    def compute_output_shape(self, input_shape, reverse=False):
+        if reverse:
+            return tuple(input_shape)[:-1] + (self.input_dim,)
+        return super().compute_output_shape(input_shape)
+
+    def compute_output_spec(self, inputs, reverse=False):
+        shape = self.compute_output_shape(inputs.shape, reverse=reverse)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class PositionEmbedding(keras.layers.Layer):
+    """Learned absolute position embeddings for positions 0..T-1, broadcast over the batch.
+
+    Args:
+      max_length: rows of the table (`max_position_embeddings`); longer inputs are an error.
+      initializer_range: stddev of the truncated-normal initialiser.
+    """
+
+    def __init__(self, max_length, initializer_range=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length = max_length
+        self.initializer_range = initializer_range
+
+    def build(self, inputs_shape):
+        self.embeddings = self.add_weight(
+            name="embeddings", shape=(self.max_length, inputs_shape[-1]),
+            initializer=truncated_normal(self.initializer_range))
+
+    def call(self, inputs):
+        # inputs = [B, T, H], the word embeddings.
+        seq_length = ops.shape(inputs)[1]
+        check_sequence_length(seq_length, self.max_length)
+        hidden_size = ops.shape(inputs)[-1]
+        table = ops.cast(self.embeddings, self.compute_dtype)
+        positions = ops.slice(table, (0, 0), (seq_length, hidden_size))  # [T, H]
+        return ops.broadcast_to(positions, ops.shape(inputs))  # [B, T, H]
+
+    def compute_output_shape(self, inputs_shape):
+        return inputs_shape
+
+    def get_config(self):
+        return {**super().get_config(), "max_length": self.max_length,
+                "initializer_range": self.initializer_range}
+
+
+def check_sequence_length(seq_length, max_length):
+    """Rejects a static sequence length beyond the position table, naming both figures."""
+    if isinstance(seq_length, int) and seq_length > max_length:
+        raise ValueError(
+            f"Input sequence length {seq_length} exceeds max_position_embeddings={max_length}: "
+            f"truncate the inputs (max_seq_length) or use a config with more positions.")
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class TransformerBlock(keras.layers.Layer):
+    """One post-LayerNorm BERT block: attention, add & norm, feed-forward, add & norm.
+
+    Call with `(hidden [B,T,H], input_mask [B,T])`; positions where input_mask is 0 are never
+    attended to. Attention is bidirectional: no causal mask.
+    """
+
+    def __init__(self, num_attention_heads, intermediate_size, hidden_act="gelu",
+                 hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
+                 initializer_range=0.02, layer_norm_eps=1e-12, **kwargs):
+        super().__init__(**kwargs)
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.hidden_act = hidden_act
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.attention_probs_dropout_prob = attention_probs_dropout_prob
+        self.initializer_range = initializer_range
+        self.layer_norm_eps = layer_norm_eps
+        self.activation = get_activation(hidden_act)
+
+    def build(self, inputs_shape):
+        hidden_size = inputs_shape[-1]
+        if hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden size {hidden_size} is not divisible by "
+                             f"num_attention_heads={self.num_attention_heads}")
+        init = truncated_normal(self.initializer_range)
+        common = dict(dtype=self.dtype_policy)
+        # === Attention ===
+        self.self_attention = keras.layers.MultiHeadAttention(
+            num_heads=self.num_attention_heads, key_dim=hidden_size // self.num_attention_heads,
+            dropout=self.attention_probs_dropout_prob, kernel_initializer=init,
+            name="self_attention", **common)
+        self.self_attention.build(inputs_shape, inputs_shape)
+        self.self_attention_dropout = keras.layers.Dropout(self.hidden_dropout_prob, **common)
+        self.self_attention_layer_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_eps, name="self_attention_layer_norm", **common)
+        self.self_attention_layer_norm.build(inputs_shape)
+        # === Feed-forward ===
+        self.intermediate = keras.layers.Dense(
+            self.intermediate_size, activation=self.activation, kernel_initializer=init,
+            name="intermediate", **common)
+        self.intermediate.build(inputs_shape)
+        self.output_dense = keras.layers.Dense(
+            hidden_size, kernel_initializer=init, name="output", **common)
+        self.output_dense.build(tuple(inputs_shape)[:-1] + (self.intermediate_size,))
+        self.output_dropout = keras.layers.Dropout(self.hidden_dropout_prob, **common)
+        self.output_layer_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_eps, name="output_layer_norm", **common)
+        self.output_layer_norm.build(inputs_shape)
+
+    def call(self, inputs, input_mask, training=None):
+        # attention_mask = [B, 1, T]: every query may look at every real (non-padding) key.
+        attention_mask = ops.expand_dims(ops.cast(input_mask, "bool"), axis=1)
+        attention = self.self_attention(inputs, inputs, attention_mask=attention_mask,
+                                        training=training)  # [B, T, H]
+        attention = self.self_attention_dropout(attention, training=training)
+        hidden = self.self_attention_layer_norm(inputs + attention)
+
+        ffn = self.output_dense(self.intermediate(hidden))  # [B,T,H] -> [B,T,I] -> [B,T,H]
+        ffn = self.output_dropout(ffn, training=training)
+        return self.output_layer_norm(hidden + ffn)
+
+    def compute_output_shape(self, inputs_shape, input_mask_shape=None):
+        return inputs_shape
+
+    def get_config(self):
+        return {**super().get_config(),
+                "num_attention_heads": self.num_attention_heads,
+                "intermediate_size": self.intermediate_size,
+                "hidden_act": self.hidden_act,
+                "hidden_dropout_prob": self.hidden_dropout_prob,
+                "attention_probs_dropout_prob": self.attention_probs_dropout_prob,
+                "initializer_range": self.initializer_range,
+                "layer_norm_eps": self.layer_norm_eps}
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class Pooler(keras.layers.Layer):
+    """`pooled_output`: a tanh dense layer on the first token's hidden state, [B,T,H] -> [B,H]."""
+
+    def __init__(self, initializer_range=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.initializer_range = initializer_range
+
+    def build(self, inputs_shape):
+        self.dense = keras.layers.Dense(
+            inputs_shape[-1], activation="tanh", name="dense", dtype=self.dtype_policy,
+            kernel_initializer=truncated_normal(self.initializer_range))
+        self.dense.build((inputs_shape[0], inputs_shape[-1]))
+
+    def call(self, inputs):
+        return self.dense(inputs[:, 0, :])
+
+    def compute_output_shape(self, inputs_shape):
+        return (inputs_shape[0], inputs_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "initializer_range": self.initializer_range}
+
+
+def gather_positions(sequence, positions):
+    """Picks hidden states at `positions`: sequence [B,T,H], positions [B,P] -> [B,P,H]."""
+    positions = ops.cast(positions, "int32")
+    return ops.take_along_axis(sequence, ops.expand_dims(positions, -1), axis=1)
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class MaskedLMTransform(keras.layers.Layer):
+    """The masked-LM head up to the tied projection: gather, dense, `hidden_act`, LayerNorm.
+
+    Call with `(sequence_output [B,T,H], masked_lm_positions [B,P])`; returns [B,P,H]. The
+    logits are `TiedEmbedding(..., reverse=True)` of this, then `MaskedLMOutputBias`.
+    """
+
+    def __init__(self, hidden_act="gelu", initializer_range=0.02, layer_norm_eps=1e-12,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_act = hidden_act
+        self.initializer_range = initializer_range
+        self.layer_norm_eps = layer_norm_eps
+
+    def build(self, sequence_output_shape, masked_lm_positions_shape):
+        hidden_size = sequence_output_shape[-1]
+        self.dense = keras.layers.Dense(
+            hidden_size, activation=get_activation(self.hidden_act), name="dense",
+            kernel_initializer=truncated_normal(self.initializer_range), dtype=self.dtype_policy)
+        self.dense.build((None, None, hidden_size))
+        self.layer_norm = keras.layers.LayerNormalization(
+            epsilon=self.layer_norm_eps, name="layer_norm", dtype=self.dtype_policy)
+        self.layer_norm.build((None, None, hidden_size))
+
+    def call(self, sequence_output, masked_lm_positions):
+        hidden = gather_positions(sequence_output, masked_lm_positions)  # [B, P, H]
+        return self.layer_norm(self.dense(hidden))
+
+    def compute_output_shape(self, sequence_output_shape, masked_lm_positions_shape):
+        return tuple(masked_lm_positions_shape) + (sequence_output_shape[-1],)
+
+    def get_config(self):
+        return {**super().get_config(), "hidden_act": self.hidden_act,
+                "initializer_range": self.initializer_range,
+                "layer_norm_eps": self.layer_norm_eps}
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class MaskedLMOutputBias(keras.layers.Layer):
+    """Adds the masked-LM output bias [V] to the tied-projection logits, in float32.
+
+    Logits stay float32 under mixed precision so the softmax and the loss do not overflow.
+    """
+
+    def build(self, logits_shape):
+        self.bias = self.add_weight(name="bias", shape=(logits_shape[-1],),
+                                    initializer="zeros", dtype="float32",
+                                    autocast=False)
+
+    def call(self, logits):
+        return ops.cast(logits, "float32") + ops.cast(self.bias, "float32")
+
+    def compute_output_spec(self, logits):
+        return keras.KerasTensor(logits.shape, dtype="float32")

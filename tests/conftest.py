@@ -1,0 +1,43 @@
+"""Shared fixtures: quiet CPU-only TensorFlow, tiny configs, random BERT inputs."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from bert_tf.config import BertConfig  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS_DIR = os.path.join(REPO_ROOT, "configs")
+
+
+def tiny_config(**overrides) -> BertConfig:
+    """hidden 32, 2 layers, 4 heads, vocab 100: the size unit tests use."""
+    values = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64, max_position_embeddings=64, type_vocab_size=2)
+    values.update(overrides)
+    return BertConfig(**values)
+
+
+def random_inputs(config, batch=3, seq_length=16, lengths=None, seed=0):
+    """Encoder inputs with padding: row i has lengths[i] real tokens, then zeros."""
+    rng = np.random.default_rng(seed)
+    lengths = lengths if lengths is not None else rng.integers(seq_length // 2, seq_length + 1,
+                                                               size=batch)
+    mask = (np.arange(seq_length)[None, :] < np.asarray(lengths)[:, None]).astype("int32")
+    ids = rng.integers(1, config.vocab_size, size=(batch, seq_length)).astype("int32") * mask
+    types = (rng.random((batch, seq_length)) < 0.5).astype("int32") * mask
+    return {"input_word_ids": ids, "input_mask": mask, "input_type_ids": types}
+
+
+@pytest.fixture(autouse=True)
+def _float32_policy_and_seed():
+    """Each test starts in float32 with a fixed Keras seed, whatever the previous test set."""
+    keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.mixed_precision.set_global_policy("float32")
