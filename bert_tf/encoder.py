@@ -97,16 +97,24 @@ class BertEncoder(keras.Model):
         return super().__call__(inputs, *args, **kwargs)
 
     def get_config(self):
-        return {"config": self.config.to_dict(),
-                "name": self.name, "trainable": self.trainable,
-                "dtype": keras.saving.serialize_keras_object(self.dtype_policy)}
+        return {"config": self.config.to_dict(), **model_base_config(self)}
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.saving.deserialize_keras_object(config["dtype"])
-        return cls(**config)
+        return cls(**restore_dtype(config))
+
+
+def model_base_config(model):
+    """The `keras.Model` arguments our functional subclasses pass through get_config."""
+    return {"name": model.name, "trainable": model.trainable,
+            "dtype": keras.saving.serialize_keras_object(model.dtype_policy)}
+
+
+def restore_dtype(config):
+    config = dict(config)
+    if isinstance(config.get("dtype"), dict):
+        config["dtype"] = keras.saving.deserialize_keras_object(config["dtype"])
+    return config
 
 
 def check_encoder_inputs(inputs, max_position_embeddings, extra_names=()):

@@ -20,7 +20,8 @@ from keras import ops
 
 from bert_tf import layers
 from bert_tf.config import BertConfig
-from bert_tf.encoder import INPUT_NAMES, BertEncoder, check_encoder_inputs
+from bert_tf.encoder import (INPUT_NAMES, BertEncoder, check_encoder_inputs, model_base_config,
+                             restore_dtype)
 
 LABEL_NAMES = ("masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
 
@@ -128,15 +129,12 @@ class BertPretrainer(keras.Model):
 
     def get_config(self):
         return {"encoder": keras.saving.serialize_keras_object(self.encoder),
-                "name": self.name, "trainable": self.trainable,
-                "dtype": keras.saving.serialize_keras_object(self.dtype_policy)}
+                **model_base_config(self)}
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
+        config = restore_dtype(config)
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        if isinstance(config.get("dtype"), dict):
-            config["dtype"] = keras.saving.deserialize_keras_object(config["dtype"])
         return cls(**config)
 
 

@@ -204,3 +204,19 @@ def test_wrong_rank_and_mismatched_shapes():
         encoder({**inputs, "input_type_ids": inputs["input_type_ids"][:, :5]})
     with pytest.raises(TypeError, match="must be a dict"):
         encoder(inputs["input_word_ids"])
+
+
+def test_keras_file_keeps_mixed_precision_policy(tmp_path):
+    config = tiny_config()
+    encoder = BertEncoder(config, dtype="mixed_bfloat16")
+    inputs = random_inputs(config)
+    expected = keras.ops.convert_to_numpy(
+        keras.ops.cast(encoder(inputs)["pooled_output"], "float32"))
+    path = str(tmp_path / "encoder.keras")
+    encoder.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.dtype_policy.name == "mixed_bfloat16"
+    got = loaded(inputs)["pooled_output"]
+    assert got.dtype == "bfloat16"
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(keras.ops.cast(got, "float32")),
+                                  expected)
