@@ -82,6 +82,7 @@ class BertEncoder(keras.Model):
         outputs = {"sequence_output": hidden, "pooled_output": pooler(hidden),
                    "encoder_outputs": encoder_outputs}
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        set_dtype_policy(self, dtype)
 
         self.config = config
         self.word_embeddings = word_embeddings
@@ -108,6 +109,12 @@ def model_base_config(model):
     """The `keras.Model` arguments our functional subclasses pass through get_config."""
     return {"name": model.name, "trainable": model.trainable,
             "dtype": keras.saving.serialize_keras_object(model.dtype_policy)}
+
+
+def set_dtype_policy(model, dtype):
+    """Functional models drop `dtype`; keep it so get_config (and .keras files) carry it."""
+    if dtype is not None:
+        model.dtype_policy = keras.dtype_policies.get(dtype)
 
 
 def restore_dtype(config):

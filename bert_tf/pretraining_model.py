@@ -21,7 +21,7 @@ from keras import ops
 from bert_tf import layers
 from bert_tf.config import BertConfig
 from bert_tf.encoder import (INPUT_NAMES, BertEncoder, check_encoder_inputs, model_base_config,
-                             restore_dtype)
+                             restore_dtype, set_dtype_policy)
 
 LABEL_NAMES = ("masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
 
@@ -89,6 +89,7 @@ class BertPretrainer(keras.Model):
         outputs = {"masked_lm_logits": masked_lm_output_bias(logits),
                    "next_sentence_logits": next_sentence(encoded["pooled_output"])}
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        set_dtype_policy(self, dtype)
 
         self.encoder = encoder
         self.masked_lm_transform = masked_lm_transform
