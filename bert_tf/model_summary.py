@@ -16,12 +16,16 @@ DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__
                               "configs", "bert_tiny.json")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("bert_config_file", DEFAULT_CONFIG, "google-format bert_config.json.")
-flags.DEFINE_integer("max_seq_length", 128, "Sequence length of the random batch.")
-flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence.")
-flags.DEFINE_integer("batch_size", 8, "Sequences in the random batch.")
-flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
-                  "Keras dtype policy.")
+
+
+def define_flags():
+    """The command-line flags; defined only when run as a program, so importing is free."""
+    flags.DEFINE_string("bert_config_file", DEFAULT_CONFIG, "google-format bert_config.json.")
+    flags.DEFINE_integer("max_seq_length", 128, "Sequence length of the random batch.")
+    flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence.")
+    flags.DEFINE_integer("batch_size", 8, "Sequences in the random batch.")
+    flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
+                      "Keras dtype policy.")
 
 
 def summarize(config, batch_size, seq_length, predictions, dtype="float32", seed=0):
@@ -92,4 +96,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -1,0 +1,380 @@
+"""CLI and library: text files -> pretraining TFRecord shards in google-research/bert's schema.
+
+    python -m bert_tf.create_pretraining_data --input_file='corpus/*.txt' \
+        --output_file=tfrecords/wiki --vocab_file=vocab.txt --do_lower_case=true \
+        --max_seq_length=128 --max_predictions_per_seq=20 --num_shards=8 --num_workers=2
+
+Input is google's convention: one sentence per line, a blank line between documents, UTF-8 (each
+file also starts a new document). The corpus is streamed in buffers of about
+`--document_buffer_mb` of text; each buffer is tokenized, made into instances (`dupe_factor`
+passes, random-next segments drawn from the same buffer) and shuffled by a worker process, so
+memory stays bounded whatever the corpus size. Each buffer has its own random stream derived from
+`--random_seed`, and the main process writes the buffers' examples in order, round-robin over the
+shards: output bytes depend on the seed and the flags, not on `--num_workers`.
+
+Shards are written under temporary names and renamed when all are complete; the manifest is
+written last and marks the data set complete. A killed run leaves no finished-looking shard, and
+re-running the same command starts over cleanly.
+"""
+
+import collections
+import dataclasses
+import multiprocessing
+import os
+import random
+import sys
+import time
+
+from absl import app, flags, logging
+
+from bert_tf import features
+from bert_tf.pretraining_data import InstanceOptions, TokenIds, create_instances
+
+
+class DataError(ValueError):
+    """Input that cannot be made into pretraining data, with the file (and line) named."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything a worker needs; picklable."""
+    vocab_file: str
+    do_lower_case: bool
+    options: InstanceOptions
+    random_seed: int
+    errors: str = "strict"
+
+
+# === Reading ===
+
+def read_document_buffers(files, buffer_bytes, errors="strict"):
+    """Yields (documents, n_bytes): about `buffer_bytes` of text as documents of sentence strings.
+
+    Buffers end at document boundaries; a document over twice `buffer_bytes` is cut at a sentence.
+    Invalid UTF-8 is a `DataError` naming the file and line unless `errors="replace"`.
+    """
+    import tensorflow as tf
+
+    buffer, buffer_size, document = [], 0, []
+    for path in files:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            for line_number, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8", errors=errors).strip()
+                except UnicodeDecodeError as e:
+                    raise DataError(f"{path}:{line_number}: invalid UTF-8 ({e.reason} at byte "
+                                    f"{e.start}); pass --errors=replace to substitute U+FFFD"
+                                    ) from None
+                buffer_size += len(raw)
+                if line:
+                    document.append(line)
+                    if buffer_size < 2 * buffer_bytes:
+                        continue
+                elif not document:
+                    continue
+                buffer.append(document)
+                document = []
+                if buffer_size >= buffer_bytes:
+                    yield buffer, buffer_size
+                    buffer, buffer_size = [], 0
+        if document:  # a new file starts a new document
+            buffer.append(document)
+            document = []
+    if buffer:
+        yield buffer, buffer_size
+
+
+# === Worker: one buffer of documents -> serialized examples ===
+
+class BufferProcessor:
+    """Tokenizes a buffer of documents and turns it into serialized tf.train.Examples."""
+
+    def __init__(self, settings: Settings):
+        from bert_tf.tokenization import WordpieceTokenizer, load_vocab
+
+        vocab = load_vocab(settings.vocab_file)
+        self.settings = settings
+        self.tokenizer = WordpieceTokenizer(vocab, settings.do_lower_case)
+        self.ids = TokenIds(cls_id=vocab.cls_id, sep_id=vocab.sep_id, mask_id=vocab.mask_id,
+                            ordinary_ids=tuple(vocab.ordinary_ids().tolist()),
+                            is_continuation=vocab.is_continuation().astype("uint8").tobytes())
+
+    def tokenize(self, documents):
+        """Documents of strings -> documents of id lists; sentences without tokens dropped."""
+        import tensorflow as tf
+
+        lines = [line for document in documents for line in document]
+        ragged = self.tokenizer.tokenize(tf.constant(lines))
+        ids = ragged.flat_values.numpy().tolist()
+        splits = ragged.row_splits.numpy().tolist()
+        tokenized, line = [], 0
+        for document in documents:
+            sentences = []
+            for _ in document:
+                start, end = splits[line], splits[line + 1]
+                if end > start:
+                    sentences.append(ids[start:end])
+                line += 1
+            tokenized.append(sentences)
+        return tokenized
+
+    def __call__(self, buffer_index, documents, n_bytes):
+        options = self.settings.options
+        tokenized = self.tokenize(documents)
+        rng = random.Random(f"{self.settings.random_seed}:{buffer_index}")
+        instances = create_instances(tokenized, options, self.ids, rng)
+        records = [features.serialize_instance(instance, options.max_seq_length,
+                                               options.max_predictions_per_seq)
+                   for instance in instances]
+        stats = {"documents": len(documents),
+                 "bytes": n_bytes,
+                 "tokens": sum(len(s) for d in tokenized for s in d),
+                 "examples": len(records),
+                 "random_next": sum(i.is_random_next for i in instances),
+                 "masked": sum(len(i.masked_lm_positions) for i in instances)}
+        return records, stats
+
+
+_processor = None
+
+
+def _init_worker(settings):
+    global _processor
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _processor = BufferProcessor(settings)
+
+
+def _process(task):
+    return _processor(*task)
+
+
+def _ordered_results(tasks, settings, num_workers):
+    """(buffer_index, documents, n_bytes) tasks -> results in order, with at most 2 per worker in flight."""
+    if num_workers <= 1:
+        processor = BufferProcessor(settings)
+        for task in tasks:
+            yield processor(*task)
+        return
+    # spawn, not fork: forking a process that has TensorFlow's threads running can deadlock.
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(num_workers, initializer=_init_worker, initargs=(settings,)) as pool:
+        pending = collections.deque()
+        for task in tasks:
+            pending.append(pool.apply_async(_process, (task,)))
+            if len(pending) >= 2 * num_workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+# === Progress ===
+
+class Progress:
+    """A one-line progress report on stderr, at most once a second, and the final summary."""
+
+    def __init__(self, total_bytes, enabled=True):
+        self.total_bytes = max(total_bytes, 1)
+        self.enabled = enabled
+        self.start = self.last = time.monotonic()
+        self.totals = collections.Counter()
+
+    def update(self, stats, final=False):
+        self.totals.update(stats)
+        now = time.monotonic()
+        if self.enabled and (final or now - self.last >= 1.0):
+            self.last = now
+            elapsed = max(now - self.start, 1e-9)
+            t = self.totals
+            sys.stderr.write(
+                f"\r{100 * t['bytes'] / self.total_bytes:5.1f}% "
+                f"{t['bytes'] / 1e6:.1f}/{self.total_bytes / 1e6:.1f} MB  "
+                f"{t['documents']:,} documents ({t['documents'] / elapsed:,.0f} documents/s)  "
+                f"{t['examples']:,} examples ({t['examples'] / elapsed:,.0f} examples/s)  ")
+            sys.stderr.flush()
+
+    def summary(self):
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        t = self.totals
+        return {**dict(t), "seconds": elapsed, "mb_per_second": t["bytes"] / 1e6 / elapsed,
+                "examples_per_second": t["examples"] / elapsed}
+
+
+# === The job ===
+
+def create_pretraining_data(input_files, output_file, vocab_file, do_lower_case=True,
+                            options=InstanceOptions(), random_seed=12345, num_shards=1,
+                            num_workers=1, gzip=False, overwrite=False, errors="strict",
+                            document_buffer_mb=1.0, flag_values=None, progress=False):
+    """Writes shards, `NAME.vocab.txt` and `NAME.manifest.json`; returns the summary dict.
+
+    `input_files` is a comma list of globs; `output_file` the prefix NAME of the shards.
+    """
+    import tensorflow as tf
+
+    from bert_tf.tokenization import load_vocab, write_vocab
+
+    files = features.expand_file_patterns(input_files)
+    if num_shards < 1 or num_workers < 1:
+        raise ValueError(f"--num_shards ({num_shards}) and --num_workers ({num_workers}) must be "
+                         f"at least 1")
+    if errors not in ("strict", "replace"):
+        raise ValueError(f"--errors must be strict or replace, got {errors!r}")
+    if document_buffer_mb <= 0:
+        raise ValueError(f"--document_buffer_mb must be positive, got {document_buffer_mb}")
+    vocab = load_vocab(vocab_file)
+    expected_masks = options.masked_lm_prob * (options.max_seq_length - 3)
+    if options.max_predictions_per_seq < expected_masks:
+        logging.warning(
+            "--max_predictions_per_seq=%d is below --masked_lm_prob x sequence tokens = %.1f: "
+            "long sequences will have fewer than %.0f%% of their tokens masked.",
+            options.max_predictions_per_seq, expected_masks, 100 * options.masked_lm_prob)
+
+    manifest_file = features.manifest_path(output_file)
+    if tf.io.gfile.exists(manifest_file) and not overwrite:
+        raise FileExistsError(f"{manifest_file} exists: {output_file} is a finished data set; "
+                              f"pass --overwrite to replace it")
+    output_dir = os.path.dirname(output_file)
+    if output_dir:
+        tf.io.gfile.makedirs(output_dir)
+    _remove(tf.io.gfile.glob(f"{output_file}-*.tmp-*"))  # left by a killed run
+
+    settings = Settings(vocab_file, bool(do_lower_case), options, int(random_seed), errors)
+    shard_files = [features.shard_path(output_file, i, num_shards, gzip) for i in range(num_shards)]
+    tmp_files = [f"{path}.tmp-{os.getpid()}" for path in shard_files]
+    compression = tf.io.TFRecordOptions(compression_type="GZIP" if gzip else "")
+    writers = [tf.io.TFRecordWriter(path, compression) for path in tmp_files]
+    counts = [0] * num_shards
+    tracker = Progress(sum(tf.io.gfile.stat(f).length for f in files), enabled=progress)
+    try:
+        buffers = read_document_buffers(files, int(document_buffer_mb * 1e6), errors)
+        tasks = ((index, documents, n_bytes) for index, (documents, n_bytes) in enumerate(buffers))
+        for records, stats in _ordered_results(tasks, settings, num_workers):
+            for record in records:
+                shard = tracker.totals["examples"] % num_shards
+                writers[shard].write(record)
+                counts[shard] += 1
+                tracker.totals["examples"] += 1
+            tracker.update({k: v for k, v in stats.items() if k != "examples"})
+        for writer in writers:
+            writer.close()
+        if tracker.totals["documents"] == 0:
+            raise DataError(f"--input_file: no text in {', '.join(files)}")
+        if tracker.totals["examples"] == 0:
+            raise DataError(f"--input_file: no example could be made from {', '.join(files)} "
+                            f"(every document tokenized to nothing)")
+    except BaseException:
+        for writer in writers:
+            writer.close()
+        _remove(tmp_files)
+        raise
+    if progress:
+        tracker.update({}, final=True)
+        sys.stderr.write("\n")
+
+    # Commit: the old manifest goes first, so a crash from here on leaves an incomplete set.
+    _remove([manifest_file])
+    old_shards = [path for suffix in (".tfrecord", ".tfrecord.gz")
+                  for path in tf.io.gfile.glob(f"{output_file}-?????-of-?????{suffix}")]
+    _remove(set(old_shards) - set(shard_files))
+    for tmp, path in zip(tmp_files, shard_files):
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    write_vocab(vocab.tokens, features.vocab_copy_path(output_file))
+    summary = tracker.summary()
+    manifest = {
+        "format": features.MANIFEST_FORMAT, "version": features.MANIFEST_VERSION,
+        "created_by": "bert_tf.create_pretraining_data",
+        "schema": features.schema(options.max_seq_length, options.max_predictions_per_seq),
+        "max_seq_length": options.max_seq_length,
+        "max_predictions_per_seq": options.max_predictions_per_seq,
+        "vocab": {"file": os.path.basename(features.vocab_copy_path(output_file)),
+                  "size": len(vocab), "sha256": vocab.sha256(),
+                  "do_lower_case": bool(do_lower_case)},
+        "compression": "GZIP" if gzip else "",
+        "num_examples": sum(counts),
+        "shards": [{"file": os.path.basename(path), "examples": count}
+                   for path, count in zip(shard_files, counts)],
+        "random_seed": int(random_seed),
+        "options": dataclasses.asdict(options),
+        "input_files": files,
+        "statistics": {k: summary[k] for k in ("documents", "bytes", "tokens", "examples",
+                                               "random_next", "masked")},
+        "flags": flag_values or {},
+    }
+    features.write_json_atomically(manifest_file, manifest)
+    return {**summary, "shards": shard_files, "manifest": manifest_file}
+
+
+def _remove(paths):
+    import tensorflow as tf
+
+    for path in paths:
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+
+
+# === CLI ===
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """The command-line flags; defined only when run as a program, so importing is free."""
+    flags.DEFINE_string("input_file", None, "Comma list of globs of text files: one sentence per "
+                        "line, blank lines between documents.")
+    flags.DEFINE_string("output_file", None, "Output prefix NAME: writes NAME-00000-of-0000N.tfrecord"
+                        ", NAME.manifest.json and NAME.vocab.txt.")
+    flags.DEFINE_string("vocab_file", None, "google-format vocab.txt.")
+    flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased models).")
+    flags.DEFINE_bool("do_whole_word_mask", False, "Mask whole words rather than word pieces.")
+    flags.DEFINE_integer("max_seq_length", 128, "Tokens per example, [CLS] and [SEP]s included.")
+    flags.DEFINE_integer("max_predictions_per_seq", 20, "Most masked-LM predictions per example.")
+    flags.DEFINE_float("masked_lm_prob", 0.15, "Fraction of tokens chosen for prediction.")
+    flags.DEFINE_integer("random_seed", 12345, "Seed; the output is a function of it and the flags.")
+    flags.DEFINE_integer("dupe_factor", 10, "Passes over the data, each with different masks.")
+    flags.DEFINE_float("short_seq_prob", 0.1, "Probability of a shorter target sequence length.")
+    flags.DEFINE_integer("num_shards", 1, "Number of output shards.")
+    flags.DEFINE_integer("num_workers", os.cpu_count() or 1, "Worker processes.")
+    flags.DEFINE_bool("gzip", False, "Write GZIP-compressed shards (.tfrecord.gz).")
+    flags.DEFINE_bool("overwrite", False, "Replace a finished data set of the same name.")
+    flags.DEFINE_enum("errors", "strict", ["strict", "replace"], "Invalid UTF-8: fail (naming the "
+                      "file and line) or replace with U+FFFD.")
+    flags.DEFINE_float("document_buffer_mb", 1.0, "Text per buffer; random-next segments come from "
+                       "the same buffer. Memory per worker grows with it.")
+    flags.DEFINE_bool("progress", True, "Show a progress line on stderr.")
+
+
+def main(argv):
+    del argv
+    try:
+        options = InstanceOptions(
+            max_seq_length=FLAGS.max_seq_length,
+            max_predictions_per_seq=FLAGS.max_predictions_per_seq,
+            masked_lm_prob=FLAGS.masked_lm_prob, short_seq_prob=FLAGS.short_seq_prob,
+            do_whole_word_mask=FLAGS.do_whole_word_mask, dupe_factor=FLAGS.dupe_factor)
+    except ValueError as e:
+        sys.exit(f"create_pretraining_data: error: {e}")
+    flag_values = {name: FLAGS[name].value for name in (
+        "input_file", "output_file", "vocab_file", "do_lower_case", "do_whole_word_mask",
+        "max_seq_length", "max_predictions_per_seq", "masked_lm_prob", "random_seed",
+        "dupe_factor", "short_seq_prob", "num_shards", "num_workers", "gzip", "errors",
+        "document_buffer_mb")}
+    try:
+        summary = create_pretraining_data(
+            FLAGS.input_file, FLAGS.output_file, FLAGS.vocab_file, FLAGS.do_lower_case, options,
+            FLAGS.random_seed, FLAGS.num_shards, FLAGS.num_workers, FLAGS.gzip, FLAGS.overwrite,
+            FLAGS.errors, FLAGS.document_buffer_mb, flag_values, progress=FLAGS.progress)
+    except (ValueError, OSError) as e:  # DataError, VocabError, missing or existing files
+        sys.exit(f"create_pretraining_data: error: {e}")
+    print(f"Wrote {summary['examples']:,} examples from {summary['documents']:,} documents "
+          f"({summary['bytes'] / 1e6:.2f} MB, {summary['tokens']:,} tokens) to "
+          f"{len(summary['shards'])} shard(s) in {summary['seconds']:.1f}s: "
+          f"{summary['mb_per_second']:.2f} MB/s, {summary['examples_per_second']:,.0f} "
+          f"examples/s; random next {summary['random_next'] / summary['examples']:.1%}, "
+          f"{summary['masked'] / summary['examples']:.1f} predictions per example.")
+    print(f"Manifest: {summary['manifest']}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    flags.mark_flags_as_required(["input_file", "output_file", "vocab_file"])
+    app.run(main)
