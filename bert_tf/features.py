@@ -48,28 +48,41 @@ def schema(max_seq_length, max_predictions_per_seq):
             for name, length in feature_lengths(max_seq_length, max_predictions_per_seq).items()}
 
 
-def serialize_instance(instance, max_seq_length, max_predictions_per_seq) -> bytes:
-    """A `pretraining_data.Instance` as a serialized tf.train.Example, padded to the lengths."""
-    n = len(instance.tokens)
-    pad = max_seq_length - n
-    m = len(instance.masked_lm_positions)
-    pad_predictions = max_predictions_per_seq - m
-    int64 = tf.train.Int64List
-    feature = {
-        "input_ids": int64(value=instance.tokens + [0] * pad),
-        "input_mask": int64(value=[1] * n + [0] * pad),
-        "segment_ids": int64(value=instance.segment_ids + [0] * pad),
-        "masked_lm_positions": int64(value=instance.masked_lm_positions + [0] * pad_predictions),
-        "masked_lm_ids": int64(value=instance.masked_lm_labels + [0] * pad_predictions),
-        "next_sentence_labels": int64(value=[int(instance.is_random_next)]),
-    }
-    feature = {name: tf.train.Feature(int64_list=values) for name, values in feature.items()}
-    feature["masked_lm_weights"] = tf.train.Feature(
-        float_list=tf.train.FloatList(value=[1.0] * m + [0.0] * pad_predictions))
-    example = tf.train.Example(features=tf.train.Features(feature=feature))
-    # deterministic: the feature map in a fixed key order, so the same data gives the same bytes
-    # in every process (Python's str hashing differs between processes).
-    return example.SerializeToString(deterministic=True)
+def serialize_examples(examples) -> list:
+    """google's feature dict of arrays [N, length] -> N serialized tf.train.Examples.
+
+    Encoded by TensorFlow's `encode_proto` op, the whole batch at once; the bytes equal
+    `tf.train.Example.SerializeToString(deterministic=True)`, features in sorted order.
+    """
+    return list(_encode_examples({name: examples[name] for name in FEATURE_NAMES}).numpy())
+
+
+@tf.function(autograph=False)
+def _encode_examples(examples):
+    n = tf.shape(examples["input_ids"])[0]
+    ones = tf.ones([n, 1], tf.int32)
+    entries = []
+    for name in sorted(examples):  # map entries in key order, as deterministic serialization
+        values = examples[name]
+        sizes = tf.fill([n, 1], tf.shape(values)[1])
+        if name in INT_FEATURES:
+            values = tf.io.encode_proto(sizes, [tf.cast(values, tf.int64)], ["value"],
+                                        "tensorflow.Int64List")
+            feature = tf.io.encode_proto(ones, [values[:, None]], ["int64_list"],
+                                         "tensorflow.Feature")
+        else:
+            values = tf.io.encode_proto(sizes, [tf.cast(values, tf.float32)], ["value"],
+                                        "tensorflow.FloatList")
+            feature = tf.io.encode_proto(ones, [values[:, None]], ["float_list"],
+                                         "tensorflow.Feature")
+        entries.append(tf.io.encode_proto(
+            tf.ones([n, 2], tf.int32), [tf.fill([n, 1], name), feature[:, None]],
+            ["key", "value"], "tensorflow.Features.FeatureEntry"))
+    count = len(entries)
+    entries = tf.stack(entries, axis=1)  # [N, features]
+    features = tf.io.encode_proto(tf.fill([n, 1], count), [entries], ["feature"],
+                                  "tensorflow.Features")
+    return tf.io.encode_proto(ones, [features[:, None]], ["features"], "tensorflow.Example")
 
 
 def parse_examples(serialized, max_seq_length, max_predictions_per_seq):

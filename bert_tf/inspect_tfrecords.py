@@ -94,7 +94,7 @@ class Statistics:
                 for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))]
 
 
-def format_example(example, index, vocab):
+def format_example(example, index, vocab, number=None):
     """One example as text: `[MASK:orig]` masked, `~shown:orig~` replaced, `=tok=` kept."""
     n = int(example["input_mask"][index].sum())
     ids = example["input_ids"][index][:n]
@@ -112,7 +112,7 @@ def format_example(example, index, vocab):
             tokens[position] = f"~{shown}:{original}~"
     segments = example["segment_ids"][index][:n]
     label = "random next" if example["next_sentence_labels"][index][0] else "is next"
-    return (f"example {index}: {n} tokens, {int(weights.sum())} predictions, {label}, "
+    return (f"example {index if number is None else number}: {n} tokens, {int(weights.sum())} predictions, {label}, "
             f"segment B starts at {int(np.argmax(segments)) if segments.any() else '-'}\n  "
             + " ".join(tokens))
 
@@ -133,8 +133,8 @@ def inspect(input_file, vocab_file=None, num_examples=3, out=sys.stdout):
     shown = 0
     for batch in read_examples(files, max_seq_length, max_predictions):
         stats.update(batch)
-        while shown < num_examples and shown < len(batch["input_ids"]):
-            print(format_example(batch, shown, vocab), file=out)
+        for row in range(min(len(batch["input_ids"]), num_examples - shown)):
+            print(format_example(batch, row, vocab, number=shown), file=out)
             shown += 1
     report = stats.report()
     print(f"\n{report['examples']:,} examples in {len(files)} file(s); max_seq_length="

@@ -32,6 +32,9 @@ _CONTROL_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\x{fffd}\p{Cf}]"
 # `WordpieceTokenizer` applies the character limit itself.
 _MAX_CHARS_PER_WORD = 200
 _MAX_BYTES_PER_WORD = 4 * _MAX_CHARS_PER_WORD
+# Text without 201 characters in a row free of ASCII whitespace cannot hold such a word; it skips
+# the (slower, memory-hungry) check.
+_MAYBE_LONG_WORD = r".*[^\s]{%d}.*" % (_MAX_CHARS_PER_WORD + 1)
 
 
 class VocabError(ValueError):
@@ -167,11 +170,13 @@ class WordpieceTokenizer(tf.Module):
 
     def tokenize(self, texts):
         texts = normalize_text(tf.convert_to_tensor(texts, tf.string), self.do_lower_case)
-        pieces, starts, ends = self._tokenizer.tokenize_with_offsets(texts)
-        return self._unk_long_words(texts, pieces, starts, ends)
+        maybe_long = tf.reduce_any(tf.strings.regex_full_match(texts, _MAYBE_LONG_WORD))
+        return tf.cond(maybe_long, lambda: self._tokenize_unk_long_words(texts),
+                       lambda: self._tokenizer.tokenize(texts))
 
-    def _unk_long_words(self, texts, pieces, starts, ends):
-        """Replaces the pieces of each word of over 200 characters by one [UNK], as google does."""
+    def _tokenize_unk_long_words(self, texts):
+        """Tokenizes, then replaces the pieces of each word of over 200 characters by [UNK]."""
+        pieces, starts, ends = self._tokenizer.tokenize_with_offsets(texts)
         ids = pieces.flat_values  # [P]
         rows = pieces.value_rowids()  # [P]
         word_starts = ~tf.gather(self._is_continuation, ids)

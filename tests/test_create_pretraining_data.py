@@ -271,6 +271,8 @@ def test_killed_run_leaves_nothing_finished_and_rerun_completes(dataset, corpus,
     assert any(".tmp-" in f for f in names), "the run was killed while writing"
     assert not [f for f in names if f.endswith((".tfrecord", ".manifest.json"))]
 
+    # The re-run uses two workers, forked by the CLI: the same bytes as one worker in-process.
+    command[command.index("--num_workers=1")] = "--num_workers=2"
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert not [f for f in os.listdir(tmp_path) if ".tmp-" in f], "stale temp files removed"

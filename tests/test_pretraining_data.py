@@ -3,7 +3,7 @@ import random
 import pytest
 
 from bert_tf.pretraining_data import (InstanceOptions, TokenIds, create_instances,
-                                      create_masked_lm_predictions, truncate_seq_pair)
+                                      create_masked_lm_predictions, truncated_lengths)
 
 # A toy vocab: 0 [PAD], 1 [UNK], 2 [CLS], 3 [SEP], 4 [MASK], 5..9 [unused0-4], 10..59 words,
 # 60..79 "##" pieces.
@@ -73,19 +73,39 @@ def test_single_document_works():
         check_instance(instance, options)
 
 
-def test_truncate_seq_pair_trims_the_longer_side():
-    rng = random.Random(0)
-    a, b = list(range(10)), list(range(100, 103))
-    truncate_seq_pair(a, b, 8, rng)
-    assert len(a) + len(b) == 8 and b == [100, 101, 102]
-    assert a == sorted(a) and set(a) <= set(range(10))
-    # Trimmed from both ends at random over many draws.
-    fronts = 0
-    for seed in range(50):
-        a = list(range(10))
-        truncate_seq_pair(a, [], 9, random.Random(seed))
-        fronts += a[0] == 1
-    assert 10 < fronts < 40
+def google_truncation(a_length, b_length, max_num_tokens):
+    """google's truncate_seq_pair, on lengths: trim the longer (B on a tie), one at a time."""
+    while a_length + b_length > max_num_tokens:
+        if a_length > b_length:
+            a_length -= 1
+        else:
+            b_length -= 1
+    return a_length, b_length
+
+
+def test_truncated_lengths_match_googles_loop():
+    for max_num_tokens in (2, 3, 10, 11, 125):
+        for a in range(1, 140, 3):
+            for b in range(1, 140, 5):
+                assert truncated_lengths(a, b, max_num_tokens) == google_truncation(
+                    a, b, max_num_tokens), (a, b, max_num_tokens)
+
+
+def test_truncation_trims_both_ends_of_a_segment():
+    # One long document of distinct tokens: every A is a contiguous run, cut at either end.
+    document = [[10 + (i % 40) for i in range(j, j + 10)] for j in range(0, 400, 10)]
+    options = InstanceOptions(max_seq_length=12, max_predictions_per_seq=1, dupe_factor=5,
+                              short_seq_prob=0.0)
+    starts_mid_sentence = ends_mid_sentence = 0
+    for instance in create_instances([document, document], options, IDS, random.Random(3)):
+        tokens = list(instance.tokens)
+        for position, label in zip(instance.masked_lm_positions, instance.masked_lm_labels):
+            tokens[position] = label
+        a = tokens[1:tokens.index(SEP)]
+        assert all((y - x) % 40 == 1 for x, y in zip(a, a[1:])), "contiguous"
+        starts_mid_sentence += (a[0] - 10) % 10 != 0
+        ends_mid_sentence += (a[-1] - 10) % 10 != 9
+    assert starts_mid_sentence > 10 and ends_mid_sentence > 10
 
 
 def masked_split(do_whole_word_mask, trials=3000):
