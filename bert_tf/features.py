@@ -57,7 +57,6 @@ def serialize_examples(examples) -> list:
     return list(_encode_examples({name: examples[name] for name in FEATURE_NAMES}).numpy())
 
 
-@tf.function(autograph=False)
 def _encode_examples(examples):
     n = tf.shape(examples["input_ids"])[0]
     ones = tf.ones([n, 1], tf.int32)

@@ -3,19 +3,21 @@
     python tools/benchmark_data.py [--megabytes=11] [--output=results.json]
 
 Builds a corpus of real English text (tools/corpus.py), learns a 30522-token vocab with
-bert_tf.build_vocab, then runs, one after the other on this machine:
-  * tf-models-official's `official.nlp.data.create_pretraining_data` (requirements-dev.txt);
-  * ours with --num_workers=1 and with --num_workers=2;
-  * ours again on a corpus three times larger, to show that memory does not grow with it.
-All with the same flags (max_seq_length 128, 20 predictions, dupe_factor 1, seed 12345). Each
-command's wall time and peak RSS are measured from outside; "MB/s" is input text over wall time
-less the time the same interpreter needs just to import TensorFlow and tensorflow-text (measured
-here too), so that start-up counts for neither side. Ratios are from this one run.
+bert_tf.build_vocab, then runs, one after the other on this machine, each in its own process:
+  * tf-models-official's `official.nlp.data.create_pretraining_data` (its tokenizer, then
+    create_training_instances and write_instance_to_example_files, as its main() does);
+  * ours (`python -m bert_tf.create_pretraining_data`) with --num_workers=1 and 2;
+  * ours with 2 workers on a corpus three times larger, to show that memory does not grow.
+All with the same flags: max_seq_length 128, 20 predictions, masked_lm_prob 0.15, dupe_factor 1,
+short_seq_prob 0.1, seed 12345, lower-cased. "MB/s" is input text over the time from the start of
+the work (after the imports) to the last shard written, measured inside each program; the whole
+command's wall time is shown too. Ratios are from this one run.
 """
 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -25,6 +27,21 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from tools.corpus import write_corpus  # noqa: E402
+
+MODEL_GARDEN = """
+import json, random, resource, sys, time
+from official.nlp.data import create_pretraining_data as c
+from official.nlp.tools import tokenization
+corpus, vocab, out = sys.argv[1:4]
+start = time.perf_counter()
+tokenizer = tokenization.FullTokenizer(vocab_file=vocab, do_lower_case=True)
+instances = c.create_training_instances(
+    [corpus], tokenizer, c.get_processor_text_fn(False, True), 128, 1, 0.1, 0.15, 20,
+    random.Random(12345), False, None)
+c.write_instance_to_example_files(instances, tokenizer, 128, 20, [out], False, False)
+print(json.dumps({"seconds": time.perf_counter() - start, "examples": len(instances),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
 
 FLAGS = ["--max_seq_length=128", "--max_predictions_per_seq=20", "--masked_lm_prob=0.15",
          "--random_seed=12345", "--dupe_factor=1", "--short_seq_prob=0.1",
@@ -63,52 +80,44 @@ def main():
     py = sys.executable
     results = {"corpus_mb": mb, "cpu_count": os.cpu_count()}
 
-    startup, _, _ = measure([py, "-c", "import tensorflow, tensorflow_text"], env)
-    results["tensorflow_import_seconds"] = startup
-
     vocab = os.path.join(work, "vocab.txt")
     wall, _, _ = measure([py, "-m", "bert_tf.build_vocab", f"--input_file={corpus}",
                           f"--output_file={vocab}", "--vocab_size=30522"], env)
-    results["build_vocab"] = {"seconds": wall, "mb_per_second": mb / max(wall - startup, 1e-9)}
+    results["build_vocab_wall_seconds"] = wall
 
-    runs = {
-        "model_garden": [py, "-m", "official.nlp.data.create_pretraining_data",
-                         f"--input_file={corpus}", f"--output_file={work}/mg.tfrecord",
-                         f"--vocab_file={vocab}"] + FLAGS,
-    }
-    for workers in (1, 2):
-        runs[f"bert_tf_{workers}_worker"] = [
-            py, "-m", "bert_tf.create_pretraining_data", f"--input_file={corpus}",
-            f"--output_file={work}/ours{workers}", f"--vocab_file={vocab}",
-            f"--num_workers={workers}", "--overwrite", "--noprogress"] + FLAGS
-    runs["bert_tf_2_worker_x3_corpus"] = [
-        py, "-m", "bert_tf.create_pretraining_data", f"--input_file={big}",
-        f"--output_file={work}/ours_x3", f"--vocab_file={vocab}", "--num_workers=2",
-        "--overwrite", "--noprogress"] + FLAGS
-
-    for name, command in runs.items():
-        wall, out, err = measure(command, env)
-        corpus_mb = mb * (3 if name.endswith("x3_corpus") else 1)
-        entry = {"wall_seconds": wall,
-                 "mb_per_second": corpus_mb / max(wall - startup, 1e-9),
-                 "mb_per_second_whole_command": corpus_mb / wall}
-        for line in out.splitlines():
-            if line.startswith("Peak RSS"):
-                entry["peak_rss"] = line
-            if line.startswith("Wrote"):
-                entry["summary"] = line
+    wall, out, _ = measure([py, "-c", MODEL_GARDEN, corpus, vocab, f"{work}/mg.tfrecord"], env)
+    mg = json.loads(out.strip().splitlines()[-1])
+    results["model_garden"] = {"wall_seconds": wall, "seconds": mg["seconds"],
+                               "examples": mg["examples"], "mb": mb,
+                               "peak_rss": f"{mg['peak_rss_mb']:,.0f} MB"}
+    runs = {"bert_tf_1_worker": (corpus, 1, mb), "bert_tf_2_workers": (corpus, 2, mb),
+            "bert_tf_2_workers_3x_corpus": (big, 2, 3 * mb)}
+    for name, (path, workers, size_mb) in runs.items():
+        wall, out, _ = measure([py, "-m", "bert_tf.create_pretraining_data", f"--input_file={path}",
+                                f"--output_file={work}/{name}", f"--vocab_file={vocab}",
+                                f"--num_workers={workers}", "--overwrite", "--noprogress"]
+                               + FLAGS, env)
+        wrote = next(line for line in out.splitlines() if line.startswith("Wrote"))
+        entry = {"wall_seconds": wall, "mb": size_mb, "summary": wrote,
+                 "seconds": float(re.search(r" in ([\d.]+)s:", wrote).group(1)),
+                 "examples": int(re.search(r"Wrote ([\d,]+) examples", wrote).group(1)
+                                 .replace(",", "")),
+                 "peak_rss": next(line for line in out.splitlines()
+                                  if line.startswith("Peak RSS")).removeprefix("Peak RSS: ")}
         results[name] = entry
-        print(f"{name}: {entry}", file=sys.stderr)
 
-    base = results["model_garden"]["mb_per_second"]
-    print(f"\ncorpus: {mb:.2f} MB of real English text, {os.cpu_count()} CPU cores; "
-          f"TensorFlow import {startup:.1f}s (subtracted from every run)")
-    print(f"build_vocab (30522 tokens): {results['build_vocab']['seconds']:.1f}s wall")
-    print(f"{'run':30s} {'wall s':>8s} {'MB/s':>7s} {'x MG':>6s}  peak RSS")
-    for name in runs:
-        entry = results[name]
-        print(f"{name:30s} {entry['wall_seconds']:8.1f} {entry['mb_per_second']:7.2f} "
-              f"{entry['mb_per_second'] / base:6.1f}  {entry.get('peak_rss', '-')}")
+    base = mb / results["model_garden"]["seconds"]
+    print(f"\ncorpus: {mb:.2f} MB of real English text; {os.cpu_count()} CPU cores; "
+          f"build_vocab (30522 tokens) {results['build_vocab_wall_seconds']:.1f}s wall")
+    print(f"{'run':28s} {'corpus':>7s} {'examples':>9s} {'wall s':>7s} {'work s':>7s} "
+          f"{'MB/s':>6s} {'x MG':>5s}  peak RSS")
+    for name in ["model_garden"] + list(runs):
+        e = results[name]
+        e["mb_per_second"] = e["mb"] / e["seconds"]
+        e["ratio_to_model_garden"] = e["mb_per_second"] / base
+        print(f"{name:28s} {e['mb']:6.1f}M {e['examples']:9,d} {e['wall_seconds']:7.1f} "
+              f"{e['seconds']:7.1f} {e['mb_per_second']:6.2f} {e['ratio_to_model_garden']:5.1f}"
+              f"  {e['peak_rss']}")
     if args.output:
         with open(args.output, "w") as f:
             json.dump(results, f, indent=2)
