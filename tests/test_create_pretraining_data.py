@@ -180,6 +180,7 @@ def test_gzip_shards_hold_the_same_records(dataset, corpus, tmp_path):
         b = [r.numpy() for r in tf.data.TFRecordDataset(zipped, compression_type="GZIP")]
         assert a == b
     assert os.path.getsize(gz["shards"][0]) < os.path.getsize(dataset["summary"]["shards"][0])
+    assert sum(len(b["input_ids"]) for b in read_examples(gz["shards"], 128, 20)) == gz["examples"]
 
 
 def test_whole_word_masking_masks_whole_words(corpus, tmp_path):
