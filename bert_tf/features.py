@@ -90,6 +90,22 @@ def parse_examples(serialized, max_seq_length, max_predictions_per_seq):
     return {name: np.asarray(value) for name, value in parsed.items()}
 
 
+def infer_lengths(path):
+    """(max_seq_length, max_predictions_per_seq) from the first record of a shard."""
+    dataset = tf.data.TFRecordDataset(path, compression_type=compression_type(path))
+    for record in dataset.take(1):
+        example = tf.train.Example.FromString(record.numpy())
+        feature = example.features.feature
+        missing = [n for n in FEATURE_NAMES if n not in feature]
+        if missing:
+            raise ValueError(f"{path}: not a BERT pretraining example; missing "
+                             f"{', '.join(missing)}")
+        return (len(feature["input_ids"].int64_list.value),
+                len(feature["masked_lm_positions"].int64_list.value))
+    raise ValueError(f"{path}: no records")
+
+
+
 # === Files ===
 
 def shard_path(output_prefix, index, num_shards, gzip=False) -> str:
@@ -134,3 +150,8 @@ def expand_file_patterns(patterns, flag="--input_file") -> list:
     if not files:
         raise FileNotFoundError(f"{flag}: no file pattern given")
     return files
+
+
+def dataset_prefix(shard):
+    """NAME from NAME-00000-of-00008.tfrecord[.gz]."""
+    return str(shard).rsplit("-", 3)[0]

@@ -22,21 +22,6 @@ from bert_tf import features
 from bert_tf.tokenization import MASK, load_vocab
 
 
-def infer_lengths(path):
-    """(max_seq_length, max_predictions_per_seq) from the first record of a shard."""
-    dataset = tf.data.TFRecordDataset(path, compression_type=features.compression_type(path))
-    for record in dataset.take(1):
-        example = tf.train.Example.FromString(record.numpy())
-        feature = example.features.feature
-        missing = [n for n in features.FEATURE_NAMES if n not in feature]
-        if missing:
-            raise ValueError(f"{path}: not a BERT pretraining example; missing "
-                             f"{', '.join(missing)}")
-        return (len(feature["input_ids"].int64_list.value),
-                len(feature["masked_lm_positions"].int64_list.value))
-    raise ValueError(f"{path}: no records")
-
-
 def read_examples(files, max_seq_length, max_predictions_per_seq, limit=None):
     """Yields dicts of numpy arrays [batch, length], 1024 examples at a time."""
     spec = features.feature_spec(max_seq_length, max_predictions_per_seq)
@@ -120,10 +105,9 @@ def format_example(example, index, vocab, number=None):
 def inspect(input_file, vocab_file=None, num_examples=3, out=sys.stdout):
     """Prints the report for the shards matching `input_file`; returns the statistics dict."""
     files = features.expand_file_patterns(input_file)
-    max_seq_length, max_predictions = infer_lengths(files[0])
+    max_seq_length, max_predictions = features.infer_lengths(files[0])
     if vocab_file is None:
-        prefix = files[0].rsplit("-", 3)[0]
-        vocab_file = features.vocab_copy_path(prefix)
+        vocab_file = features.vocab_copy_path(features.dataset_prefix(files[0]))
         if not tf.io.gfile.exists(vocab_file):
             raise FileNotFoundError(f"--vocab_file: not given and no {vocab_file} beside the "
                                     f"shards")

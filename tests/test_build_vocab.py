@@ -7,7 +7,7 @@ import tensorflow as tf
 from bert_tf.build_vocab import learn_vocab
 from bert_tf.tokenization import SPECIAL_TOKENS, WordpieceTokenizer, load_vocab, write_vocab
 from conftest import REPO_ROOT
-from tools.corpus import write_corpus
+from bert_tf.sample_corpus import write_corpus
 
 
 @pytest.fixture(scope="module")

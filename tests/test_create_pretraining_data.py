@@ -21,7 +21,7 @@ from bert_tf.inspect_tfrecords import Statistics, read_examples
 from bert_tf.pretraining_data import InstanceOptions
 from bert_tf.tokenization import VocabError, WordpieceTokenizer, load_vocab, write_vocab
 from conftest import REPO_ROOT
-from tools.corpus import write_corpus
+from bert_tf.sample_corpus import write_corpus
 
 OPTIONS = InstanceOptions(max_seq_length=128, max_predictions_per_seq=20, dupe_factor=10)
 SEED = 4242

@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 
 from bert_tf import features
-from bert_tf.inspect_tfrecords import Statistics, format_example, infer_lengths, inspect
+from bert_tf.features import infer_lengths
+from bert_tf.inspect_tfrecords import Statistics, format_example, inspect
 from bert_tf.pretraining_data import Instance, instances_to_examples
 from bert_tf.tokenization import SPECIAL_TOKENS, load_vocab, write_vocab
 from conftest import REPO_ROOT

@@ -1,10 +1,11 @@
-"""Real English text for tests and benchmarks, made from what every Python install ships.
+"""A real English corpus that needs no download, from what every Python install ships.
 
-No network: the text is Python's own documentation (the `pydoc_data` topics, about 0.4 MB) and,
-for larger corpora, the docstrings of installed modules. Written in google's corpus format: one
-sentence per line, a blank line between documents.
+The text is Python's own documentation (the `pydoc_data` topics, about 0.4 MB) and, for larger
+corpora, the docstrings of installed modules, in google's corpus format: one sentence per line, a
+blank line between documents. run_pretraining's embedded default trains on it; tests and
+benchmarks use it as real text.
 
-    python tools/corpus.py --output=/tmp/corpus.txt --megabytes=11
+    python -m bert_tf.sample_corpus --output=/tmp/corpus.txt --megabytes=11
 """
 
 import argparse

@@ -1,0 +1,61 @@
+"""The optimizer of BERT pretraining: AdamW or LAMB, warmup then linear decay, no decay on
+LayerNorm weights and biases, global-norm clipping. Keras optimizers, configured.
+"""
+
+import keras
+from keras import ops
+
+# Variables whose name contains one of these get no weight decay (google's AdamWeightDecay
+# excludes "LayerNorm", "layer_norm" and "bias"; in Keras the LayerNorm weights are gamma/beta).
+NO_DECAY_NAMES = ["gamma", "beta", "bias"]
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to `learning_rate` over `num_warmup_steps`, then linear decay
+    (polynomial, power 1) to `end_learning_rate` at `num_train_steps`, constant after."""
+
+    def __init__(self, learning_rate, num_train_steps, num_warmup_steps=0,
+                 end_learning_rate=0.0):
+        self.learning_rate = learning_rate
+        self.num_train_steps = num_train_steps
+        self.num_warmup_steps = num_warmup_steps
+        self.end_learning_rate = end_learning_rate
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warmup = ops.cast(self.num_warmup_steps, "float32")
+        decay_steps = ops.cast(max(self.num_train_steps - self.num_warmup_steps, 1), "float32")
+        progress = ops.clip((step - warmup) / decay_steps, 0.0, 1.0)
+        decayed = (self.learning_rate - self.end_learning_rate) * (1.0 - progress) \
+            + self.end_learning_rate
+        warming = self.learning_rate * step / ops.maximum(warmup, 1.0)
+        return ops.where(step < warmup, warming, decayed)
+
+    def get_config(self):
+        return {"learning_rate": self.learning_rate, "num_train_steps": self.num_train_steps,
+                "num_warmup_steps": self.num_warmup_steps,
+                "end_learning_rate": self.end_learning_rate}
+
+
+def create_optimizer(name, learning_rate, num_train_steps, num_warmup_steps=0,
+                     end_learning_rate=0.0, weight_decay_rate=0.01, clip_norm=1.0,
+                     mixed_precision="float32"):
+    """`adamw` or `lamb` with BERT's settings (beta 0.9/0.999, epsilon 1e-6); float16 adds
+    dynamic loss scaling."""
+    schedule = WarmupLinearDecay(learning_rate, num_train_steps, num_warmup_steps,
+                                 end_learning_rate)
+    common = dict(learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+                  weight_decay=float(weight_decay_rate),
+                  global_clipnorm=clip_norm if clip_norm and clip_norm > 0 else None)
+    if name == "adamw":
+        optimizer = keras.optimizers.AdamW(**common)
+    elif name == "lamb":
+        optimizer = keras.optimizers.Lamb(**common)
+    else:
+        raise ValueError(f"--optimizer must be adamw or lamb, got {name!r}")
+    if weight_decay_rate:
+        optimizer.exclude_from_weight_decay(var_names=NO_DECAY_NAMES)
+    if mixed_precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer

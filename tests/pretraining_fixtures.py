@@ -1,0 +1,47 @@
+"""Tiny pretraining data and configs shared by the training tests."""
+
+import os
+
+from bert_tf.build_vocab import learn_vocab
+from bert_tf.config import BertConfig
+from bert_tf.create_pretraining_data import create_pretraining_data
+from bert_tf.pretraining_data import InstanceOptions
+from bert_tf.sample_corpus import write_corpus
+from bert_tf.tokenization import write_vocab
+
+SEQ, PREDICTIONS = 32, 5
+
+
+def make_tiny_data(directory, num_shards=2):
+    """Python's docs as 2 shards of seq-32 examples, with a 2000-token vocab; returns the glob."""
+    corpus = os.path.join(directory, "corpus.txt")
+    write_corpus(corpus)
+    vocab = os.path.join(directory, "vocab.txt")
+    write_vocab(learn_vocab(corpus, vocab_size=2000), vocab)
+    prefix = os.path.join(directory, "tiny")
+    create_pretraining_data(corpus, prefix, vocab, options=InstanceOptions(
+        max_seq_length=SEQ, max_predictions_per_seq=PREDICTIONS, dupe_factor=1),
+        num_shards=num_shards)
+    return f"{prefix}-*.tfrecord"
+
+
+def tiny_config_file(directory, dropout=0.1):
+    path = os.path.join(directory, "bert_config.json")
+    BertConfig(vocab_size=2000, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+               intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=dropout,
+               attention_probs_dropout_prob=dropout).to_json_file(path)
+    return path
+
+
+def flag_values(data, config_file, output_dir, **overrides):
+    values = dict(
+        bert_config_file=config_file, input_file=data, eval_input_file=None,
+        output_dir=str(output_dir), init_checkpoint=None, max_seq_length=SEQ,
+        max_predictions_per_seq=PREDICTIONS, train_batch_size=16, eval_batch_size=16,
+        num_train_steps=40, num_warmup_steps=4, learning_rate=3e-3, end_learning_rate=0.0,
+        optimizer="adamw", weight_decay_rate=0.01, clip_norm=1.0, gradient_accumulation_steps=1,
+        distribution_strategy="one_device", tpu="", num_gpus=0, mixed_precision="float32",
+        jit_compile=False, steps_per_loop=10, random_seed=1, save_checkpoints_steps=20,
+        keep_checkpoint_max=3, do_eval=True, max_eval_steps=4, log_steps=10)
+    values.update(overrides)
+    return values
