@@ -26,12 +26,18 @@ from bert_tf.encoder import (INPUT_NAMES, BertEncoder, check_encoder_inputs, mod
 LABEL_NAMES = ("masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
 
 
-def masked_lm_loss(masked_lm_ids, masked_lm_weights, masked_lm_logits):
-    """Weighted mean cross-entropy over the real masked positions; a float32 scalar."""
+def masked_lm_loss(masked_lm_ids, masked_lm_weights, masked_lm_logits, denominator=None):
+    """Weighted mean cross-entropy over the real masked positions; a float32 scalar.
+
+    `denominator` replaces `sum(weights) + 1e-5`: a part of a batch (gradient accumulation)
+    divides by the whole batch's, so that the parts' losses add up to the batch's.
+    """
     cross_entropy = keras.losses.sparse_categorical_crossentropy(
         ops.cast(masked_lm_ids, "int32"), masked_lm_logits, from_logits=True)  # [B, P]
     weights = ops.cast(masked_lm_weights, "float32")
-    return ops.sum(weights * cross_entropy) / (ops.sum(weights) + 1e-5)
+    if denominator is None:
+        denominator = ops.sum(weights) + 1e-5
+    return ops.sum(weights * cross_entropy) / denominator
 
 
 def next_sentence_loss(next_sentence_labels, next_sentence_logits):
@@ -40,10 +46,10 @@ def next_sentence_loss(next_sentence_labels, next_sentence_logits):
         labels, next_sentence_logits, from_logits=True))
 
 
-def pretraining_losses(labels, outputs):
+def pretraining_losses(labels, outputs, masked_lm_denominator=None):
     """Returns {"masked_lm_loss", "next_sentence_loss", "loss"} from label and output dicts."""
     mlm = masked_lm_loss(labels["masked_lm_ids"], labels["masked_lm_weights"],
-                         outputs["masked_lm_logits"])
+                         outputs["masked_lm_logits"], masked_lm_denominator)
     nsp = next_sentence_loss(labels["next_sentence_labels"], outputs["next_sentence_logits"])
     return {"masked_lm_loss": mlm, "next_sentence_loss": nsp, "loss": mlm + nsp}
 

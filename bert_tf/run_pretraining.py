@@ -173,7 +173,10 @@ def run(values, log=print):
                          f"max_position_embeddings={config.max_position_embeddings}")
     output_dir = values["output_dir"]
     try:
-        write_run_files(output_dir, config, values, manifest)
+        if training.is_chief(strategy):
+            write_run_files(output_dir, config, values, manifest)
+        else:
+            tf.io.gfile.makedirs(output_dir)
     except (OSError, tf.errors.OpError) as e:
         raise OSError(f"--output_dir {output_dir} is not writable: {e}") from None
 

@@ -65,9 +65,9 @@ def is_chief(strategy):
                                              and "chief" not in resolver.cluster_spec().jobs)
 
 
-def batch_statistics(labels, outputs):
-    """Per-batch sums for the logs (losses are batch means, weighted by 1 per step)."""
-    losses = pretraining_losses(labels, outputs)
+def batch_statistics(labels, outputs, masked_lm_denominator=None):
+    """The losses, and the sums behind the accuracies in the logs."""
+    losses = pretraining_losses(labels, outputs, masked_lm_denominator)
     weights = tf.cast(labels["masked_lm_weights"], tf.float32)
     mlm_hit = tf.cast(tf.equal(tf.argmax(outputs["masked_lm_logits"], -1, tf.int32),
                                tf.cast(labels["masked_lm_ids"], tf.int32)), tf.float32)
@@ -117,20 +117,25 @@ class Trainer:
         gradients = [tf.zeros_like(v) for v in variables]
         totals = {name: tf.constant(0.0) for name in SUMS[:-1]}
         size = tf.shape(features["input_word_ids"])[0] // parts
+        # Each part's masked-LM loss is divided by the whole batch's weight, so the parts add
+        # up to the big batch's loss (and gradient) exactly.
+        denominator = tf.reduce_sum(tf.cast(labels["masked_lm_weights"], tf.float32)) + 1e-5
         for part in range(parts):  # unrolled: parts is small, and XLA wants static shapes
             sliced = [tf.nest.map_structure(lambda x: x[part * size:(part + 1) * size], d)
                       for d in (features, labels)]
             with tf.GradientTape() as tape:
                 outputs = self.model(sliced[0], training=True)
-                losses, counts = batch_statistics(sliced[1], outputs)
-                # Summed over replicas (and averaged over parts) below: scale the mean.
-                loss = losses["loss"] / (self.strategy.num_replicas_in_sync * parts)
+                losses, counts = batch_statistics(sliced[1], outputs, denominator)
+                losses["next_sentence_loss"] /= parts
+                losses["loss"] = losses["masked_lm_loss"] + losses["next_sentence_loss"]
+                # Summed over replicas below: each replica contributes its share of the mean.
+                loss = losses["loss"] / self.strategy.num_replicas_in_sync
                 if scaled:
                     loss = self.optimizer.scale_loss(loss)
             gradients = [g + tf.convert_to_tensor(d) for g, d in
                          zip(gradients, tape.gradient(loss, variables))]
             for name, value in list(losses.items()) + list(counts.items()):
-                totals[name] += value / parts if name in losses else value
+                totals[name] += value
         return gradients, totals
 
     def _replica_step(self, features, labels):
@@ -187,9 +192,10 @@ class Trainer:
     def restore(self, init_checkpoint=None):
         """Resumes from output_dir's latest checkpoint, else loads `init_checkpoint`'s model
         weights (fresh optimizer). Returns what was restored, for the log."""
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-            return f"resumed from {self.manager.latest_checkpoint} at step {self.step}"
+        latest = tf.train.latest_checkpoint(self.options.output_dir)  # the chief's, for all
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            return f"resumed from {latest} at step {self.step}"
         if init_checkpoint:
             load_model_weights(self.model, init_checkpoint)
             return f"initialized from {init_checkpoint}"
@@ -216,7 +222,8 @@ class Trainer:
                 if not math.isfinite(sums["loss"]):
                     raise FloatingPointError(
                         f"loss is {sums['loss']} in steps {step + 1}-{step + steps}; training "
-                        f"stopped. The last good checkpoint is {self.manager.latest_checkpoint}")
+                        f"stopped. The last good checkpoint is "
+                        f"{tf.train.latest_checkpoint(options.output_dir)}")
                 window = {name: window[name] + sums[name] for name in SUMS}
                 window_steps += steps
                 done = self.step

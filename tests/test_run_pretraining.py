@@ -249,3 +249,69 @@ def test_tensorboard_server_serves_the_scalars(trained):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multi_worker_mirrored_two_processes_train_and_resume(data, tmp_path):
+    output_dir = tmp_path / "run"
+
+    def launch(steps):
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+        processes = []
+        for index in range(2):
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                   "TF_CONFIG": json.dumps({"cluster": cluster,
+                                            "task": {"type": "worker", "index": index}})}
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "bert_tf.run_pretraining",
+                 "--distribution_strategy=multi_worker_mirrored",
+                 f"--input_file={data['glob']}", f"--bert_config_file={data['config']}",
+                 f"--output_dir={output_dir}", "--max_seq_length=32",
+                 "--max_predictions_per_seq=5", "--train_batch_size=16",
+                 f"--num_train_steps={steps}", "--num_warmup_steps=2", "--steps_per_loop=5",
+                 "--save_checkpoints_steps=5", "--log_steps=5", "--max_eval_steps=2"],
+                cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True))
+        outputs = [p.communicate(timeout=400)[0] for p in processes]
+        for process, out in zip(processes, outputs):
+            assert process.returncode == 0, out[-3000:]
+        return outputs
+
+    chief, worker = launch(10)
+    assert "step 10/10" in chief and "step 10/10" in worker
+    assert tf.train.latest_checkpoint(str(output_dir)).endswith("ckpt-10")
+    assert not [p for p in os.listdir(output_dir) if p.startswith(".worker")]
+    assert os.path.isdir(output_dir / "train") and os.path.isdir(output_dir / "eval")
+    events = glob.glob(str(output_dir / "train" / "events.out.tfevents.*"))
+    assert len(events) == 1, "only the chief writes summaries"
+
+    chief, worker = launch(15)
+    assert "resumed from" in chief and "at step 10" in chief and "at step 10" in worker
+    assert "step 15/15" in chief
+    assert tf.train.latest_checkpoint(str(output_dir)).endswith("ckpt-15")
+
+
+@pytest.mark.slow
+def test_embedded_default_runs_end_to_end(tmp_path):
+    """The README's first command, with only --output_dir moved to a temp folder."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bert_tf.run_pretraining", f"--output_dir={tmp_path}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "step 300/300" in out
+    assert "Done at step 300: masked_lm_accuracy" in out
+    assert f"tensorboard --logdir {tmp_path}" in out
+    mlm = float(out.split("Done at step 300: masked_lm_accuracy ")[1].split(",")[0])
+    assert mlm > 0.08, "the tiny model learns the frequent tokens at least"
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-300")
