@@ -315,3 +315,17 @@ def test_embedded_default_runs_end_to_end(tmp_path):
     mlm = float(out.split("Done at step 300: masked_lm_accuracy ")[1].split(",")[0])
     assert mlm > 0.08, "the tiny model learns the frequent tokens at least"
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-300")
+
+
+def test_corrupt_shard_is_named(data, tmp_path):
+    for path in glob.glob(data["glob"]):
+        raw = open(path, "rb").read()
+        (tmp_path / os.path.basename(path)).write_bytes(
+            raw[:200] + bytes(b ^ 0xFF for b in raw[200:260]) + raw[260:])
+    prefix = os.path.basename(data["glob"]).split("-")[0]
+    for suffix in (".manifest.json", ".vocab.txt"):
+        src = os.path.join(os.path.dirname(data["glob"]), prefix + suffix)
+        (tmp_path / (prefix + suffix)).write_bytes(open(src, "rb").read())
+    with pytest.raises(DataMismatchError, match=r"corrupt shard .*tiny-0000[01]-of-00002"):
+        run(flag_values(str(tmp_path / os.path.basename(data["glob"])), data["config"],
+                        tmp_path / "run", num_train_steps=10))
