@@ -154,12 +154,13 @@ def run(values, log=print):
     from bert_tf.config import BertConfig
     from bert_tf.pretraining_model import build_pretrainer
 
-    if not values["input_file"]:
-        values["input_file"] = make_sample_data(values["max_seq_length"],
-                                                values["max_predictions_per_seq"], log)
+    # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF op.
     strategy = training.make_strategy(values["distribution_strategy"], values["tpu"],
                                       values["num_gpus"])
     validate(values, strategy.num_replicas_in_sync)
+    if not values["input_file"]:
+        values["input_file"] = make_sample_data(values["max_seq_length"],
+                                                values["max_predictions_per_seq"], log)
     config = BertConfig.from_json_file(values["bert_config_file"])
     files = features.expand_file_patterns(values["input_file"])
     manifest = input_pipeline.check_data(files, values["max_seq_length"],

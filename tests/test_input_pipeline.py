@@ -67,3 +67,14 @@ def test_corrupt_shard_is_found(data, tmp_path):
     bad.write_bytes(raw[:len(raw) // 2] + b"\x00" * 100 + raw[len(raw) // 2:])
     assert find_corrupt_shard([data[0], str(bad)]) == str(bad)
     assert find_corrupt_shard(data) is None
+
+
+def test_gzip_shards_are_read(data, tmp_path):
+    import gzip
+    path = tmp_path / "gz-00000-of-00001.tfrecord.gz"
+    with open(data[0], "rb") as f, gzip.open(path, "wb") as out:
+        out.write(f.read())
+    plain = list(make_dataset([data[0]], 4, SEQ, PREDICTIONS, is_training=False))
+    zipped = list(make_dataset([str(path)], 4, SEQ, PREDICTIONS, is_training=False))
+    assert len(plain) == len(zipped) > 0
+    np.testing.assert_array_equal(plain[0][0]["input_word_ids"], zipped[0][0]["input_word_ids"])
