@@ -86,8 +86,10 @@ class Preprocessor(tf.__internal__.tracking.AutoTrackable):
 class EncoderExport(tf.__internal__.tracking.AutoTrackable):
     """The Keras encoder as a TF Hub-style object: a trainable callable plus a signature."""
 
-    def __init__(self, encoder):
+    def __init__(self, encoder, vocab, do_lower_case):
         self.encoder = encoder
+        self.vocab_file = tf.saved_model.Asset(vocab.path)  # so finetuning knows the tokenizer
+        self.do_lower_case = tf.Variable(bool(do_lower_case), trainable=False, name="lower")
         self.variables = [v.value for v in encoder.variables]
         self.trainable_variables = [v.value for v in encoder.trainable_variables]
         self.regularization_losses = []
@@ -226,7 +228,7 @@ def export_all(pretrainer, vocab, do_lower_case, max_seq_length, export_dir, mod
         raise ValueError(f"--max_seq_length={max_seq_length} exceeds max_position_embeddings="
                          f"{pretrainer.config.max_position_embeddings}")
     preprocessor = Preprocessor(vocab, do_lower_case, max_seq_length)
-    encoder = EncoderExport(pretrainer.encoder)
+    encoder = EncoderExport(pretrainer.encoder, vocab, do_lower_case)
     text_model = TextModel(pretrainer, preprocessor)
     plan = {
         f"{model_name}_encoder": (encoder, {"serving_default": encoder.serve}),

@@ -1,0 +1,210 @@
+"""Finetuning with fit(): learnable single and pair tasks, checkpoint loading, export, metrics."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf import classifier
+from bert_tf.config import BertConfig
+from bert_tf.pretraining_model import build_pretrainer
+from bert_tf.run_classifier import run
+from bert_tf.tokenization import SPECIAL_TOKENS, write_vocab
+
+WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "table", "house", "tree",
+         "big", "small", "old", "new", "and", "then", "very", "quite", "good", "bad", "red",
+         "blue", "is", "was", "it", "this", "that", "with"]
+NEUTRAL = [w for w in WORDS if w not in ("good", "bad", "red", "blue")]
+
+
+def sentence(rng, extra):
+    words = [rng.choice(NEUTRAL) for _ in range(rng.randint(5, 9))]
+    words.insert(rng.randint(0, len(words)), extra)
+    return " ".join(words) + " ."
+
+
+def write_tsv(path, header, rows):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\t".join(header) + "\n")
+        for row in rows:
+            f.write("\t".join(row) + "\n")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A pretraining run directory (random weights) and the two tasks' files."""
+    directory = tmp_path_factory.mktemp("cls")
+    run_dir = directory / "pretrain"
+    run_dir.mkdir()
+    write_vocab(list(SPECIAL_TOKENS) + WORDS + [".", ","], run_dir / "vocab.txt")
+    config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+    config.to_json_file(run_dir / "bert_config.json")
+    (run_dir / "run_config.json").write_text(json.dumps({"do_lower_case": True}))
+    keras.utils.set_random_seed(0)
+    tf.train.Checkpoint(model=build_pretrainer(config)).write(str(run_dir / "ckpt-1"))
+    rng = random.Random(0)
+    for split, n in (("train", 480), ("dev", 120)):
+        single = [(sentence(rng, w), "positive" if w == "good" else "negative")
+                  for w in (rng.choice(["good", "bad"]) for _ in range(n))]
+        write_tsv(directory / f"single_{split}.tsv", ["text", "label"], single)
+        # The label needs both texts: "both" only when each of them says "good".
+        pairs = []
+        for _ in range(n):
+            if rng.random() < 0.5:
+                a, b, label = "good", "good", "both"
+            else:
+                a, b = rng.choice([("good", "bad"), ("bad", "good"), ("bad", "bad")])
+                label = "not_both"
+            pairs.append((sentence(rng, a), sentence(rng, b), label))
+        write_tsv(directory / f"pair_{split}.tsv", ["premise", "hypothesis", "label"], pairs)
+    return directory
+
+
+def values(workspace, task, output, **overrides):
+    base = dict(
+        train_file=str(workspace / f"{task}_train.tsv"),
+        eval_file=str(workspace / f"{task}_dev.tsv"), predict_file=None, output_dir=str(output),
+        input_format="tsv", text_a_column="text", text_b_column=None, label_column="label",
+        init_checkpoint=str(workspace / "pretrain" / "ckpt-1"), bert_config_file=None,
+        encoder_saved_model=None, vocab_file=None, do_lower_case=None, max_seq_length=32,
+        train_batch_size=32, eval_batch_size=32, learning_rate=2e-3, num_train_epochs=6,
+        warmup_proportion=0.1, distribution_strategy="one_device", mixed_precision="float32",
+        early_stopping_patience=0, allow_unknown_labels=False, model_name="classifier",
+        random_seed=1)
+    if task == "pair":
+        base.update(text_a_column="premise", text_b_column="hypothesis")
+    base.update(overrides)
+    return base
+
+
+@pytest.fixture(scope="module")
+def single_run(workspace):
+    start = time.time()
+    result = run(values(workspace, "single", workspace / "single_out",
+                        predict_file=str(workspace / "single_dev.tsv")), log=lambda _: None)
+    result["seconds"] = time.time() - start
+    return result
+
+
+def test_single_sentence_task_is_learned(single_run, workspace):
+    assert single_run["accuracy"] >= 0.95, single_run
+    assert single_run["labels"] == ["negative", "positive"]
+    assert {"macro_f1", "f1", "matthews_corrcoef"} <= set(single_run)
+    out = workspace / "single_out"
+    assert json.loads((out / "eval_results.json").read_text())["accuracy"] == single_run[
+        "accuracy"]
+    assert json.loads((out / "labels.json").read_text()) == ["negative", "positive"]
+    lines = (out / "predictions.tsv").read_text().splitlines()
+    assert lines[0] == "line\tprediction\tp_negative\tp_positive" and len(lines) == 121
+    assert any(name.startswith("events.out") for _, _, files in os.walk(out / "train")
+               for name in files)
+
+
+@pytest.mark.slow
+def test_pair_task_is_learned(workspace):
+    result = run(values(workspace, "pair", workspace / "pair_out", num_train_epochs=10),
+                 log=lambda _: None)
+    assert result["accuracy"] >= 0.95, result
+
+
+TF_ONLY = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_text
+assert "bert_tf" not in sys.modules
+model = tf.saved_model.load(sys.argv[1])
+out = model.signatures["serving_default"](text=tf.constant(json.loads(sys.argv[2])))
+print(json.dumps({"probabilities": out["probabilities"].numpy().tolist(),
+                  "label": [x.decode() for x in out["label"].numpy()]}))
+"""
+
+
+def test_exported_classifier_matches_keras_in_a_tensorflow_only_process(single_run, workspace):
+    texts = ["the cat was good .", "a dog ran under the bad table .", ""]
+    result = subprocess.run([sys.executable, "-c", TF_ONLY, single_run["export"],
+                             json.dumps(texts)], capture_output=True, text=True, timeout=300,
+                            cwd=str(workspace))
+    assert result.returncode == 0, result.stderr[-2000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    assert served["label"][:2] == ["positive", "negative"]
+    # The same probabilities as the Keras model rebuilt from the saved best weights.
+    from bert_tf.tokenization import load_vocab
+    vocab = load_vocab(workspace / "pretrain" / "vocab.txt")
+    config = BertConfig.from_json_file(workspace / "pretrain" / "bert_config.json")
+    model = classifier.build_classifier(build_pretrainer(config).encoder, 2)
+    model.load_weights(workspace / "single_out" / "best.weights.h5")
+    preprocessor = classifier.Preprocessor(vocab, True, 32)  # kept: its functions hold weakrefs
+    inputs = preprocessor.single(tf.constant(texts))
+    expected = tf.nn.softmax(model(inputs, training=False)).numpy()
+    np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5)
+
+
+def test_checkpoint_weights_are_loaded(workspace):
+    from bert_tf.training import load_model_weights
+    config = BertConfig.from_json_file(workspace / "pretrain" / "bert_config.json")
+    keras.utils.set_random_seed(0)
+    original = build_pretrainer(config)  # the fixture's checkpoint was written from this seed
+    keras.utils.set_random_seed(99)
+    loaded = build_pretrainer(config)
+    load_model_weights(loaded, str(workspace / "pretrain" / "ckpt-1"))
+    from bert_tf.tokenization import load_vocab
+    preprocessor = classifier.Preprocessor(load_vocab(workspace / "pretrain" / "vocab.txt"),
+                                           True, 16)
+    inputs = preprocessor.single(tf.constant(["the cat"]))
+    np.testing.assert_allclose(loaded.encoder(inputs)["pooled_output"],
+                               original.encoder(inputs)["pooled_output"], atol=1e-6)
+
+
+def test_metrics_agree_with_a_hand_count():
+    labels = [0, 0, 0, 1, 1, 1, 1, 0]
+    predictions = [0, 1, 0, 1, 1, 0, 1, 0]
+    m = classifier.classification_metrics(labels, predictions, 2)
+    # tp=3 fp=1 fn=1 tn=3
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    assert m["f1"] == pytest.approx(2 * 0.75 * 0.75 / 1.5)
+    assert m["matthews_corrcoef"] == pytest.approx((3 * 3 - 1 * 1) / np.sqrt(4 * 4 * 4 * 4))
+    assert m["macro_f1"] == pytest.approx(0.75)
+    three = classifier.classification_metrics([0, 1, 2, 2], [0, 2, 2, 2], 3)
+    assert three["accuracy"] == 0.75 and "f1" not in three
+    assert three["macro_f1"] == pytest.approx((1 + 0 + 0.8) / 3)
+
+
+def test_bad_inputs(workspace, tmp_path):
+    columns = classifier.Columns("text", "label")
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("text\tlabel\nfine\tpos\nno label\t\n")
+    with pytest.raises(classifier.InputFileError, match=r"bad.tsv:3: empty label in column"):
+        classifier.read_examples(str(bad), "tsv", columns)
+    bad.write_text("sentence\tlabel\nx\ty\n")
+    with pytest.raises(classifier.InputFileError, match=r"bad.tsv:1: missing column.s. text"):
+        classifier.read_examples(str(bad), "tsv", columns)
+    bad.write_bytes(b"text\tlabel\nok\tpos\nbro\xffken\tneg\n")
+    with pytest.raises(classifier.InputFileError, match=r"bad.tsv:3: not valid UTF-8"):
+        classifier.read_examples(str(bad), "tsv", columns)
+    bad.write_text("")
+    with pytest.raises(classifier.InputFileError, match="bad.tsv: empty file"):
+        classifier.read_examples(str(bad), "tsv", columns)
+    jsonl = tmp_path / "x.jsonl"
+    jsonl.write_text('{"text": "a", "label": "p"}\n{"label": "q"}\n')
+    with pytest.raises(classifier.InputFileError, match=r"x.jsonl:2: missing column 'text'"):
+        classifier.read_examples(str(jsonl), "jsonl", columns)
+    examples = [("a", None, "p", 2), ("b", None, "zzz", 3)]
+    with pytest.raises(classifier.InputFileError, match=r"dev.tsv:3: label 'zzz' is not in"):
+        classifier.label_ids(examples, ["p"], "dev.tsv")
+    kept, ids = classifier.label_ids(examples, ["p"], "dev.tsv", allow_unknown=True,
+                                     log=lambda _: None)
+    assert len(kept) == 1 and ids.tolist() == [0]
+    with pytest.raises(ValueError, match="exactly one of --init_checkpoint and "
+                                         "--encoder_saved_model .got neither"):
+        run(values(workspace, "single", tmp_path / "o", init_checkpoint=None))
+    with pytest.raises(ValueError, match="got both"):
+        run(values(workspace, "single", tmp_path / "o", encoder_saved_model=str(tmp_path)))
