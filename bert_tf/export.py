@@ -90,6 +90,9 @@ class EncoderExport(tf.__internal__.tracking.AutoTrackable):
         self.encoder = encoder
         self.vocab_file = tf.saved_model.Asset(vocab.path)  # so finetuning knows the tokenizer
         self.do_lower_case = tf.Variable(bool(do_lower_case), trainable=False, name="lower")
+        # the bert_config.json text, so that a Keras BertEncoder can be rebuilt from the export
+        self.bert_config = tf.Variable(encoder.config.to_json_string(), trainable=False,
+                                       name="bert_config")
         self.variables = [v.value for v in encoder.variables]
         self.trainable_variables = [v.value for v in encoder.trainable_variables]
         self.regularization_losses = []
@@ -285,3 +288,26 @@ if __name__ == "__main__":
     define_flags()
     flags.mark_flags_as_required(["export_dir"])
     app.run(main)
+
+
+def load_encoder_export(path):
+    """A Keras `BertEncoder` with the weights of an encoder export (its variables in order)."""
+    import json
+
+    from bert_tf.config import BertConfig
+    from bert_tf.encoder import BertEncoder
+
+    loaded = tf.saved_model.load(path)
+    if not hasattr(loaded, "bert_config"):
+        raise ValueError(f"{path}: not a bert_tf encoder export (no bert_config)")
+    config = BertConfig.from_dict(json.loads(loaded.bert_config.numpy().decode()), source=path)
+    encoder = BertEncoder(config)
+    if len(encoder.variables) != len(loaded.variables):
+        raise ValueError(f"{path}: {len(loaded.variables)} variables, the config builds "
+                         f"{len(encoder.variables)}")
+    for ours, theirs in zip(encoder.variables, loaded.variables):
+        if tuple(ours.shape) != tuple(theirs.shape):
+            raise ValueError(f"{path}: variable {ours.path} has shape {tuple(theirs.shape)} in "
+                             f"the export, {tuple(ours.shape)} in the config's model")
+        ours.assign(theirs)
+    return encoder, bool(loaded.do_lower_case.numpy())

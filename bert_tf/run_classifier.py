@@ -130,10 +130,10 @@ def run(values, log=print):
             pretrainer = build_pretrainer(config)
             load_model_weights(pretrainer, values["init_checkpoint"])
             encoder, dropout = pretrainer.encoder, config.hidden_dropout_prob
-        else:
-            encoder = keras.layers.TFSMLayer(values["encoder_saved_model"], call_endpoint="serve",
-                                             trainable=True)
-            dropout = 0.1
+        else:  # rebuilt as Keras layers: Keras optimizers cannot train a TFSMLayer's variables
+            from bert_tf.export import load_encoder_export
+            encoder, _ = load_encoder_export(values["encoder_saved_model"])
+            dropout = encoder.config.hidden_dropout_prob
         model = classifier.build_classifier(encoder, len(labels), dropout)
         model.compile(
             optimizer=optimization.create_optimizer(

@@ -208,3 +208,18 @@ def test_bad_inputs(workspace, tmp_path):
         run(values(workspace, "single", tmp_path / "o", init_checkpoint=None))
     with pytest.raises(ValueError, match="got both"):
         run(values(workspace, "single", tmp_path / "o", encoder_saved_model=str(tmp_path)))
+
+
+@pytest.mark.slow
+def test_finetunes_from_an_encoder_export(workspace):
+    from bert_tf import export
+    pretrainer, vocab, lower = export.load_pretrainer(
+        str(workspace / "pretrain"), checkpoint=str(workspace / "pretrain" / "ckpt-1"))
+    paths = export.export_all(pretrainer, vocab, lower, 32, str(workspace / "exports"))
+    result = run(values(workspace, "single", workspace / "from_export", init_checkpoint=None,
+                        encoder_saved_model=paths["bert_encoder"], num_train_epochs=6),
+                 log=lambda _: None)
+    assert result["accuracy"] >= 0.9, result
+    served = tf.saved_model.load(result["export"]).signatures["serving_default"](
+        text=tf.constant(["the cat was good ."]))
+    assert served["label"].numpy()[0] == b"positive"

@@ -204,3 +204,14 @@ def test_bad_inputs(run_dir, tmp_path):
                                vocab_file=str(run_dir / "vocab.txt"), do_lower_case=True)
     with pytest.raises(ValueError, match=r"nope\.txt: vocab file not found"):
         export.load_pretrainer(str(run_dir), vocab_file=str(tmp_path / "nope.txt"))
+
+
+def test_encoder_export_rebuilds_as_keras(exported):
+    encoder, lower = export.load_encoder_export(exported["paths"]["bert_encoder"])
+    assert lower is True and encoder.config == exported["pretrainer"].config
+    ids = np.array([[2, 40, 41, 3, 0]], "int32")
+    inputs = {"input_word_ids": ids, "input_mask": (ids > 0).astype("int32"),
+              "input_type_ids": np.zeros_like(ids)}
+    np.testing.assert_allclose(encoder(inputs)["sequence_output"],
+                               exported["pretrainer"].encoder(inputs)["sequence_output"],
+                               atol=1e-6)
