@@ -167,20 +167,16 @@ class TextModel(tf.__internal__.tracking.AutoTrackable):
 def load_pretrainer(output_dir=None, checkpoint=None, bert_config_file=None, vocab_file=None,
                     do_lower_case=None):
     """(pretrainer, vocab, do_lower_case) from a run directory and/or explicit files."""
-    import json
-
     from bert_tf.config import BertConfig
     from bert_tf.pretraining_model import build_pretrainer
-    from bert_tf.training import load_model_weights
+    from bert_tf.training import load_model_weights, run_directory_files
 
     if output_dir:
         checkpoint = checkpoint or tf.train.latest_checkpoint(output_dir)
-        bert_config_file = bert_config_file or os.path.join(output_dir, "bert_config.json")
-        vocab_file = vocab_file or os.path.join(output_dir, "vocab.txt")
-        run_config = os.path.join(output_dir, "run_config.json")
-        if do_lower_case is None and tf.io.gfile.exists(run_config):
-            with tf.io.gfile.GFile(run_config) as f:
-                do_lower_case = json.load(f).get("do_lower_case")
+        run_config, run_vocab, run_lower = run_directory_files(output_dir)
+        bert_config_file = bert_config_file or run_config
+        vocab_file = vocab_file or run_vocab
+        do_lower_case = run_lower if do_lower_case is None else do_lower_case
     if not checkpoint:
         raise ValueError(f"no checkpoint: give --checkpoint, or an --output_dir that has one "
                          f"({output_dir})")

@@ -11,7 +11,6 @@ made by bert_tf.
 """
 
 import collections
-import os
 import sys
 
 import numpy as np

@@ -11,7 +11,6 @@ accuracy, TensorBoard logs, eval_results.json, predictions.tsv (with --predict_f
 text-in SavedModel under output_dir/export/<model_name>/<version>.
 """
 
-import json
 import os
 import sys
 
@@ -65,6 +64,8 @@ def encoder_source(values):
     """Resolves the encoder, vocab and lower-casing from the flags; errors name the flags."""
     import tensorflow as tf
 
+    from bert_tf.training import run_directory_files
+
     checkpoint, saved_model = values["init_checkpoint"], values["encoder_saved_model"]
     if bool(checkpoint) == bool(saved_model):
         raise ValueError("give exactly one of --init_checkpoint and --encoder_saved_model "
@@ -72,13 +73,10 @@ def encoder_source(values):
     vocab_file, lower, config_file = (values["vocab_file"], values["do_lower_case"],
                                       values["bert_config_file"])
     if checkpoint:
-        run_dir = os.path.dirname(checkpoint)
-        config_file = config_file or os.path.join(run_dir, "bert_config.json")
-        vocab_file = vocab_file or os.path.join(run_dir, "vocab.txt")
-        run_config = os.path.join(run_dir, "run_config.json")
-        if lower is None and tf.io.gfile.exists(run_config):
-            with tf.io.gfile.GFile(run_config) as f:
-                lower = json.load(f).get("do_lower_case")
+        run_config, run_vocab, run_lower = run_directory_files(os.path.dirname(checkpoint))
+        config_file = config_file or run_config
+        vocab_file = vocab_file or run_vocab
+        lower = run_lower if lower is None else lower
     else:
         if not tf.io.gfile.exists(os.path.join(saved_model, "saved_model.pb")):
             raise ValueError(f"--encoder_saved_model {saved_model}: no SavedModel there")

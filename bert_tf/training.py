@@ -307,6 +307,20 @@ def load_model_weights(model, path):
     status.expect_partial()
 
 
+def run_directory_files(run_dir):
+    """(bert_config.json path, vocab.txt path, do_lower_case or None) that run_pretraining
+    leaves in its output_dir."""
+    import json
+
+    do_lower_case = None
+    run_config = os.path.join(run_dir, "run_config.json")
+    if tf.io.gfile.exists(run_config):
+        with tf.io.gfile.GFile(run_config) as f:
+            do_lower_case = json.load(f).get("do_lower_case")
+    return (os.path.join(run_dir, "bert_config.json"), os.path.join(run_dir, "vocab.txt"),
+            do_lower_case)
+
+
 def _to_next(step, every):
     return every - step % every
 

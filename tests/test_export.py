@@ -15,8 +15,7 @@ from bert_tf.build_vocab import learn_vocab
 from bert_tf.config import BertConfig
 from bert_tf.pretraining_model import build_pretrainer
 from bert_tf.sample_corpus import write_corpus
-from bert_tf.tokenization import WordpieceTokenizer, load_vocab, write_vocab
-from conftest import REPO_ROOT
+from bert_tf.tokenization import WordpieceTokenizer, write_vocab
 
 SEQ = 24
 TEXTS = ["The quick brown fox.", "", "Héllo wörld, café naïve 中文 😀 emoji",

@@ -187,7 +187,7 @@ def test_sigterm_saves_and_resumes(data, tmp_path):
     result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
-    assert f"resumed from" in result.stdout and f"step {step + 5}/{step + 5}" in result.stdout
+    assert "resumed from" in result.stdout and f"step {step + 5}/{step + 5}" in result.stdout
 
 
 MIRRORED_SCRIPT = """
