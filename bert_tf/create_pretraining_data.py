@@ -44,7 +44,6 @@ class Settings:
     do_lower_case: bool
     options: InstanceOptions
     random_seed: int
-    errors: str = "strict"
 
 
 # === Reading ===
@@ -260,7 +259,7 @@ def create_pretraining_data(input_files, output_file, vocab_file, do_lower_case=
         tf.io.gfile.makedirs(output_dir)
     _remove(tf.io.gfile.glob(f"{output_file}-*.tmp-*"))  # left by a killed run
 
-    settings = Settings(vocab_file, bool(do_lower_case), options, int(random_seed), errors)
+    settings = Settings(vocab_file, bool(do_lower_case), options, int(random_seed))
     shard_files = [features.shard_path(output_file, i, num_shards, gzip) for i in range(num_shards)]
     tmp_files = [f"{path}.tmp-{os.getpid()}" for path in shard_files]
     compression = tf.io.TFRecordOptions(compression_type="GZIP" if gzip else "")

@@ -101,13 +101,10 @@ def create_examples(documents: TokenizedDocuments, options: InstanceOptions, ids
     """
     np_rng = np.random.default_rng(rng.getrandbits(64))
     pairs = plan_pairs(documents, options, rng)
-    max_num_tokens = options.max_seq_length - 3
     # Truncation: google trims the longer segment one token at a time, from its front or back
     # at random. The final lengths follow in closed form; the front/back split is binomial.
-    a_length = pairs["a_length"]
-    b_length = np.minimum(pairs["b_length"],
-                          np.maximum(max_num_tokens // 2, max_num_tokens - a_length))
-    a_length = np.minimum(a_length, max_num_tokens - b_length)
+    a_length, b_length = truncated_lengths(pairs["a_length"], pairs["b_length"],
+                                           options.max_seq_length - 3)
     a_start = pairs["a_start"] + np_rng.binomial(pairs["a_length"] - a_length, 0.5)
     b_start = pairs["b_start"] + np_rng.binomial(pairs["b_length"] - b_length, 0.5)
 
@@ -284,9 +281,10 @@ def create_instances(documents, options: InstanceOptions, ids: TokenIds, rng: ra
 
 
 def truncated_lengths(a_length, b_length, max_num_tokens):
-    """The lengths google's one-token-at-a-time truncation ends with (as create_examples)."""
-    b = min(b_length, max(max_num_tokens // 2, max_num_tokens - a_length))
-    return min(a_length, max_num_tokens - b), b
+    """The lengths (ints or arrays) google's one-token-at-a-time truncation ends with: the
+    longer segment loses a token at a time, B on a tie, until both fit `max_num_tokens`."""
+    b = np.minimum(b_length, np.maximum(max_num_tokens // 2, max_num_tokens - a_length))
+    return np.minimum(a_length, max_num_tokens - b), b
 
 
 def create_masked_lm_predictions(tokens, options, ids, rng, candidates=None):
