@@ -31,6 +31,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 from absl import app, flags
 
+from bert_tf import features
 from bert_tf.encoder import INPUT_NAMES
 from bert_tf.tokenization import MASK, WordpieceTokenizer, load_vocab
 
@@ -209,14 +210,8 @@ def save_version(obj, signatures, model_dir, version=None, overwrite=False):
         if not overwrite:
             raise FileExistsError(f"{target} exists; pass --overwrite or another --version")
     tmp = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}")
-    try:
+    with features.directory_written_atomically(target, tmp):
         tf.saved_model.save(obj, tmp, signatures=signatures)
-        if tf.io.gfile.exists(target):
-            tf.io.gfile.rmtree(target)
-        tf.io.gfile.rename(tmp, target)
-    finally:
-        if tf.io.gfile.exists(tmp):
-            tf.io.gfile.rmtree(tmp)
     return target
 
 

@@ -14,6 +14,7 @@ A data set is shards `NAME-00000-of-00008.tfrecord` (`.tfrecord.gz` when gzipped
 `NAME.manifest.json` and `NAME.vocab.txt` beside them.
 """
 
+import contextlib
 import json
 import os
 
@@ -122,6 +123,23 @@ def vocab_copy_path(output_prefix) -> str:
 
 def compression_type(path) -> str:
     return "GZIP" if str(path).endswith(".gz") else ""
+
+
+@contextlib.contextmanager
+def directory_written_atomically(target, tmp):
+    """Yields `tmp` (created empty) to write into; on success `target` is replaced by it, on
+    failure `tmp` is removed and `target` is untouched."""
+    if tf.io.gfile.exists(tmp):
+        tf.io.gfile.rmtree(tmp)
+    tf.io.gfile.makedirs(tmp)
+    try:
+        yield tmp
+        if tf.io.gfile.exists(target):
+            tf.io.gfile.rmtree(target)
+        tf.io.gfile.rename(tmp, target)
+    finally:
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.rmtree(tmp)
 
 
 def write_json_atomically(path, values) -> None:

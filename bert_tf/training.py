@@ -293,16 +293,22 @@ def summarize(sums, steps, seconds=None):
     return metrics
 
 
-def load_model_weights(model, path):
+def load_model_weights(model, path, flag="--init_checkpoint"):
     """Model weights from a bert_tf checkpoint (its optimizer is ignored); names the variables
-    that do not fit."""
+    that do not fit, and says how to convert a google-research/bert checkpoint."""
     try:
         status = tf.train.Checkpoint(model=model).read(path)
         status.assert_existing_objects_matched()
     except tf.errors.NotFoundError:
-        raise ValueError(f"--init_checkpoint {path}: no such checkpoint") from None
+        raise ValueError(f"{flag} {path}: no such checkpoint") from None
     except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
-        raise ValueError(f"--init_checkpoint {path} does not match the model "
+        names = {name for name, _ in tf.train.list_variables(path)}
+        if "bert/embeddings/word_embeddings" in names:
+            raise ValueError(
+                f"{flag} {path} is a google-research/bert (TF1) checkpoint; convert it first: "
+                f"python -m bert_tf.convert_checkpoint --input_format=google_tf1 --input={path} "
+                f"--output_format=bert_tf --output=DIR") from None
+        raise ValueError(f"{flag} {path} does not match the model "
                          f"(--bert_config_file?): {e}") from None
     status.expect_partial()
 

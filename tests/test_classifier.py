@@ -39,8 +39,11 @@ def write_tsv(path, header, rows):
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
+    return make_workspace(tmp_path_factory.mktemp("cls"))
+
+
+def make_workspace(directory):
     """A pretraining run directory (random weights) and the two tasks' files."""
-    directory = tmp_path_factory.mktemp("cls")
     run_dir = directory / "pretrain"
     run_dir.mkdir()
     write_vocab(list(SPECIAL_TOKENS) + WORDS + [".", ","], run_dir / "vocab.txt")
