@@ -120,8 +120,22 @@ def label_ids(examples, labels, path, allow_unknown=False, log=print):
     return kept, np.array(ids, np.int64)
 
 
-def make_dataset(examples, ids, preprocessor, batch_size, shuffle=False, seed=None):
-    """Texts tokenized inside tf.data by the export's preprocessor -> (inputs, label id)."""
+def length_buckets(max_seq_length):
+    """Padded lengths a batch may take: powers of two from 16, and max_seq_length."""
+    buckets = [16]
+    while buckets[-1] * 2 < max_seq_length:
+        buckets.append(buckets[-1] * 2)
+    return sorted({b for b in buckets if b < max_seq_length} | {max_seq_length})
+
+
+def make_dataset(examples, ids, preprocessor, batch_size, shuffle=False, seed=None,
+                 dynamic_padding=True):
+    """Texts tokenized inside tf.data by the export's preprocessor -> (inputs, label id).
+
+    With `dynamic_padding`, each batch is cut to the smallest of `length_buckets` that holds its
+    longest text, instead of max_seq_length: short texts cost short sequences, and a jit-compiled
+    step sees only a few shapes. Example order is kept.
+    """
     a = [e[0] for e in examples]
     b = [e[1] for e in examples] if examples and examples[0][1] is not None else None
     columns = (a, b) if b is not None else (a,)
@@ -130,10 +144,15 @@ def make_dataset(examples, ids, preprocessor, batch_size, shuffle=False, seed=No
     if shuffle:
         dataset = dataset.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size)
+    buckets = tf.constant(length_buckets(preprocessor.max_seq_length.numpy()), tf.int32)
 
     def encode(texts, label):
         inputs = (preprocessor.pair(texts[0], texts[1]) if len(texts) == 2
                   else preprocessor.single(texts[0]))
+        if dynamic_padding:
+            longest = tf.reduce_max(tf.reduce_sum(inputs["input_mask"], axis=1))
+            length = tf.gather(buckets, tf.searchsorted(buckets, longest[None])[0])
+            inputs = {name: value[:, :length] for name, value in inputs.items()}  # [B, length]
         return inputs, label
     return dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

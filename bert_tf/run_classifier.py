@@ -20,8 +20,8 @@ FLAGS = flags.FLAGS
 FLAG_NAMES = (
     "train_file", "eval_file", "predict_file", "output_dir", "input_format", "text_a_column",
     "text_b_column", "label_column", "init_checkpoint", "bert_config_file",
-    "encoder_saved_model", "vocab_file", "do_lower_case", "max_seq_length", "train_batch_size",
-    "eval_batch_size", "learning_rate", "num_train_epochs", "warmup_proportion",
+    "encoder_saved_model", "vocab_file", "do_lower_case", "max_seq_length", "dynamic_padding",
+    "train_batch_size", "eval_batch_size", "learning_rate", "num_train_epochs", "warmup_proportion",
     "distribution_strategy", "mixed_precision", "early_stopping_patience",
     "allow_unknown_labels", "model_name", "random_seed")
 
@@ -43,6 +43,9 @@ def define_flags():
     flags.DEFINE_string("vocab_file", None, "Default: from the checkpoint's run or the export.")
     flags.DEFINE_bool("do_lower_case", None, "Default: from the checkpoint's run or the export.")
     flags.DEFINE_integer("max_seq_length", 128, "Tokens per example.")
+    flags.DEFINE_bool("dynamic_padding", True, "Cut each batch to the smallest of 16, 32, 64, ... "
+                      "max_seq_length that holds its longest text, instead of padding all to "
+                      "max_seq_length.")
     flags.DEFINE_integer("train_batch_size", 32, "Batch size for training.")
     flags.DEFINE_integer("eval_batch_size", 32, "Batch size for eval and predict.")
     flags.DEFINE_float("learning_rate", 2e-5, "Peak learning rate (AdamW).")
@@ -141,11 +144,12 @@ def run(values, log=print):
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"])
     preprocessor = classifier.Preprocessor(vocab, lower, values["max_seq_length"])
+    padding = values.get("dynamic_padding", True)
     train_data = classifier.make_dataset(train, train_ids, preprocessor,
                                          values["train_batch_size"], shuffle=True,
-                                         seed=values["random_seed"])
+                                         seed=values["random_seed"], dynamic_padding=padding)
     eval_data = classifier.make_dataset(evaluation, eval_ids, preprocessor,
-                                        values["eval_batch_size"])
+                                        values["eval_batch_size"], dynamic_padding=padding)
     best = os.path.join(output_dir, "best.weights.h5")
     callbacks = [keras.callbacks.ModelCheckpoint(best, monitor="val_accuracy", mode="max",
                                                  save_best_only=True, save_weights_only=True),
@@ -167,7 +171,8 @@ def run(values, log=print):
     if values["predict_file"]:
         examples = classifier.read_examples(values["predict_file"], values["input_format"],
                                             columns, require_label=False)
-        data = classifier.make_dataset(examples, None, preprocessor, values["eval_batch_size"])
+        data = classifier.make_dataset(examples, None, preprocessor, values["eval_batch_size"],
+                                       dynamic_padding=padding)
         probabilities = tf.nn.softmax(model.predict(data, verbose=0)).numpy()
         path = os.path.join(output_dir, "predictions.tsv")
         with open(path + ".tmp", "w", encoding="utf-8") as f:

@@ -114,7 +114,7 @@ class Trainer:
         parts = self.options.gradient_accumulation_steps
         variables = self.model.trainable_variables
         scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
-        gradients = [tf.zeros_like(v) for v in variables]
+        gradients = None
         totals = {name: tf.constant(0.0) for name in SUMS[:-1]}
         size = tf.shape(features["input_word_ids"])[0] // parts
         # Each part's masked-LM loss is divided by the whole batch's weight, so the parts add
@@ -132,8 +132,9 @@ class Trainer:
                 loss = losses["loss"] / self.strategy.num_replicas_in_sync
                 if scaled:
                     loss = self.optimizer.scale_loss(loss)
-            gradients = [g + tf.convert_to_tensor(d) for g, d in
-                         zip(gradients, tape.gradient(loss, variables))]
+            part_gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+            gradients = part_gradients if gradients is None else [
+                g + d for g, d in zip(gradients, part_gradients)]
             for name, value in list(losses.items()) + list(counts.items()):
                 totals[name] += value
         return gradients, totals
@@ -154,8 +155,9 @@ class Trainer:
         share = 1.0 / self.strategy.num_replicas_in_sync
         if scale is not None:
             share *= scale  # the LossScaleOptimizer unscales and skips non-finite steps
-        self.optimizer.apply_gradients(zip([g * share for g in gradients],
-                                           self.model.trainable_variables))
+        if scale is not None or share != 1.0:  # a pass over every gradient: only when needed
+            gradients = [g * share for g in gradients]
+        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
         totals["gradient_norm"] = norm
         # Loss means are per replica; divide so that the replica sum is the global mean.
         for name in ("loss", "masked_lm_loss", "next_sentence_loss", "gradient_norm"):
@@ -250,6 +252,11 @@ class Trainer:
             signal.signal(signal.SIGTERM, previous)
             writer.close()
         return metrics
+
+    def train_steps(self, iterator, steps):
+        """Runs `steps` steps in one host call (no logging, checkpoints or checks); returns the
+        summed loss. For benchmarks and custom loops."""
+        return self._train_loop(iterator, tf.constant(steps, tf.int32))["loss"]
 
     def evaluate(self, dataset, steps, summary_dir=None):
         sums = self._eval_loop(iter(dataset), tf.constant(steps, tf.int32))

@@ -1,0 +1,466 @@
+"""Side-by-side speed figures: bert_tf against the Model Garden and keras-hub, in one run.
+
+    python tools/benchmark.py [--parts=train,input,data,serving,finetune]
+        [--configs=tiny,mini,small,base] [--jit=off,on] [--output=benchmark.json]
+
+Peers (requirements-bench.txt): tf-models-official's BertEncoder + BertPretrainerV2 with its NSP
+head, and keras-hub's BertMaskedLM (MLM only); each is timed when installed, interleaved with ours
+under the same settings (oneDNN, threads, XLA), so only the ratios measured here count.
+
+  train     sequences/s of a full training step (forward, backward, global-norm clip, AdamW),
+            many steps per host call for every implementation; MFU = model FLOPs / the peak of
+            a large matmul measured in this process. FLOPs per sequence:
+            6 * non_embedding_params * seq + 12 * layers * hidden * seq^2 + the MLM head
+            (6 * predictions * (hidden^2 + hidden * vocab)).
+  input     examples/s of our tf.data pipeline over real TFRecord shards, against bert_tiny's
+            train-step consumption.
+  data      create_pretraining_data input MB/s against the Model Garden's (tools/benchmark_data.py).
+  serving   p50/p99 latency of the text-in export against the encoder alone, batch 1 and 32.
+  finetune  examples/s of classifier training on short texts, length-bucketed vs padded.
+
+Warm-up calls (tracing, XLA compilation) are excluded; each figure is the median of --repeats.
+"""
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("parts", ["train", "input", "data", "serving", "finetune"], "What to measure.")
+flags.DEFINE_list("configs", ["tiny", "mini", "small", "base"], "configs/bert_<name>.json")
+flags.DEFINE_list("jit", ["off", "on"], "XLA settings for the train step.")
+flags.DEFINE_list("peers", ["model_garden", "keras_hub"], "Peers to time when installed.")
+flags.DEFINE_integer("seq_length", 128, "Sequence length.")
+flags.DEFINE_integer("batch_size", 32, "Batch size (train step).")
+flags.DEFINE_integer("base_batch_size", 8, "Batch size for bert_base and larger.")
+flags.DEFINE_integer("predictions", 20, "Masked-LM predictions per sequence.")
+flags.DEFINE_float("seconds", 4.0, "Target seconds per timed call (sets the steps per call).")
+flags.DEFINE_integer("repeats", 3, "Timed calls per figure; the median is reported.")
+flags.DEFINE_string("output", None, "Write the figures as JSON here.")
+flags.DEFINE_float("data_megabytes", 11.0, "Corpus size for the data-creation part.")
+flags.DEFINE_list("serving_configs", ["tiny", "base"], "Configs for the serving part.")
+flags.DEFINE_string("finetune_config", "mini", "Config for the finetuning part.")
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# === Environment ===
+
+def environment():
+    import tensorflow as tf
+    from tensorflow.python.util import _pywrap_util_port
+
+    return {"tensorflow": tf.__version__, "onednn": bool(_pywrap_util_port.IsMklEnabled()),
+            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(default)"),
+            "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or "default",
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads() or "default",
+            "cpus": os.cpu_count()}
+
+
+def matmul_peak(n=2048, repeats=5):
+    """GFLOP/s of an n x n float32 matmul, ten per host call; the median of `repeats`."""
+    import tensorflow as tf
+
+    a, b = tf.random.normal([n, n]), tf.random.normal([n, n])
+
+    @tf.function
+    def ten(a, b):
+        c = a
+        for _ in range(10):
+            c = tf.matmul(c, b) * 1e-3
+        return tf.reduce_sum(c)
+
+    ten(a, b).numpy()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        ten(a, b).numpy()
+        times.append(time.perf_counter() - start)
+    return 10 * 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def train_flops_per_sequence(config, seq, predictions):
+    H, L, I, V = (config.hidden_size, config.num_hidden_layers, config.intermediate_size,  # noqa
+                  config.vocab_size)
+    block_params = 4 * H * H + 4 * H + 2 * H * I + I + H + 4 * H
+    return (6 * L * block_params * seq + 12 * L * H * seq * seq
+            + 6 * predictions * (H * H + H * V))
+
+
+# === Synthetic pretraining batches ===
+
+def synthetic_batch(config, batch, seq, predictions, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    features = {
+        "input_word_ids": rng.integers(5, config.vocab_size, (batch, seq)).astype("int32"),
+        "input_mask": np.ones((batch, seq), "int32"),
+        "input_type_ids": (np.arange(seq)[None, :] >= seq // 2).repeat(batch, 0).astype("int32"),
+        "masked_lm_positions": np.sort(rng.choice(seq - 1, (batch, predictions)) + 1, 1
+                                       ).astype("int32")}
+    labels = {"masked_lm_ids": rng.integers(5, config.vocab_size, (batch, predictions)
+                                            ).astype("int32"),
+              "masked_lm_weights": np.ones((batch, predictions), "float32"),
+              "next_sentence_labels": rng.integers(0, 2, (batch, 1)).astype("int32")}
+    return features, labels
+
+
+# === The three implementations, each as run(steps) on a repeated batch ===
+
+def ours(config, batch, seq, predictions, jit):
+    """bert_tf's Trainer, built as run_pretraining builds it."""
+    import tensorflow as tf
+
+    from bert_tf import optimization, training
+    from bert_tf.pretraining_model import build_pretrainer
+
+    strategy = tf.distribute.get_strategy()
+    pretrainer = build_pretrainer(config)
+    optimizer = optimization.create_optimizer("adamw", 1e-4, 10 ** 6, 0, clip_norm=0.0)
+    trainer = training.Trainer(strategy, pretrainer, optimizer, training.TrainOptions(
+        output_dir=tempfile.mkdtemp(), num_train_steps=10 ** 6, jit_compile=jit))
+    dataset = tf.data.Dataset.from_tensors(synthetic_batch(config, batch, seq, predictions)
+                                           ).repeat()
+    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    return lambda steps: trainer.train_steps(iterator, steps)
+
+
+def _peer_loop(model, loss_fn, variables, optimizer, batch, jit):
+    """The same loop shape as ours: one host call runs `steps` steps; forward and backward in
+    a function that XLA compiles when jit is on; global-norm clip; apply."""
+    import tensorflow as tf
+
+    features, labels = batch
+
+    @tf.function(jit_compile=jit or None)
+    def gradients(features, labels):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(model(features, training=True), labels)
+        return tape.gradient(loss, variables), loss
+
+    @tf.function
+    def loop(steps):
+        total = tf.constant(0.0)
+        for _ in tf.range(steps):
+            grads, loss = gradients(features, labels)
+            grads, _ = tf.clip_by_global_norm(grads, 1.0)
+            optimizer.apply_gradients(zip(grads, variables))
+            total += loss
+        return total
+
+    return lambda steps: loop(tf.constant(steps))
+
+
+def _mlm_nsp_loss(mlm_logits, nsp_logits, labels):
+    import tensorflow as tf
+
+    weights = labels["masked_lm_weights"]
+    mlm = tf.keras.losses.sparse_categorical_crossentropy(
+        labels["masked_lm_ids"], tf.cast(mlm_logits, tf.float32), from_logits=True)
+    loss = tf.reduce_sum(mlm * weights) / (tf.reduce_sum(weights) + 1e-5)
+    if nsp_logits is not None:
+        loss += tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
+            labels["next_sentence_labels"][:, 0], tf.cast(nsp_logits, tf.float32),
+            from_logits=True))
+    return loss
+
+
+def model_garden(config, batch, seq, predictions, jit):
+    """tf-models-official: BertEncoder + BertPretrainerV2 with its NSP ClassificationHead, as its
+    BERT pretraining task builds them; tf-keras AdamW."""
+    import tensorflow as tf
+    import tf_keras
+    from official.modeling import tf_utils
+    from official.nlp.modeling import layers, models, networks
+
+    init = tf_keras.initializers.TruncatedNormal(stddev=config.initializer_range)
+    encoder = networks.BertEncoder(
+        vocab_size=config.vocab_size, hidden_size=config.hidden_size,
+        num_layers=config.num_hidden_layers, num_attention_heads=config.num_attention_heads,
+        intermediate_size=config.intermediate_size,
+        activation=tf_utils.get_activation("gelu"), dropout_rate=0.1,
+        attention_dropout_rate=0.1, max_sequence_length=config.max_position_embeddings,
+        type_vocab_size=config.type_vocab_size, initializer=init)
+    model = models.BertPretrainerV2(
+        encoder_network=encoder, mlm_activation=tf_utils.get_activation("gelu"),
+        mlm_initializer=init, classification_heads=[layers.ClassificationHead(
+            inner_dim=config.hidden_size, num_classes=2, dropout_rate=0.1,
+            name="next_sentence")])
+    features, labels = synthetic_batch(config, batch, seq, predictions)
+    features = {k: tf.constant(v) for k, v in features.items()}
+    model(features)
+    optimizer = tf_keras.optimizers.AdamW(1e-4, weight_decay=0.01, epsilon=1e-6)
+
+    def loss_fn(outputs, labels):
+        return _mlm_nsp_loss(outputs["mlm_logits"], outputs["next_sentence"], labels)
+
+    return _peer_loop(model, loss_fn, model.trainable_variables, optimizer,
+                      (features, labels), jit)
+
+
+def keras_hub(config, batch, seq, predictions, jit):
+    """keras-hub: BertBackbone + BertMaskedLM (MLM only, no NSP head); Keras AdamW."""
+    import keras
+    import keras_hub as hub
+    import tensorflow as tf
+
+    backbone = hub.models.BertBackbone(
+        vocabulary_size=config.vocab_size, num_layers=config.num_hidden_layers,
+        num_heads=config.num_attention_heads, hidden_dim=config.hidden_size,
+        intermediate_dim=config.intermediate_size, dropout=0.1,
+        max_sequence_length=config.max_position_embeddings, num_segments=config.type_vocab_size)
+    model = hub.models.BertMaskedLM(backbone=backbone, preprocessor=None)
+    features, labels = synthetic_batch(config, batch, seq, predictions)
+    features = {"token_ids": tf.constant(features["input_word_ids"]),
+                "segment_ids": tf.constant(features["input_type_ids"]),
+                "padding_mask": tf.constant(features["input_mask"] > 0),
+                "mask_positions": tf.constant(features["masked_lm_positions"])}
+    model(features)
+    optimizer = keras.optimizers.AdamW(1e-4, weight_decay=0.01, epsilon=1e-6)
+    optimizer.build(model.trainable_variables)
+
+    def loss_fn(logits, labels):
+        return _mlm_nsp_loss(logits, None, labels)
+
+    return _peer_loop(model, loss_fn, model.trainable_variables, optimizer,
+                      (features, labels), jit)
+
+
+IMPLEMENTATIONS = {"bert_tf": ours, "model_garden": model_garden, "keras_hub": keras_hub}
+
+
+def installed(peer):
+    import importlib.util
+
+    return importlib.util.find_spec({"model_garden": "official", "keras_hub": "keras_hub"}[peer]
+                                    ) is not None
+
+
+# === Parts ===
+
+def bench_train(log):
+    import gc
+
+    import keras
+
+    from bert_tf.config import BertConfig
+
+    peak = matmul_peak()
+    log(f"matmul peak (2048^3 float32): {peak:.1f} GFLOP/s")
+    names = ["bert_tf"] + [p for p in FLAGS.peers if installed(p)]
+    rows = []
+    for config_name in FLAGS.configs:
+        config = BertConfig.from_json_file(os.path.join(REPO, "configs", f"bert_{config_name}.json"))
+        batch = FLAGS.batch_size if config.hidden_size < 768 else FLAGS.base_batch_size
+        flops = train_flops_per_sequence(config, FLAGS.seq_length, FLAGS.predictions)
+        for jit in FLAGS.jit:
+            runs, steps = {}, {}
+            for name in names:  # build and warm up each; size the call to ~--seconds
+                keras.utils.set_random_seed(0)
+                run = IMPLEMENTATIONS[name](config, batch, FLAGS.seq_length, FLAGS.predictions,
+                                            jit == "on")
+                float(run(1))
+                start = time.perf_counter()
+                float(run(1))
+                per_step = time.perf_counter() - start
+                steps[name] = max(1, round(FLAGS.seconds / per_step))
+                float(run(steps[name]))
+                runs[name] = run
+            times = {name: [] for name in names}
+            for _ in range(FLAGS.repeats):  # interleaved, so drift hits all alike
+                for name in names:
+                    start = time.perf_counter()
+                    float(runs[name](steps[name]))
+                    times[name].append((time.perf_counter() - start) / steps[name])
+            for name in names:
+                seq_per_s = batch / statistics.median(times[name])
+                rows.append({"config": config_name, "jit": jit, "implementation": name,
+                             "batch": batch, "sequences_per_second": seq_per_s,
+                             "mfu": seq_per_s * flops / (peak * 1e9)})
+                log(f"{config_name:6s} jit={jit:3s} {name:13s} {seq_per_s:8.2f} seq/s  "
+                    f"MFU {rows[-1]['mfu']:.0%}")
+            del runs
+            gc.collect()
+    return {"matmul_peak_gflops": peak, "rows": rows}
+
+
+def _median_rate(run, count, repeats):
+    """count / seconds of run(), the median of `repeats` timed calls after one warm-up."""
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return count / statistics.median(times)
+
+
+def bench_input(log, train_results=None):
+    """Our tf.data pipeline over the embedded default's real shards, batch 32, seq 128."""
+    import tensorflow as tf
+
+    from bert_tf import input_pipeline
+    from bert_tf.run_pretraining import make_sample_data
+
+    pattern = make_sample_data(FLAGS.seq_length, FLAGS.predictions, log=log)
+    files = tf.io.gfile.glob(pattern)
+    batches = 200
+    iterator = iter(input_pipeline.make_dataset(files, FLAGS.batch_size, FLAGS.seq_length,
+                                                FLAGS.predictions, is_training=True, seed=0))
+
+    def take():
+        for _ in range(batches):
+            next(iterator)
+    rate = _median_rate(take, batches * FLAGS.batch_size, FLAGS.repeats)
+    consumed = None
+    for row in (train_results or {}).get("rows", []):
+        if row["config"] == "tiny" and row["implementation"] == "bert_tf":
+            consumed = max(consumed or 0, row["sequences_per_second"])
+    result = {"examples_per_second": rate, "files": len(files),
+              "bert_tiny_train_sequences_per_second": consumed,
+              "ratio": rate / consumed if consumed else None}
+    log(f"input pipeline: {rate:,.0f} examples/s from {len(files)} shards"
+        + (f"; bert_tiny's train step consumes {consumed:.1f}/s: {rate / consumed:,.0f}x"
+           if consumed else ""))
+    return result
+
+
+def bench_data(log):
+    """tools/benchmark_data.py: create_pretraining_data against the Model Garden's."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as work:
+        output = os.path.join(work, "data.json")
+        subprocess.run([sys.executable, os.path.join(REPO, "tools", "benchmark_data.py"),
+                        f"--megabytes={FLAGS.data_megabytes}", f"--output={output}",
+                        f"--workdir={work}"], check=True)
+        with open(output) as f:
+            results = json.load(f)
+    log("data creation: " + ", ".join(
+        f"{name} {results[name]['mb_per_second']:.2f} MB/s "
+        f"({results[name]['ratio_to_model_garden']:.1f}x)"
+        for name in results if isinstance(results[name], dict)))
+    return results
+
+
+def _latencies(call, calls):
+    call()
+    call()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return {"p50_ms": times[len(times) // 2], "p99_ms": times[min(len(times) - 1,
+                                                                   int(len(times) * 0.99))]}
+
+
+def bench_serving(log):
+    """The exported text-in model against the exported encoder fed ready inputs."""
+    import keras
+    import tensorflow as tf
+
+    from bert_tf.config import BertConfig
+    from bert_tf.export import export_all
+    from bert_tf.pretraining_model import build_pretrainer
+    from bert_tf.run_pretraining import SAMPLE_PREFIX, make_sample_data
+    from bert_tf.tokenization import load_vocab
+
+    make_sample_data(FLAGS.seq_length, FLAGS.predictions, log=log)
+    vocab = load_vocab(f"{SAMPLE_PREFIX}_vocab.txt")
+    with open(f"{SAMPLE_PREFIX}_corpus.txt", encoding="utf-8") as f:
+        lines = [line.strip() for line in f if 60 < len(line.strip()) < 300][:64]
+    results = {}
+    for config_name in FLAGS.serving_configs:
+        config = BertConfig.from_json_file(os.path.join(REPO, "configs",
+                                                        f"bert_{config_name}.json"))
+        keras.utils.set_random_seed(0)
+        with tempfile.TemporaryDirectory() as work:
+            paths = export_all(build_pretrainer(config), vocab, True, FLAGS.seq_length, work)
+            text_model = tf.saved_model.load(paths["bert"]).signatures["serving_default"]
+            encoder = tf.saved_model.load(paths["bert_encoder"]).signatures["serving_default"]
+            preprocessor = tf.saved_model.load(paths["bert_preprocessor"]
+                                               ).signatures["serving_default"]
+            for batch in (1, 32):
+                texts = tf.constant((lines * 32)[:batch])
+                inputs = preprocessor(text=texts)
+                calls = 200 if batch == 1 else 40
+                text = _latencies(lambda: text_model(text=texts), calls)
+                alone = _latencies(lambda: encoder(**inputs), calls)
+                ratio = text["p50_ms"] / alone["p50_ms"]
+                results[f"{config_name}_batch_{batch}"] = {"text_in": text, "encoder": alone,
+                                                           "p50_ratio": ratio}
+                log(f"serving {config_name} batch {batch:2d}: text-in p50 {text['p50_ms']:.2f} "
+                    f"ms p99 {text['p99_ms']:.2f} ms; encoder alone p50 {alone['p50_ms']:.2f} "
+                    f"ms p99 {alone['p99_ms']:.2f} ms; ratio {ratio:.2f}")
+    return results
+
+
+def bench_finetune(log):
+    """Classifier fit() examples/s on short texts: dynamic padding vs padding to max length."""
+    import random
+
+    import keras
+    import numpy as np
+
+    from bert_tf import classifier
+    from bert_tf.config import BertConfig
+    from bert_tf.encoder import BertEncoder
+    from bert_tf.run_pretraining import SAMPLE_PREFIX, make_sample_data
+    from bert_tf.tokenization import load_vocab
+
+    make_sample_data(FLAGS.seq_length, FLAGS.predictions, log=log)
+    vocab = load_vocab(f"{SAMPLE_PREFIX}_vocab.txt")
+    with open(f"{SAMPLE_PREFIX}_corpus.txt", encoding="utf-8") as f:
+        words = f.read(2_000_000).split()
+    rng = random.Random(0)
+    examples = []  # short texts, 5-25 words, as in sentiment or intent sets
+    for _ in range(1024):
+        start = rng.randrange(len(words) - 30)
+        examples.append((" ".join(words[start:start + rng.randint(5, 25)]), None, "x"))
+    ids = np.array([rng.randint(0, 1) for _ in examples])
+    config = BertConfig.from_json_file(os.path.join(REPO, "configs",
+                                                    f"bert_{FLAGS.finetune_config}.json"))
+    preprocessor = classifier.Preprocessor(vocab, True, FLAGS.seq_length)
+    results = {}
+    for dynamic in (False, True):
+        keras.utils.set_random_seed(0)
+        model = classifier.build_classifier(BertEncoder(config), 2)
+        model.compile(optimizer=keras.optimizers.AdamW(2e-5),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        data = classifier.make_dataset(examples, ids, preprocessor, 32, dynamic_padding=dynamic)
+        rate = _median_rate(lambda: model.fit(data, epochs=1, verbose=0), len(examples),
+                            FLAGS.repeats)
+        results["dynamic_padding" if dynamic else "padded_to_max"] = rate
+        log(f"finetune bert_{FLAGS.finetune_config} seq {FLAGS.seq_length}, short texts, "
+            f"{'dynamic padding' if dynamic else 'padded to max'}: {rate:.1f} examples/s")
+    results["ratio"] = results["dynamic_padding"] / results["padded_to_max"]
+    log(f"finetune: dynamic padding {results['ratio']:.2f}x padded")
+    return results
+
+
+def main(argv):
+    del argv
+    results = {"environment": environment()}
+    print(json.dumps(results["environment"]))
+    parts = {"train": bench_train, "input": lambda log: bench_input(log, results.get("train")),
+             "data": bench_data, "serving": bench_serving, "finetune": bench_finetune}
+    for part in FLAGS.parts:
+        if part in parts:
+            results[part] = parts[part](print)
+    if FLAGS.output:
+        with open(FLAGS.output, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    app.run(main)
