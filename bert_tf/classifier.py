@@ -134,7 +134,9 @@ def make_dataset(examples, ids, preprocessor, batch_size, shuffle=False, seed=No
 
     With `dynamic_padding`, each batch is cut to the smallest of `length_buckets` that holds its
     longest text, instead of max_seq_length: short texts cost short sequences, and a jit-compiled
-    step sees only a few shapes. Example order is kept.
+    step sees only a few shapes. When shuffling (training), examples are also grouped into
+    batches of one bucket, so one long text does not lengthen a batch of short ones; otherwise
+    the order is kept (evaluation, prediction).
     """
     a = [e[0] for e in examples]
     b = [e[1] for e in examples] if examples and examples[0][1] is not None else None
@@ -143,18 +145,33 @@ def make_dataset(examples, ids, preprocessor, batch_size, shuffle=False, seed=No
     dataset = tf.data.Dataset.from_tensor_slices((columns, labels))
     if shuffle:
         dataset = dataset.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    buckets = tf.constant(length_buckets(preprocessor.max_seq_length.numpy()), tf.int32)
+    buckets = tf.constant(length_buckets(int(preprocessor.max_seq_length.numpy())), tf.int32)
 
     def encode(texts, label):
         inputs = (preprocessor.pair(texts[0], texts[1]) if len(texts) == 2
                   else preprocessor.single(texts[0]))
-        if dynamic_padding:
-            longest = tf.reduce_max(tf.reduce_sum(inputs["input_mask"], axis=1))
-            length = tf.gather(buckets, tf.searchsorted(buckets, longest[None])[0])
-            inputs = {name: value[:, :length] for name, value in inputs.items()}  # [B, length]
         return inputs, label
-    return dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    def bucket(inputs):  # [B, T] inputs -> index of the smallest bucket holding them all
+        longest = tf.reduce_max(tf.reduce_sum(inputs["input_mask"], axis=-1))
+        return tf.searchsorted(buckets, longest[None])[0]
+
+    def trim(inputs, label):
+        length = buckets[bucket(inputs)]
+        return {name: value[:, :length] for name, value in inputs.items()}, label  # [B, length]
+
+    if not dynamic_padding:
+        dataset = dataset.batch(batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE)
+    elif not shuffle:
+        dataset = dataset.batch(batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.map(trim, num_parallel_calls=tf.data.AUTOTUNE)
+    else:  # tokenize in large batches, then regroup by bucket
+        dataset = dataset.batch(16 * batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.unbatch().group_by_window(
+            key_func=lambda inputs, label: tf.cast(bucket(inputs), tf.int64),
+            reduce_func=lambda key, group: group.batch(batch_size), window_size=batch_size)
+        dataset = dataset.map(trim, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 # === Metrics ===
