@@ -226,3 +226,43 @@ def test_finetunes_from_an_encoder_export(workspace):
     served = tf.saved_model.load(result["export"]).signatures["serving_default"](
         text=tf.constant(["the cat was good ."]))
     assert served["label"].numpy()[0] == b"positive"
+
+
+def test_length_buckets():
+    assert classifier.length_buckets(128) == [16, 32, 64, 128]
+    assert classifier.length_buckets(100) == [16, 32, 64, 100]
+    assert classifier.length_buckets(12) == [12]
+
+
+def test_dynamic_padding_cuts_batches_and_keeps_every_example(workspace):
+    """Training batches are grouped by length bucket and cut to it; eval batches keep the order;
+    the classifier's logits for an example do not depend on how far its batch was padded."""
+    from bert_tf.tokenization import load_vocab
+
+    vocab = load_vocab(workspace / "pretrain" / "vocab.txt")
+    preprocessor = classifier.Preprocessor(vocab, True, 64)
+    rng = random.Random(3)
+    examples = [(" ".join(rng.choice(WORDS) for _ in range(rng.choice([3, 4, 20, 40]))), None,
+                 "x") for _ in range(100)]
+    ids = np.arange(len(examples))
+    padded = list(classifier.make_dataset(examples, ids, preprocessor, 8,
+                                          dynamic_padding=False))
+    assert {b[0]["input_word_ids"].shape[1] for b in padded} == {64}
+
+    train = list(classifier.make_dataset(examples, ids, preprocessor, 8, shuffle=True, seed=1))
+    seen = np.concatenate([b[1].numpy() for b in train])
+    assert sorted(seen) == list(ids)  # every example once
+    lengths = {b[0]["input_word_ids"].shape[1] for b in train}
+    assert lengths <= {16, 32, 64} and 16 in lengths
+    for inputs, _ in train:
+        real = inputs["input_mask"].numpy().sum(1)
+        width = inputs["input_word_ids"].shape[1]
+        assert real.max() <= width and (width == 16 or real.max() > width // 2)
+
+    ordered = list(classifier.make_dataset(examples, ids, preprocessor, 8))
+    assert np.concatenate([b[1].numpy() for b in ordered]).tolist() == list(ids)
+    config = BertConfig.from_json_file(workspace / "pretrain" / "bert_config.json")
+    model = classifier.build_classifier(build_pretrainer(config).encoder, 2)
+    for (short, _), (full, _) in zip(ordered, padded, strict=True):
+        np.testing.assert_allclose(model(short, training=False), model(full, training=False),
+                                   atol=1e-5)

@@ -31,6 +31,7 @@ import time
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import bert_tf  # noqa: E402,F401  (the project's environment defaults, for every implementation)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("parts", ["train", "input", "data", "serving", "finetune"], "What to measure.")
@@ -65,7 +66,7 @@ def environment():
 
 
 def matmul_peak(n=2048, repeats=5):
-    """GFLOP/s of an n x n float32 matmul, ten per host call; the median of `repeats`."""
+    """GFLOP/s of an n x n float32 matmul, ten per host call; the best of `repeats` (a peak)."""
     import tensorflow as tf
 
     a, b = tf.random.normal([n, n]), tf.random.normal([n, n])
@@ -83,7 +84,7 @@ def matmul_peak(n=2048, repeats=5):
         start = time.perf_counter()
         ten(a, b).numpy()
         times.append(time.perf_counter() - start)
-    return 10 * 2 * n ** 3 / statistics.median(times) / 1e9
+    return 10 * 2 * n ** 3 / min(times) / 1e9
 
 
 def train_flops_per_sequence(config, seq, predictions):
@@ -289,6 +290,12 @@ def bench_train(log):
                     f"MFU {rows[-1]['mfu']:.0%}")
             del runs
             gc.collect()
+    peak_after = matmul_peak()
+    if peak_after > peak:  # MFU against the best peak seen in this run
+        for row in rows:
+            row["mfu"] *= peak / peak_after
+        peak = peak_after
+    log(f"matmul peak again after the runs: {peak_after:.1f} GFLOP/s; MFU uses {peak:.1f}")
     return {"matmul_peak_gflops": peak, "rows": rows}
 
 

@@ -1,0 +1,41 @@
+"""tools/benchmark.py: its FLOP count matches the model, and the train part runs side by side."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from bert_tf.config import BertConfig
+from bert_tf.pretraining_model import build_pretrainer
+from conftest import CONFIGS_DIR, REPO_ROOT
+
+sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
+import benchmark  # noqa: E402
+
+
+@pytest.mark.parametrize("name", ["tiny", "small"])
+def test_flop_count_uses_the_models_own_parameter_count(name):
+    config = BertConfig.from_json_file(os.path.join(CONFIGS_DIR, f"bert_{name}.json"))
+    model = build_pretrainer(config)
+    block_params = sum(int(np.prod(w.shape)) for w in model.weights
+                       if "transformer_layer_" in w.path)
+    seq, predictions = 128, 20
+    H, V = config.hidden_size, config.vocab_size
+    expected = (6 * block_params * seq + 12 * config.num_hidden_layers * H * seq * seq
+                + 6 * predictions * (H * H + H * V))
+    assert benchmark.train_flops_per_sequence(config, seq, predictions) == expected
+
+
+@pytest.mark.slow
+def test_train_part_times_ours_and_the_model_garden(monkeypatch):
+    benchmark.FLAGS(["benchmark", "--configs=tiny", "--jit=off", "--peers=model_garden",
+                     "--seq_length=32", "--batch_size=8", "--predictions=5", "--seconds=0.2",
+                     "--repeats=1"])
+    lines = []
+    result = benchmark.bench_train(lines.append)
+    rows = {row["implementation"]: row for row in result["rows"]}
+    assert set(rows) == {"bert_tf", "model_garden"}
+    for row in rows.values():
+        assert row["sequences_per_second"] > 0 and 0 < row["mfu"] < 1
+    assert result["matmul_peak_gflops"] > 1 and any("seq/s" in line for line in lines)
