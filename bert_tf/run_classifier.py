@@ -145,9 +145,13 @@ def run(values, log=print):
             metrics=["accuracy"])
     preprocessor = classifier.Preprocessor(vocab, lower, values["max_seq_length"])
     padding = values.get("dynamic_padding", True)
+    # Repeated, so every epoch gets steps_per_epoch batches: grouping by length makes the number
+    # of batches per pass vary, and Keras skips an epoch when a finite dataset of unknown size
+    # runs out.
     train_data = classifier.make_dataset(train, train_ids, preprocessor,
                                          values["train_batch_size"], shuffle=True,
-                                         seed=values["random_seed"], dynamic_padding=padding)
+                                         seed=values["random_seed"],
+                                         dynamic_padding=padding).repeat()
     eval_data = classifier.make_dataset(evaluation, eval_ids, preprocessor,
                                         values["eval_batch_size"], dynamic_padding=padding)
     best = os.path.join(output_dir, "best.weights.h5")
@@ -158,9 +162,9 @@ def run(values, log=print):
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_accuracy", mode="max", patience=values["early_stopping_patience"]))
     epochs = max(int(np.ceil(values["num_train_epochs"])), 1)
+    # A fractional last epoch runs whole; the learning rate has reached its end by then.
     model.fit(train_data, validation_data=eval_data, epochs=epochs,
-              steps_per_epoch=steps_per_epoch if epochs == values["num_train_epochs"] else None,
-              callbacks=callbacks, verbose=2)
+              steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=2)
     model.load_weights(best)
 
     predictions = np.argmax(model.predict(eval_data, verbose=0), -1)
