@@ -136,7 +136,9 @@ def ours(config, batch, seq, predictions, jit):
 
 def _peer_loop(model, loss_fn, variables, optimizer, batch, jit):
     """The same loop shape as ours: one host call runs `steps` steps; forward and backward in
-    a function that XLA compiles when jit is on; global-norm clip; apply."""
+    a function that XLA compiles when jit is on; global-norm clip; apply. Like ours (and like
+    the Model Garden's task and keras-hub's compiled metrics), each step also counts correct
+    masked-LM (and NSP) predictions."""
     import tensorflow as tf
 
     features, labels = batch
@@ -144,34 +146,41 @@ def _peer_loop(model, loss_fn, variables, optimizer, batch, jit):
     @tf.function(jit_compile=jit or None)
     def gradients(features, labels):
         with tf.GradientTape() as tape:
-            loss = loss_fn(model(features, training=True), labels)
-        return tape.gradient(loss, variables), loss
+            loss, correct = loss_fn(model(features, training=True), labels)
+        return tape.gradient(loss, variables), loss, correct
 
     @tf.function
     def loop(steps):
         total = tf.constant(0.0)
         for _ in tf.range(steps):
-            grads, loss = gradients(features, labels)
+            grads, loss, correct = gradients(features, labels)
             grads, _ = tf.clip_by_global_norm(grads, 1.0)
             optimizer.apply_gradients(zip(grads, variables))
-            total += loss
+            total += loss + 0.0 * correct
         return total
 
     return lambda steps: loop(tf.constant(steps))
 
 
 def _mlm_nsp_loss(mlm_logits, nsp_logits, labels):
+    """(loss, correct predictions) as google's pretraining loss and accuracy metrics."""
     import tensorflow as tf
 
     weights = labels["masked_lm_weights"]
+    mlm_logits = tf.cast(mlm_logits, tf.float32)
     mlm = tf.keras.losses.sparse_categorical_crossentropy(
-        labels["masked_lm_ids"], tf.cast(mlm_logits, tf.float32), from_logits=True)
+        labels["masked_lm_ids"], mlm_logits, from_logits=True)
     loss = tf.reduce_sum(mlm * weights) / (tf.reduce_sum(weights) + 1e-5)
+    hit = tf.equal(tf.argmax(mlm_logits, -1, tf.int32), labels["masked_lm_ids"])
+    correct = tf.reduce_sum(tf.cast(hit, tf.float32) * weights)
     if nsp_logits is not None:
+        nsp_logits = tf.cast(nsp_logits, tf.float32)
+        nsp_labels = labels["next_sentence_labels"][:, 0]
         loss += tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(
-            labels["next_sentence_labels"][:, 0], tf.cast(nsp_logits, tf.float32),
-            from_logits=True))
-    return loss
+            nsp_labels, nsp_logits, from_logits=True))
+        correct += tf.reduce_sum(tf.cast(
+            tf.equal(tf.argmax(nsp_logits, -1, tf.int32), nsp_labels), tf.float32))
+    return loss, correct
 
 
 def model_garden(config, batch, seq, predictions, jit):
