@@ -17,6 +17,7 @@ import re
 
 import numpy as np
 
+from bert_tf import features
 from bert_tf.checkpoints import (HF_ALIASES, HF_TIED, ENCODER, Weights, config_from_huggingface,
                                  config_to_huggingface, google_shapes, group, huggingface_name,
                                  pretrainer_tensors, vocab_and_case)
@@ -189,17 +190,14 @@ def write_huggingface(tensors, config, vocab, do_lower_case, directory):
     save_file(arrays, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
     if config.hidden_act == "gelu_tanh":  # the same function under a name transformers knows
         config = dataclasses.replace(config, hidden_act="gelu_new")
-    _write_json(os.path.join(directory, "config.json"),
-                config_to_huggingface(config, pad_token_id=vocab.pad_id))
-    _write_json(os.path.join(directory, "tokenizer_config.json"),
-                {"tokenizer_class": "BertTokenizer", "do_lower_case": do_lower_case,
-                 "strip_accents": None, "tokenize_chinese_chars": True,
-                 "model_max_length": config.max_position_embeddings})
+    features.write_json_atomically(os.path.join(directory, "config.json"),
+                                   config_to_huggingface(config, pad_token_id=vocab.pad_id))
+    features.write_json_atomically(os.path.join(directory, "tokenizer_config.json"),
+                                   {"tokenizer_class": "BertTokenizer",
+                                    "do_lower_case": do_lower_case, "strip_accents": None,
+                                    "tokenize_chinese_chars": True,
+                                    "model_max_length": config.max_position_embeddings})
 
-
-def _write_json(path, values):
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 # === bert_tf checkpoints ===

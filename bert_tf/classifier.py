@@ -160,16 +160,14 @@ def make_dataset(examples, ids, preprocessor, batch_size, shuffle=False, seed=No
         length = buckets[bucket(inputs)]
         return {name: value[:, :length] for name, value in inputs.items()}, label  # [B, length]
 
-    if not dynamic_padding:
-        dataset = dataset.batch(batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE)
-    elif not shuffle:
-        dataset = dataset.batch(batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE)
-        dataset = dataset.map(trim, num_parallel_calls=tf.data.AUTOTUNE)
-    else:  # tokenize in large batches, then regroup by bucket
+    if dynamic_padding and shuffle:  # tokenize in large batches, then regroup by bucket
         dataset = dataset.batch(16 * batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE)
         dataset = dataset.unbatch().group_by_window(
             key_func=lambda inputs, label: tf.cast(bucket(inputs), tf.int64),
             reduce_func=lambda key, group: group.batch(batch_size), window_size=batch_size)
+    else:
+        dataset = dataset.batch(batch_size).map(encode, num_parallel_calls=tf.data.AUTOTUNE)
+    if dynamic_padding:
         dataset = dataset.map(trim, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 

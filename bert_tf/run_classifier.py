@@ -144,7 +144,7 @@ def run(values, log=print):
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"])
     preprocessor = classifier.Preprocessor(vocab, lower, values["max_seq_length"])
-    padding = values.get("dynamic_padding", True)
+    padding = values["dynamic_padding"]
     # Repeated, so every epoch gets steps_per_epoch batches: grouping by length makes the number
     # of batches per pass vary, and Keras skips an epoch when a finite dataset of unknown size
     # runs out.

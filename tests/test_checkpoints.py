@@ -300,15 +300,21 @@ def test_tokenizers_differ_only_on_characters_new_to_unicode(work, tmp_path):
 
 # === Partial sources, bad input ===
 
+def copy_into(target_dir, source_dir, names=("config.json", "vocab.txt")):
+    """A new directory holding copies of `names` from `source_dir`."""
+    target_dir.mkdir()
+    for name in names:
+        (target_dir / name).write_bytes((source_dir / name).read_bytes())
+    return target_dir
+
+
 def strip_to_bert_model(source_dir, target_dir, keep_pooler):
     """A BertModel-style directory (no `bert.` prefix, no heads) from a BertForPreTraining one."""
-    target_dir.mkdir()
+    copy_into(target_dir, source_dir)
     arrays = {name.removeprefix("bert."): value
               for name, value in load_file(source_dir / "model.safetensors").items()
               if name.startswith("bert.") and (keep_pooler or ".pooler." not in name)}
     save_file(arrays, target_dir / "model.safetensors", metadata={"format": "pt"})
-    for name in ("config.json", "vocab.txt"):
-        (target_dir / name).write_bytes((source_dir / name).read_bytes())
 
 
 def test_missing_pooler_and_heads_are_fresh_and_reported(work, tmp_path):
@@ -336,10 +342,7 @@ def expect_error(match, *args, **kwargs):
 def test_bad_sources_name_the_variable_or_file(work, tmp_path):
     google, hf = work["google"], work["hf"]
     # a config that does not fit the weights: the variable and both shapes
-    bad = tmp_path / "google_bad"
-    bad.mkdir()
-    for name in os.listdir(google):
-        (bad / name).write_bytes((google / name).read_bytes())
+    bad = copy_into(tmp_path / "google_bad", google, os.listdir(google))
     BertConfig(**{**CONFIG.to_dict(), "intermediate_size": 48}).to_json_file(
         bad / "bert_config.json")
     message = expect_error("variable bert/encoder/layer_0/intermediate/dense/", "google_tf1",
@@ -374,10 +377,7 @@ def test_bad_sources_name_the_variable_or_file(work, tmp_path):
     expect_error("pytorch_model.bin", "huggingface", str(torch_only), "bert_tf",
                  str(tmp_path / "o6"))
     # an untied decoder cannot be represented
-    untied = tmp_path / "untied"
-    untied.mkdir()
-    for name in ("config.json", "vocab.txt"):
-        (untied / name).write_bytes((hf / name).read_bytes())
+    untied = copy_into(tmp_path / "untied", hf)
     arrays = load_file(hf / "model.safetensors")
     arrays["cls.predictions.decoder.weight"] = arrays["bert.embeddings.word_embeddings.weight"] + 1
     save_file(arrays, untied / "model.safetensors", metadata={"format": "pt"})
@@ -393,10 +393,7 @@ def test_bad_sources_name_the_variable_or_file(work, tmp_path):
 
 def test_tied_decoder_copy_is_accepted(work, tmp_path):
     """Checkpoints saved with the tied decoder written out (older transformers) convert too."""
-    tied = tmp_path / "tied"
-    tied.mkdir()
-    for name in ("config.json", "vocab.txt"):
-        (tied / name).write_bytes((work["hf"] / name).read_bytes())
+    tied = copy_into(tmp_path / "tied", work["hf"])
     arrays = load_file(work["hf"] / "model.safetensors")
     arrays["cls.predictions.decoder.weight"] = arrays["bert.embeddings.word_embeddings.weight"]
     arrays["cls.predictions.decoder.bias"] = arrays.pop("cls.predictions.bias")
@@ -417,10 +414,8 @@ def test_half_precision_sources_convert(work, tmp_path):
 
     source = load_file(work["hf"] / "model.safetensors")
     for dtype in (ml_dtypes.bfloat16, np.float16):
-        half = tmp_path / np.dtype(dtype).name
-        half.mkdir()
-        for name in ("config.json", "vocab.txt", "tokenizer_config.json"):
-            (half / name).write_bytes((work["hf"] / name).read_bytes())
+        half = copy_into(tmp_path / np.dtype(dtype).name, work["hf"],
+                         ("config.json", "vocab.txt", "tokenizer_config.json"))
         save_file({k: v.astype(dtype) for k, v in source.items()}, half / "model.safetensors",
                   metadata={"format": "pt"})
         convert("huggingface", str(half), "huggingface", str(half) + "_out", log=lambda _: None)

@@ -78,6 +78,7 @@ def values(workspace, task, output, **overrides):
         input_format="tsv", text_a_column="text", text_b_column=None, label_column="label",
         init_checkpoint=str(workspace / "pretrain" / "ckpt-1"), bert_config_file=None,
         encoder_saved_model=None, vocab_file=None, do_lower_case=None, max_seq_length=32,
+        dynamic_padding=True,
         train_batch_size=32, eval_batch_size=32, learning_rate=2e-3, num_train_epochs=6,
         warmup_proportion=0.1, distribution_strategy="one_device", mixed_precision="float32",
         early_stopping_patience=0, allow_unknown_labels=False, model_name="classifier",
