@@ -26,6 +26,17 @@ ACTIVATIONS = ("gelu", "gelu_new", "gelu_tanh", "gelu_pytorch_tanh", "relu")
 
 _DEFAULT_LAYER_NORM_EPS = 1e-12
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def configs_dir() -> str:
+    """The shipped configs/ (bert_tiny ... bert_large): inside an installed package (the wheel carries
+    them as bert_tf/configs), else at the top of the source checkout this package runs from."""
+    installed = os.path.join(_PACKAGE_DIR, "configs")
+    return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(_PACKAGE_DIR),
+                                                                   "configs")
+
+
 # Keys that google's multilingual and Chinese releases carry in bert_config.json. They describe the
 # standard first-token pooler and are not read by google's own modeling code; accepted when they
 # agree with the model we build, and not written back.

@@ -12,15 +12,15 @@ import time
 
 from absl import app, flags
 
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "configs", "bert_tiny.json")
+from bert_tf.config import configs_dir
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
     """The command-line flags; defined only when run as a program, so importing is free."""
-    flags.DEFINE_string("bert_config_file", DEFAULT_CONFIG, "google-format bert_config.json.")
+    flags.DEFINE_string("bert_config_file", os.path.join(configs_dir(), "bert_tiny.json"),
+                        "google-format bert_config.json.")
     flags.DEFINE_integer("max_seq_length", 128, "Sequence length of the random batch.")
     flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence.")
     flags.DEFINE_integer("batch_size", 8, "Sequences in the random batch.")

@@ -4,10 +4,11 @@
         --input_file='tfrecords/wiki-*' --output_dir=runs/base --train_batch_size=256 \
         --num_train_steps=1000000 --num_warmup_steps=10000 --learning_rate=1e-4
 
-With no flags at all it runs the embedded default: a vocab and TFRecords made once (cached under
-tfrecords/sample*) from Python's own documentation, then bert_tiny trained for a few hundred steps
-on CPU into runs/bert_tiny_sample. Running the same command again resumes from the latest
-checkpoint in --output_dir; SIGTERM saves a checkpoint and exits cleanly.
+With no flags at all it runs the embedded default: a vocab and TFRecords made once from Python's
+own documentation (cached in tfrecords/ of a source checkout, else in ~/.cache/bert_tf), then
+bert_tiny trained for a few hundred steps on CPU into runs/bert_tiny_sample under the current
+directory. Running the same command again
+resumes from the latest checkpoint in --output_dir; SIGTERM saves a checkpoint and exits cleanly.
 """
 
 import os
@@ -15,21 +16,41 @@ import sys
 
 from absl import app, flags, logging
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE_PREFIX = os.path.join(REPO_ROOT, "tfrecords", "sample")
+from bert_tf.config import configs_dir
 
 FLAGS = flags.FLAGS
+
+
+def sample_data_dir():
+    """Where the embedded default caches its corpus, vocab and shards; never inside site-packages.
+
+    $BERT_TF_CACHE_DIR if set; else tfrecords/ of the source checkout this package runs from; else
+    (an installed package) $XDG_CACHE_HOME/bert_tf, by default ~/.cache/bert_tf.
+    """
+    if os.environ.get("BERT_TF_CACHE_DIR"):
+        return os.environ["BERT_TF_CACHE_DIR"]
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.isfile(os.path.join(checkout, "pyproject.toml")) and os.path.isdir(
+            os.path.join(checkout, "tfrecords")):
+        return os.path.join(checkout, "tfrecords")
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "bert_tf")
+
+
+def sample_prefix():
+    """The sample files' common prefix: <prefix>_corpus.txt, <prefix>_vocab.txt, shards."""
+    return os.path.join(sample_data_dir(), "sample")
 
 
 def define_flags():
     """The command-line flags; defined only when run as a program, so importing is free."""
     # data and model
-    flags.DEFINE_string("bert_config_file", os.path.join(REPO_ROOT, "configs", "bert_tiny.json"),
+    flags.DEFINE_string("bert_config_file", os.path.join(configs_dir(), "bert_tiny.json"),
                         "google-format bert_config.json.")
     flags.DEFINE_string("input_file", None, "Comma list of globs of training shards; empty: "
                         "the embedded sample data (made on first use).")
     flags.DEFINE_string("eval_input_file", None, "Shards for --do_eval (default: input_file).")
-    flags.DEFINE_string("output_dir", os.path.join(REPO_ROOT, "runs", "bert_tiny_sample"),
+    flags.DEFINE_string("output_dir", os.path.join("runs", "bert_tiny_sample"),
                         "Checkpoints, TensorBoard logs and the resolved config go here.")
     flags.DEFINE_string("init_checkpoint", None, "Start from these weights (fresh optimizer).")
     flags.DEFINE_integer("max_seq_length", 128, "Must match the data.")
@@ -109,15 +130,16 @@ def make_sample_data(max_seq_length, max_predictions_per_seq, log=print):
     from bert_tf.sample_corpus import write_corpus
     from bert_tf.tokenization import write_vocab
 
-    prefix = f"{SAMPLE_PREFIX}_{max_seq_length}_{max_predictions_per_seq}"
+    common = sample_prefix()
+    prefix = f"{common}_{max_seq_length}_{max_predictions_per_seq}"
     if os.path.exists(features.manifest_path(prefix)):
         return f"{prefix}-*-of-*.tfrecord"
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
-    corpus = f"{SAMPLE_PREFIX}_corpus.txt"
+    corpus = f"{common}_corpus.txt"
     log(f"Making the sample data under {os.path.dirname(prefix)} (once) ...")
     write_corpus(corpus + ".tmp", 3_000_000)
     os.replace(corpus + ".tmp", corpus)
-    vocab = f"{SAMPLE_PREFIX}_vocab.txt"
+    vocab = f"{common}_vocab.txt"
     write_vocab(learn_vocab(corpus, vocab_size=30522), vocab)
     create_pretraining_data(corpus, prefix, vocab, options=InstanceOptions(
         max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions_per_seq,

@@ -388,12 +388,12 @@ def bench_serving(log):
     from bert_tf.config import BertConfig
     from bert_tf.export import export_all
     from bert_tf.pretraining_model import build_pretrainer
-    from bert_tf.run_pretraining import SAMPLE_PREFIX, make_sample_data
+    from bert_tf.run_pretraining import make_sample_data, sample_prefix
     from bert_tf.tokenization import load_vocab
 
     make_sample_data(FLAGS.seq_length, FLAGS.predictions, log=log)
-    vocab = load_vocab(f"{SAMPLE_PREFIX}_vocab.txt")
-    with open(f"{SAMPLE_PREFIX}_corpus.txt", encoding="utf-8") as f:
+    vocab = load_vocab(f"{sample_prefix()}_vocab.txt")
+    with open(f"{sample_prefix()}_corpus.txt", encoding="utf-8") as f:
         lines = [line.strip() for line in f if 60 < len(line.strip()) < 300][:64]
     results = {}
     for config_name in FLAGS.serving_configs:
@@ -431,12 +431,12 @@ def bench_finetune(log):
     from bert_tf import classifier
     from bert_tf.config import BertConfig
     from bert_tf.encoder import BertEncoder
-    from bert_tf.run_pretraining import SAMPLE_PREFIX, make_sample_data
+    from bert_tf.run_pretraining import make_sample_data, sample_prefix
     from bert_tf.tokenization import load_vocab
 
     make_sample_data(FLAGS.seq_length, FLAGS.predictions, log=log)
-    vocab = load_vocab(f"{SAMPLE_PREFIX}_vocab.txt")
-    with open(f"{SAMPLE_PREFIX}_corpus.txt", encoding="utf-8") as f:
+    vocab = load_vocab(f"{sample_prefix()}_vocab.txt")
+    with open(f"{sample_prefix()}_corpus.txt", encoding="utf-8") as f:
         words = f.read(2_000_000).split()
     rng = random.Random(0)
     examples = []  # short texts, 5-25 words, as in sentiment or intent sets
