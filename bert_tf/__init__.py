@@ -15,6 +15,6 @@ if platform.machine().lower() in ("x86_64", "amd64"):
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
 from bert_tf.config import BertConfig, ConfigError  # noqa: E402
-from bert_tf.encoder import INPUT_NAMES, BertEncoder  # noqa: E402
+from bert_tf.modeling import INPUT_NAMES, BertEncoder  # noqa: E402
 
 __all__ = ["BertConfig", "ConfigError", "BertEncoder", "INPUT_NAMES", "__version__"]

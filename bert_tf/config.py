@@ -151,11 +151,14 @@ class BertConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> "BertConfig":
+        import tensorflow as tf
+
+        from bert_tf import io
+
         path = os.fspath(path)
         try:
-            with open(path, encoding="utf-8") as f:
-                values = json.load(f)
-        except FileNotFoundError:
+            values = json.loads(io.read_text(path))
+        except tf.errors.NotFoundError:
             raise ConfigError(f"{path}: no such bert_config.json file") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{path}: not a valid JSON file ({e})") from None
@@ -167,11 +170,9 @@ class BertConfig:
 
     def to_json_file(self, path: str | os.PathLike) -> None:
         """Writes atomically: a temp file in the same directory, renamed when complete."""
-        path = os.fspath(path)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.to_json_string())
-        os.replace(tmp, path)
+        from bert_tf import io
+
+        io.write_file(path, self.to_json_string())
 
 
 def _is_int(value) -> bool:

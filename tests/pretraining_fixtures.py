@@ -2,12 +2,13 @@
 
 import os
 
-from bert_tf.build_vocab import learn_vocab
+from bert_tf.text.vocab_learning import learn_vocab
 from bert_tf.config import BertConfig
-from bert_tf.create_pretraining_data import create_pretraining_data
-from bert_tf.pretraining_data import InstanceOptions
-from bert_tf.sample_corpus import write_corpus
-from bert_tf.tokenization import write_vocab
+from bert_tf.data.writer import DataCreationConfig, create_pretraining_data
+from bert_tf.data.instances import InstanceOptions
+from bert_tf.data.sample_corpus import write_corpus
+from bert_tf.text.tokenization import write_vocab
+from bert_tf.training.pretraining import PretrainingConfig
 
 SEQ, PREDICTIONS = 32, 5
 
@@ -19,9 +20,9 @@ def make_tiny_data(directory, num_shards=2):
     vocab = os.path.join(directory, "vocab.txt")
     write_vocab(learn_vocab(corpus, vocab_size=2000), vocab)
     prefix = os.path.join(directory, "tiny")
-    create_pretraining_data(corpus, prefix, vocab, options=InstanceOptions(
+    create_pretraining_data(DataCreationConfig(corpus, prefix, vocab, options=InstanceOptions(
         max_seq_length=SEQ, max_predictions_per_seq=PREDICTIONS, dupe_factor=1),
-        num_shards=num_shards)
+        num_shards=num_shards, num_workers=1, progress=False))
     return f"{prefix}-*.tfrecord"
 
 
@@ -34,6 +35,7 @@ def tiny_config_file(directory, dropout=0.1):
 
 
 def flag_values(data, config_file, output_dir, **overrides):
+    """A PretrainingConfig for the tiny data and config."""
     values = dict(
         bert_config_file=config_file, input_file=data, eval_input_file=None,
         output_dir=str(output_dir), init_checkpoint=None, max_seq_length=SEQ,
@@ -44,4 +46,4 @@ def flag_values(data, config_file, output_dir, **overrides):
         jit_compile=False, steps_per_loop=10, random_seed=1, save_checkpoints_steps=20,
         keep_checkpoint_max=3, do_eval=True, max_eval_steps=4, log_steps=10)
     values.update(overrides)
-    return values
+    return PretrainingConfig(**values)

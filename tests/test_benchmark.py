@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bert_tf.config import BertConfig
-from bert_tf.pretraining_model import build_pretrainer
+from bert_tf.modeling.pretrainer import build_pretrainer
 from conftest import CONFIGS_DIR, REPO_ROOT
 
 sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))

@@ -120,13 +120,14 @@ def ours(config, batch, seq, predictions, jit):
     """bert_tf's Trainer, built as run_pretraining builds it."""
     import tensorflow as tf
 
-    from bert_tf import optimization, training
-    from bert_tf.pretraining_model import build_pretrainer
+    from bert_tf.modeling import build_pretrainer
+    from bert_tf.training import optimization
+    from bert_tf.training.trainer import Trainer, TrainOptions
 
     strategy = tf.distribute.get_strategy()
     pretrainer = build_pretrainer(config)
     optimizer = optimization.create_optimizer("adamw", 1e-4, 10 ** 6, 0, clip_norm=0.0)
-    trainer = training.Trainer(strategy, pretrainer, optimizer, training.TrainOptions(
+    trainer = Trainer(strategy, pretrainer, optimizer, TrainOptions(
         output_dir=tempfile.mkdtemp(), num_train_steps=10 ** 6, jit_compile=jit))
     dataset = tf.data.Dataset.from_tensors(synthetic_batch(config, batch, seq, predictions)
                                            ).repeat()
@@ -323,8 +324,8 @@ def bench_input(log, train_results=None):
     """Our tf.data pipeline over the embedded default's real shards, batch 32, seq 128."""
     import tensorflow as tf
 
-    from bert_tf import input_pipeline
-    from bert_tf.run_pretraining import make_sample_data
+    from bert_tf.data import input_pipeline
+    from bert_tf.data.sample_data import make_sample_data
 
     pattern = make_sample_data(FLAGS.seq_length, FLAGS.predictions, log=log)
     files = tf.io.gfile.glob(pattern)
@@ -386,10 +387,10 @@ def bench_serving(log):
     import tensorflow as tf
 
     from bert_tf.config import BertConfig
+    from bert_tf.data.sample_data import make_sample_data, sample_prefix
     from bert_tf.export import export_all
-    from bert_tf.pretraining_model import build_pretrainer
-    from bert_tf.run_pretraining import make_sample_data, sample_prefix
-    from bert_tf.tokenization import load_vocab
+    from bert_tf.modeling import build_pretrainer
+    from bert_tf.text.tokenization import load_vocab
 
     make_sample_data(FLAGS.seq_length, FLAGS.predictions, log=log)
     vocab = load_vocab(f"{sample_prefix()}_vocab.txt")
@@ -428,11 +429,13 @@ def bench_finetune(log):
     import keras
     import numpy as np
 
-    from bert_tf import classifier
     from bert_tf.config import BertConfig
-    from bert_tf.encoder import BertEncoder
-    from bert_tf.run_pretraining import make_sample_data, sample_prefix
-    from bert_tf.tokenization import load_vocab
+    from bert_tf.data.sample_data import make_sample_data, sample_prefix
+    from bert_tf.finetuning import classification as classifier
+    from bert_tf.finetuning.labelled_files import Example
+    from bert_tf.modeling import BertEncoder
+    from bert_tf.text.preprocessing import Preprocessor
+    from bert_tf.text.tokenization import load_vocab
 
     make_sample_data(FLAGS.seq_length, FLAGS.predictions, log=log)
     vocab = load_vocab(f"{sample_prefix()}_vocab.txt")
@@ -442,11 +445,12 @@ def bench_finetune(log):
     examples = []  # short texts, 5-25 words, as in sentiment or intent sets
     for _ in range(1024):
         start = rng.randrange(len(words) - 30)
-        examples.append((" ".join(words[start:start + rng.randint(5, 25)]), None, "x"))
+        examples.append(Example(" ".join(words[start:start + rng.randint(5, 25)]), None, "x",
+                                len(examples) + 1))
     ids = np.array([rng.randint(0, 1) for _ in examples])
     config = BertConfig.from_json_file(os.path.join(REPO, "configs",
                                                     f"bert_{FLAGS.finetune_config}.json"))
-    preprocessor = classifier.Preprocessor(vocab, True, FLAGS.seq_length)
+    preprocessor = Preprocessor(vocab, True, FLAGS.seq_length)
     results = {}
     for dynamic in (False, True):
         keras.utils.set_random_seed(0)

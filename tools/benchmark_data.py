@@ -2,7 +2,7 @@
 
     python tools/benchmark_data.py [--megabytes=11] [--output=results.json]
 
-Builds a corpus of real English text (bert_tf/sample_corpus.py), learns a 30522-token vocab with
+Builds a corpus of real English text (bert_tf/data/sample_corpus.py), learns a 30522-token vocab with
 bert_tf.build_vocab, then runs, one after the other on this machine, each in its own process:
   * tf-models-official's `official.nlp.data.create_pretraining_data` (its tokenizer, then
     create_training_instances and write_instance_to_example_files, as its main() does);
@@ -26,7 +26,7 @@ import time
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from bert_tf.sample_corpus import write_corpus  # noqa: E402
+from bert_tf.data.sample_corpus import write_corpus  # noqa: E402
 
 MODEL_GARDEN = """
 import json, random, resource, sys, time

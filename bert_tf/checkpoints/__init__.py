@@ -1,0 +1,10 @@
+"""Public BERT checkpoints in and out: google-research TF1, Hugging Face safetensors, bert_tf.
+
+  names.py        the common in-memory form (google's names and shapes) and the name maps
+  google_tf1.py   read / write google-research/bert checkpoints
+  huggingface.py  read / write Hugging Face directories (safetensors, numpy API)
+  native.py       read / write bert_tf checkpoints (run directories)
+  convert.py      convert(): any format in, any format out, with a report
+
+A new format is one module with a reader and a writer, added to convert.py's tables.
+"""

@@ -1,0 +1,74 @@
+"""Converting a checkpoint between formats, through our model (which checks every shape):
+
+    convert("google_tf1", "uncased_L-12_H-768_A-12/bert_model.ckpt", "bert_tf", "ckpt/base")
+
+Inputs: google_tf1 (a checkpoint prefix or its directory, bert_config.json and vocab.txt beside
+it), huggingface (a directory with config.json, model.safetensors or its shards, vocab.txt,
+tokenizer_config.json), bert_tf (a checkpoint or a run directory). Outputs: bert_tf (ckpt-0 and
+a run directory's files), huggingface (BertForPreTraining safetensors; BertModel loads it too),
+google_tf1 (bert_model.ckpt). `python -m bert_tf.convert_checkpoint` is its command line.
+"""
+
+import os
+
+import keras
+import tensorflow as tf
+
+from bert_tf import io, run_dir
+from bert_tf.checkpoints.google_tf1 import read_google_tf1, write_google_tf1
+from bert_tf.checkpoints.huggingface import read_huggingface, write_huggingface
+from bert_tf.checkpoints.names import assign_to_pretrainer, check_tensors, pretrainer_tensors
+from bert_tf.checkpoints.native import read_bert_tf, write_bert_tf
+from bert_tf.modeling import build_pretrainer
+from bert_tf.text.tokenization import load_vocab
+
+READERS = {"google_tf1": read_google_tf1, "huggingface": read_huggingface,
+           "bert_tf": read_bert_tf}
+OUTPUT_FORMATS = ("bert_tf", "huggingface", "google_tf1")
+
+
+def convert(input_format, input_path, output_format, output_dir, bert_config_file=None,
+            vocab_file=None, do_lower_case=None, overwrite=False, log=print) -> dict:
+    """Reads a checkpoint, checks it against its config through our model, writes it in
+    `output_format` to `output_dir` (a temporary directory renamed when complete); returns
+    and logs a report: variables converted, parts freshly initialised, source variables skipped."""
+    if input_format not in READERS or output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"--input_format must be one of {', '.join(READERS)} and "
+                         f"--output_format one of {', '.join(OUTPUT_FORMATS)}; got "
+                         f"{input_format!r}, {output_format!r}")
+    if tf.io.gfile.exists(output_dir) and not overwrite:
+        raise FileExistsError(f"--output {output_dir} exists; pass --overwrite to replace it")
+    source = READERS[input_format](input_path, bert_config_file, vocab_file, do_lower_case)
+    config, notes = source.config, list(source.notes)
+    vocab = load_vocab(source.vocab_file)
+    run_dir.check_vocab_fits(vocab, config, source.vocab_file, "the config")
+    absent = check_tensors(source.tensors, config, input_path,
+                           lambda name: source.source_names.get(name, name))
+    keras.utils.set_random_seed(0)  # the freshly initialised parts, if any
+    pretrainer = build_pretrainer(config)
+    assign_to_pretrainer(pretrainer, source.tensors)
+
+    with io.directory_written_atomically(output_dir) as tmp:
+        io.copy_file(source.vocab_file, os.path.join(tmp, "vocab.txt"))
+        if output_format == "bert_tf":
+            write_bert_tf(pretrainer, tmp, source.do_lower_case,
+                          {"format": input_format, "path": os.path.abspath(input_path)})
+        elif output_format == "huggingface":
+            write_huggingface(pretrainer_tensors(pretrainer), config, vocab,
+                              source.do_lower_case, tmp)
+        else:
+            notes += write_google_tf1(pretrainer_tensors(pretrainer), config, tmp)
+
+    report = {"converted": len(source.tensors), "freshly_initialized": absent,
+              "skipped": len(source.skipped), "skipped_examples": source.skipped[:5],
+              "do_lower_case": source.do_lower_case, "notes": notes}
+    log(f"{input_format} {input_path} -> {output_format} {output_dir}: "
+        f"{len(source.tensors)} variables converted")
+    for part in absent:
+        log(f"  the source has no {part}: it is freshly initialised")
+    if source.skipped:
+        log(f"  skipped {len(source.skipped)} source variable(s) that bert_tf does not use, "
+            f"e.g. {', '.join(source.skipped[:3])}")
+    for note in notes:
+        log(f"  {note}")
+    return report

@@ -1,0 +1,104 @@
+"""Hugging Face BERT directories: config.json, model.safetensors (or its shards), vocab.txt and
+tokenizer_config.json, as transformers' BertModel or BertFor* save them. Read and written with
+safetensors' numpy API: no torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from bert_tf import io
+from bert_tf.checkpoints.names import (HF_ALIASES, HF_TIED, Weights, config_from_huggingface,
+                                       config_to_huggingface, google_shapes, huggingface_name,
+                                       vocab_and_case)
+
+
+def _safetensors_files(directory):
+    single = os.path.join(directory, "model.safetensors")
+    index = single + ".index.json"
+    if tf.io.gfile.exists(single):
+        return [single]
+    if tf.io.gfile.exists(index):
+        shards = sorted(set(io.read_json(index)["weight_map"].values()))
+        return [os.path.join(directory, shard) for shard in shards]
+    others = [n for n in ("pytorch_model.bin", "tf_model.h5") if tf.io.gfile.exists(
+        os.path.join(directory, n))]
+    raise ValueError(f"--input {directory}: no model.safetensors (or its index)"
+                     + (f"; it has {others[0]}, which needs torch to read: save it again with "
+                        f"transformers' save_pretrained(), which writes safetensors"
+                        if others else ""))
+
+
+def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case=None) -> Weights:
+    """A Hugging Face BERT directory: config.json, model.safetensors, vocab.txt (and
+    tokenizer_config.json), as BertModel or BertFor* (with its `bert.` prefix) saves it."""
+    import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy: safetensors then reads BF16)
+    from safetensors.numpy import load_file
+
+    config_path = bert_config_file or os.path.join(path, "config.json")
+    try:
+        config = config_from_huggingface(io.read_json(config_path), config_path)
+    except tf.errors.NotFoundError:
+        raise ValueError(f"--input {path}: no config.json") from None
+    arrays = {}
+    for file in _safetensors_files(path):
+        arrays.update(load_file(file))
+    prefix = "bert." if any(n.startswith("bert.") for n in arrays) else ""
+    expected = google_shapes(config)
+    google_of = {}
+    for name in expected:
+        hf, transposed = huggingface_name(name, prefix)
+        google_of[hf] = (name, transposed)
+    tensors, skipped, source_names = {}, [], {}
+    for name in sorted(arrays):
+        canonical = name
+        for pattern, replacement in HF_ALIASES:
+            canonical = re.sub(pattern, replacement, canonical)
+        if canonical in google_of:
+            google, transposed = google_of[canonical]
+            value = arrays[name].T if transposed else arrays[name]
+            tensors[google] = np.ascontiguousarray(value, np.float32)
+            source_names[google] = name
+        elif name not in HF_TIED:
+            skipped.append(name)
+    for name, tied_to in HF_TIED.items():  # tied copies must equal what they are tied to
+        if name not in arrays:
+            continue
+        if tied_to not in tensors and tied_to.startswith("cls/"):
+            tensors[tied_to] = np.asarray(arrays[name], np.float32)
+        elif tied_to in tensors and not np.array_equal(arrays[name], tensors[tied_to]):
+            raise ValueError(f"--input {path}: {name} differs from {source_names[tied_to]}; "
+                             f"bert_tf ties the masked-LM decoder to the word embeddings")
+        skipped.append(f"{name} (tied)")
+    tokenizer_config = os.path.join(path, "tokenizer_config.json")
+    if do_lower_case is None and tf.io.gfile.exists(tokenizer_config):
+        do_lower_case = io.read_json(tokenizer_config).get("do_lower_case")
+    notes = []
+    vocab_file, do_lower_case = vocab_and_case(
+        vocab_file or os.path.join(path, "vocab.txt"), do_lower_case, notes, path)
+    return Weights(config, tensors, skipped, vocab_file, do_lower_case, notes, source_names)
+
+
+def write_huggingface(tensors, config, vocab, do_lower_case, directory):
+    """config.json, model.safetensors, vocab.txt, tokenizer_config.json for transformers'
+    BertForPreTraining (BertModel loads it too, dropping the heads)."""
+    from safetensors.numpy import save_file
+
+    arrays = {}
+    for name, value in tensors.items():
+        hf, transposed = huggingface_name(name)
+        arrays[hf] = np.ascontiguousarray(value.T if transposed else value)
+    save_file(arrays, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
+    if config.hidden_act == "gelu_tanh":  # the same function under a name transformers knows
+        config = dataclasses.replace(config, hidden_act="gelu_new")
+    io.write_json(os.path.join(directory, "config.json"),
+                  config_to_huggingface(config, pad_token_id=vocab.pad_id))
+    io.write_json(os.path.join(directory, "tokenizer_config.json"),
+                  {"tokenizer_class": "BertTokenizer", "do_lower_case": do_lower_case,
+                   "strip_accents": None, "tokenize_chinese_chars": True,
+                   "model_max_length": config.max_position_embeddings})

@@ -1,0 +1,106 @@
+"""Pretraining TFRecord shards -> tf.data, per worker, as (features, labels) for the pretrainer.
+
+    features  input_word_ids, input_mask, input_type_ids, masked_lm_positions   int32 [B, T|P]
+    labels    masked_lm_ids int32 [B, P], masked_lm_weights float32 [B, P],
+              next_sentence_labels int32 [B, 1]
+
+The shards are ours or google-research/bert's (the same schema). Before training, `check_data`
+compares the data with the flags: the manifest beside shards made by bert_tf, else the first
+record's shapes.
+"""
+
+import tensorflow as tf
+
+from bert_tf.data import schema
+
+# google's feature names -> the model's (TF Hub) input names
+FEATURE_TO_INPUT = {"input_ids": "input_word_ids", "input_mask": "input_mask",
+                    "segment_ids": "input_type_ids", "masked_lm_positions": "masked_lm_positions"}
+LABELS = ("masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
+
+
+class DataMismatchError(ValueError):
+    """The data does not fit the flags (or a shard is unreadable); the message says how."""
+
+
+def check_data(files, max_seq_length, max_predictions_per_seq, flag="--input_file"):
+    """Returns the manifest (or None for foreign data) after checking lengths against the flags."""
+    prefix = schema.dataset_prefix(files[0])
+    manifest_file = schema.manifest_path(prefix)
+    manifest = None
+    if tf.io.gfile.exists(manifest_file):
+        manifest = schema.read_manifest(manifest_file)
+        held = (manifest["max_seq_length"], manifest["max_predictions_per_seq"])
+        source = manifest_file
+    else:  # e.g. made by google's script: trust the first record
+        try:
+            held = schema.infer_lengths(files[0])
+        except (ValueError, tf.errors.OpError) as e:
+            raise DataMismatchError(f"{flag}: cannot read {files[0]}: {e}") from None
+        source = f"{files[0]} (first record; no manifest)"
+    asked = (max_seq_length, max_predictions_per_seq)
+    if held != asked:
+        raise DataMismatchError(
+            f"{flag}: the data holds max_seq_length={held[0]}, max_predictions_per_seq="
+            f"{held[1]} ({source}), but the flags ask --max_seq_length={asked[0]} "
+            f"--max_predictions_per_seq={asked[1]}")
+    return manifest
+
+
+def decode(serialized, max_seq_length, max_predictions_per_seq):
+    """A batch of serialized examples -> (features, labels) with the model's names and int32.
+
+    tf.Example only has int64, but TPUs want int32 (as google's input_fn says).
+    """
+    parsed = tf.io.parse_example(
+        serialized, schema.feature_spec(max_seq_length, max_predictions_per_seq))
+    parsed = {k: tf.cast(v, tf.int32) if v.dtype == tf.int64 else v for k, v in parsed.items()}
+    inputs = {name: parsed[feature] for feature, name in FEATURE_TO_INPUT.items()}
+    return inputs, {name: parsed[name] for name in LABELS}
+
+
+def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_training=True,
+                 input_context=None, seed=None, shuffle_buffer=10_000):
+    """A dataset of (features, labels) batches of `batch_size` (per replica when
+    `input_context` is given, as `strategy.distribute_datasets_from_function` passes it).
+
+    Each input pipeline (worker) reads its own share of the files; training repeats and
+    shuffles (files, then examples); batches drop the remainder, as TPUs need static shapes.
+    """
+    files = list(files)
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if input_context and input_context.num_input_pipelines > 1:
+        if len(files) >= input_context.num_input_pipelines:
+            dataset = dataset.shard(input_context.num_input_pipelines,
+                                    input_context.input_pipeline_id)
+        else:  # fewer files than workers: every worker reads all, keeping its share of records
+            dataset = None
+    compression = schema.compression_type(files[0])
+    if dataset is None:
+        dataset = tf.data.TFRecordDataset(files, compression_type=compression).shard(
+            input_context.num_input_pipelines, input_context.input_pipeline_id)
+    else:
+        if is_training:
+            dataset = dataset.shuffle(len(files), seed=seed).repeat()
+        dataset = dataset.interleave(
+            lambda path: tf.data.TFRecordDataset(path, compression_type=compression),
+            cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=seed is not None or not is_training)
+    if is_training:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed).repeat()
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    dataset = dataset.map(lambda x: decode(x, max_seq_length, max_predictions_per_seq),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def find_corrupt_shard(files):
+    """The first file that cannot be read to the end, or None (run after a DataLossError)."""
+    for path in files:
+        try:
+            for _ in tf.data.TFRecordDataset(path, compression_type=schema.compression_type(
+                    path)):
+                pass
+        except tf.errors.OpError:
+            return path
+    return None

@@ -1,0 +1,153 @@
+"""THE pretraining TFRecord format: google-research/bert's feature spec, shard names, the manifest.
+
+Every example holds (ints as int64, since tf.Example has no int32):
+
+    input_ids            [max_seq_length]           [CLS] A [SEP] B [SEP], then 0s
+    input_mask           [max_seq_length]           1 for real tokens, 0 for padding
+    segment_ids          [max_seq_length]           0 for [CLS] A [SEP], 1 for B [SEP]
+    masked_lm_positions  [max_predictions_per_seq]  positions of the predicted tokens, then 0s
+    masked_lm_ids        [max_predictions_per_seq]  their original ids, then 0s
+    masked_lm_weights    [max_predictions_per_seq]  float: 1.0 real prediction, 0.0 padding
+    next_sentence_labels [1]                        1 when B is a random segment
+
+A data set is shards `NAME-00000-of-00008.tfrecord` (`.tfrecord.gz` when gzipped) plus
+`NAME.manifest.json` and `NAME.vocab.txt` beside them.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from bert_tf import io
+
+INT_FEATURES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions", "masked_lm_ids",
+                "next_sentence_labels")
+FEATURE_NAMES = ("input_ids", "input_mask", "segment_ids", "masked_lm_positions",
+                 "masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
+MANIFEST_FORMAT = "bert_tf.pretraining_data"
+MANIFEST_VERSION = 1
+
+
+def feature_lengths(max_seq_length, max_predictions_per_seq):
+    return {"input_ids": max_seq_length, "input_mask": max_seq_length,
+            "segment_ids": max_seq_length, "masked_lm_positions": max_predictions_per_seq,
+            "masked_lm_ids": max_predictions_per_seq,
+            "masked_lm_weights": max_predictions_per_seq, "next_sentence_labels": 1}
+
+
+def feature_spec(max_seq_length, max_predictions_per_seq):
+    """The `tf.io.parse_example` spec, identical to google-research/bert's run_pretraining."""
+    return {name: tf.io.FixedLenFeature([length], tf.int64 if name in INT_FEATURES
+                                        else tf.float32)
+            for name, length in feature_lengths(max_seq_length, max_predictions_per_seq).items()}
+
+
+def schema(max_seq_length, max_predictions_per_seq):
+    """The spec as plain JSON for the manifest."""
+    return {name: {"dtype": "int64" if name in INT_FEATURES else "float32", "shape": [length]}
+            for name, length in feature_lengths(max_seq_length, max_predictions_per_seq).items()}
+
+
+def serialize_examples(examples) -> list:
+    """google's feature dict of arrays [N, length] -> N serialized tf.train.Examples.
+
+    Encoded by TensorFlow's `encode_proto` op, the whole batch at once; the bytes equal
+    `tf.train.Example.SerializeToString(deterministic=True)`, features in sorted order.
+    """
+    return list(_encode_examples({name: examples[name] for name in FEATURE_NAMES}).numpy())
+
+
+def _encode_examples(examples):
+    n = tf.shape(examples["input_ids"])[0]
+    ones = tf.ones([n, 1], tf.int32)
+    entries = []
+    for name in sorted(examples):  # map entries in key order, as deterministic serialization
+        values = examples[name]
+        sizes = tf.fill([n, 1], tf.shape(values)[1])
+        if name in INT_FEATURES:
+            values = tf.io.encode_proto(sizes, [tf.cast(values, tf.int64)], ["value"],
+                                        "tensorflow.Int64List")
+            feature = tf.io.encode_proto(ones, [values[:, None]], ["int64_list"],
+                                         "tensorflow.Feature")
+        else:
+            values = tf.io.encode_proto(sizes, [tf.cast(values, tf.float32)], ["value"],
+                                        "tensorflow.FloatList")
+            feature = tf.io.encode_proto(ones, [values[:, None]], ["float_list"],
+                                         "tensorflow.Feature")
+        entries.append(tf.io.encode_proto(
+            tf.ones([n, 2], tf.int32), [tf.fill([n, 1], name), feature[:, None]],
+            ["key", "value"], "tensorflow.Features.FeatureEntry"))
+    count = len(entries)
+    entries = tf.stack(entries, axis=1)  # [N, features]
+    features = tf.io.encode_proto(tf.fill([n, 1], count), [entries], ["feature"],
+                                  "tensorflow.Features")
+    return tf.io.encode_proto(ones, [features[:, None]], ["features"], "tensorflow.Example")
+
+
+def parse_examples(serialized, max_seq_length, max_predictions_per_seq):
+    """Serialized examples [N] -> dict of numpy arrays [N, length] (int64 / float32)."""
+    parsed = tf.io.parse_example(serialized, feature_spec(max_seq_length, max_predictions_per_seq))
+    return {name: np.asarray(value) for name, value in parsed.items()}
+
+
+def infer_lengths(path):
+    """(max_seq_length, max_predictions_per_seq) from the first record of a shard."""
+    dataset = tf.data.TFRecordDataset(path, compression_type=compression_type(path))
+    for record in dataset.take(1):
+        example = tf.train.Example.FromString(record.numpy())
+        feature = example.features.feature
+        missing = [n for n in FEATURE_NAMES if n not in feature]
+        if missing:
+            raise ValueError(f"{path}: not a BERT pretraining example; missing "
+                             f"{', '.join(missing)}")
+        return (len(feature["input_ids"].int64_list.value),
+                len(feature["masked_lm_positions"].int64_list.value))
+    raise ValueError(f"{path}: no records")
+
+
+# === Files ===
+
+def shard_path(output_prefix, index, num_shards, gzip=False) -> str:
+    return f"{output_prefix}-{index:05d}-of-{num_shards:05d}.tfrecord" + (".gz" if gzip else "")
+
+
+def manifest_path(output_prefix) -> str:
+    return f"{output_prefix}.manifest.json"
+
+
+def vocab_copy_path(output_prefix) -> str:
+    return f"{output_prefix}.vocab.txt"
+
+
+def compression_type(path) -> str:
+    return "GZIP" if str(path).endswith(".gz") else ""
+
+
+def manifest(max_seq_length, max_predictions_per_seq, vocab, do_lower_case, output_prefix,
+             counts, shard_files, gzip, **record) -> dict:
+    """The manifest of a finished data set: its schema, lengths, vocab, shards and `record`
+    (how it was made)."""
+    return {
+        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
+        "schema": schema(max_seq_length, max_predictions_per_seq),
+        "max_seq_length": max_seq_length, "max_predictions_per_seq": max_predictions_per_seq,
+        "vocab": {"file": os.path.basename(vocab_copy_path(output_prefix)), "size": len(vocab),
+                  "sha256": vocab.sha256(), "do_lower_case": bool(do_lower_case)},
+        "compression": "GZIP" if gzip else "",
+        "num_examples": sum(counts),
+        "shards": [{"file": os.path.basename(path), "examples": count}
+                   for path, count in zip(shard_files, counts)],
+        **record}
+
+
+def read_manifest(path) -> dict:
+    manifest = io.read_json(path)
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise ValueError(f"{path}: not a bert_tf pretraining-data manifest")
+    return manifest
+
+
+def dataset_prefix(shard):
+    """NAME from NAME-00000-of-00008.tfrecord[.gz]."""
+    return str(shard).rsplit("-", 3)[0]

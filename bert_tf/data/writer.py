@@ -1,0 +1,341 @@
+"""Text files -> pretraining TFRecord shards in google-research/bert's schema, on local processes.
+
+    create_pretraining_data(DataCreationConfig(input_file="corpus/*.txt",
+        output_file="tfrecords/wiki", vocab_file="vocab.txt", num_shards=8, num_workers=2))
+
+(`python -m bert_tf.create_pretraining_data` is its command line.)
+
+Input is google's convention: one sentence per line, a blank line between documents, UTF-8 (each
+file also starts a new document). The corpus is streamed in buffers of about
+`--document_buffer_mb` of text; each buffer is tokenized, made into instances (`dupe_factor`
+passes, random-next segments drawn from the same buffer) and shuffled by a worker process, so
+memory stays bounded whatever the corpus size. Each buffer has its own random stream derived from
+`--random_seed`, and the main process writes the buffers' examples in order, round-robin over the
+shards: output bytes depend on the seed and the flags, not on `--num_workers`.
+
+Shards are written under temporary names and renamed when all are complete; the manifest is
+written last and marks the data set complete. A killed run leaves no finished-looking shard, and
+re-running the same command starts over cleanly.
+"""
+
+import collections
+import dataclasses
+import multiprocessing
+import os
+import random
+import resource
+import sys
+import time
+
+from absl import logging
+
+from bert_tf import io
+from bert_tf.data import schema
+from bert_tf.data.instances import (InstanceOptions, TokenIds, TokenizedDocuments,
+                                    create_examples)
+from bert_tf.settings import flat_dict, setting
+
+
+class DataError(ValueError):
+    """Input that cannot be made into pretraining data, with the file (and line) named."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataCreationConfig:
+    """The settings of a data-creation job (the command line's flags); picklable for workers."""
+    input_file: str = setting(None, "Comma list of globs of text files: one sentence per line, "
+                              "blank lines between documents.", required=True)
+    output_file: str = setting(None, "Output prefix NAME: writes NAME-00000-of-0000N.tfrecord, "
+                               "NAME.manifest.json and NAME.vocab.txt.", required=True)
+    vocab_file: str = setting(None, "google-format vocab.txt.", required=True)
+    do_lower_case: bool = setting(True, "Lower-case and strip accents (uncased models).")
+    options: InstanceOptions = InstanceOptions()
+    random_seed: int = setting(12345, "Seed; the output is a function of it and the flags.")
+    num_shards: int = setting(1, "Number of output shards.")
+    num_workers: int = setting(os.cpu_count() or 1, "Worker processes.")
+    gzip: bool = setting(False, "Write GZIP-compressed shards (.tfrecord.gz).")
+    overwrite: bool = setting(False, "Replace a finished data set of the same name.")
+    errors: str = setting("strict", "Invalid UTF-8: fail (naming the file and line) or replace "
+                          "with U+FFFD.", choices=("strict", "replace"))
+    document_buffer_mb: float = setting(1.0, "Text per buffer; random-next segments come from "
+                                        "the same buffer. Memory per worker grows with it.")
+    progress: bool = setting(True, "Show a progress line on stderr.")
+
+    def __post_init__(self):
+        problems = []
+        if self.num_shards < 1 or self.num_workers < 1:
+            problems.append(f"--num_shards ({self.num_shards}) and --num_workers "
+                            f"({self.num_workers}) must be at least 1")
+        if self.errors not in ("strict", "replace"):
+            problems.append(f"--errors must be strict or replace, got {self.errors!r}")
+        if self.document_buffer_mb <= 0:
+            problems.append(f"--document_buffer_mb must be positive, got "
+                            f"{self.document_buffer_mb}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+# === Reading ===
+
+def read_document_buffers(files, buffer_bytes, errors="strict"):
+    """Yields (documents, n_bytes): about `buffer_bytes` of text as documents of sentence strings.
+
+    Buffers end at document boundaries; a document over twice `buffer_bytes` is cut at a sentence.
+    Invalid UTF-8 is a `DataError` naming the file and line unless `errors="replace"`.
+    """
+    import tensorflow as tf
+
+    buffer, buffer_size, document = [], 0, []
+    for path in files:
+        # Python's own reader for local files: GFile's readline is ~20x slower per line.
+        with (tf.io.gfile.GFile(path, "rb") if "://" in path else open(path, "rb")) as f:
+            for line_number, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8", errors=errors).strip()
+                except UnicodeDecodeError as e:
+                    raise DataError(f"{path}:{line_number}: invalid UTF-8 ({e.reason} at byte "
+                                    f"{e.start}); pass --errors=replace to substitute U+FFFD"
+                                    ) from None
+                buffer_size += len(raw)
+                if line:
+                    document.append(line)
+                    if buffer_size < 2 * buffer_bytes:
+                        continue
+                elif not document:
+                    continue
+                buffer.append(document)
+                document = []
+                if buffer_size >= buffer_bytes:
+                    yield buffer, buffer_size
+                    buffer, buffer_size = [], 0
+        if document:  # a new file starts a new document
+            buffer.append(document)
+            document = []
+    if buffer:
+        yield buffer, buffer_size
+
+
+# === Worker: one buffer of documents -> serialized examples ===
+
+_TOKENIZE_LINES = 4096
+
+
+class BufferProcessor:
+    """Tokenizes a buffer of documents and turns it into serialized tf.train.Examples."""
+
+    def __init__(self, config: DataCreationConfig):
+        from bert_tf.text.tokenization import WordpieceTokenizer, load_vocab
+
+        vocab = load_vocab(config.vocab_file)
+        self.config = config
+        # Eager: per slice of 4096 lines, a tf.function is no faster, and tracing it costs ~1 s.
+        self._tokenize = WordpieceTokenizer(vocab, config.do_lower_case).tokenize
+        self.ids = TokenIds(cls_id=vocab.cls_id, sep_id=vocab.sep_id, mask_id=vocab.mask_id,
+                            ordinary_ids=tuple(vocab.ordinary_ids().tolist()),
+                            is_continuation=vocab.is_continuation().astype("uint8").tobytes())
+
+    def tokenize(self, documents) -> TokenizedDocuments:
+        """Documents of strings -> flat token ids; sentences without tokens dropped."""
+        import numpy as np
+        import tensorflow as tf
+
+        lines = [line for document in documents for line in document]
+        flat, lengths = [], []
+        # In slices: tensorflow-text's offsets take ~200 bytes of memory per byte of text at once.
+        for start in range(0, len(lines), _TOKENIZE_LINES):
+            ragged = self._tokenize(tf.constant(lines[start:start + _TOKENIZE_LINES]))
+            flat.append(ragged.flat_values.numpy())
+            lengths.append(ragged.row_lengths().numpy())
+        lengths = np.concatenate(lengths)
+        keep = lengths > 0
+        # documents: their count of non-empty sentences, then only the non-empty documents
+        doc_of_line = np.repeat(np.arange(len(documents)), [len(d) for d in documents])
+        per_doc = np.bincount(doc_of_line[keep], minlength=len(documents))
+        per_doc = per_doc[per_doc > 0]
+        return TokenizedDocuments(np.concatenate(flat),
+                                  np.concatenate([[0], np.cumsum(lengths[keep])]),
+                                  np.concatenate([[0], np.cumsum(per_doc)]))
+
+    def __call__(self, buffer_index, documents, n_bytes):
+        tokenized = self.tokenize(documents)
+        rng = random.Random(f"{self.config.random_seed}:{buffer_index}")
+        stats = {"documents": len(documents), "bytes": n_bytes,
+                 "tokens": len(tokenized.tokens), "examples": 0, "random_next": 0, "masked": 0}
+        if len(tokenized.document_starts) < 2:  # every sentence tokenized to nothing
+            return [], stats
+        examples = create_examples(tokenized, self.config.options, self.ids, rng)
+        records = schema.serialize_examples(examples)
+        stats.update(examples=len(records),
+                     random_next=int(examples["next_sentence_labels"].sum()),
+                     masked=int(examples["masked_lm_weights"].sum()))
+        return records, stats
+
+
+_processor = None
+
+
+def _init_worker(config):
+    global _processor
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _processor = BufferProcessor(config)
+
+
+def _process(task):
+    return _processor(*task)
+
+
+def _ordered_results(tasks, config, num_workers):
+    """(buffer_index, documents, n_bytes) tasks -> results in order, with at most 2 per worker in
+    flight (so memory stays bounded)."""
+    if num_workers <= 1:
+        processor = BufferProcessor(config)
+        for task in tasks:
+            yield processor(*task)
+        return
+    context = multiprocessing.get_context("spawn" if _tensorflow_runtime_started() else "fork")
+    with context.Pool(num_workers, initializer=_init_worker, initargs=(config,)) as pool:
+        pending = collections.deque()
+        for task in tasks:
+            pending.append(pool.apply_async(_process, (task,)))
+            if len(pending) >= 2 * num_workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+def _tensorflow_runtime_started():
+    """Whether this process has run TensorFlow ops (and so started its thread pools).
+
+    Forking such a process can deadlock the child, so workers are then spawned afresh, paying
+    TensorFlow's import again (seconds). The CLI forks before it runs any op: quick to start.
+    """
+    try:
+        from tensorflow.python.eager import context
+        ctx = context.context_safe()
+        return ctx is not None and ctx._context_handle is not None
+    except (ImportError, AttributeError):  # private API moved: take the safe path
+        return True
+
+
+# === Progress ===
+
+class Progress:
+    """A one-line progress report on stderr, at most once a second, and the final summary."""
+
+    def __init__(self, total_bytes, enabled=True):
+        self.total_bytes = max(total_bytes, 1)
+        self.enabled = enabled
+        self.start = self.last = time.monotonic()
+        self.totals = collections.Counter()
+
+    def update(self, stats, final=False):
+        self.totals.update(stats)
+        now = time.monotonic()
+        if self.enabled and (final or now - self.last >= 1.0):
+            self.last = now
+            elapsed = max(now - self.start, 1e-9)
+            t = self.totals
+            sys.stderr.write(
+                f"\r{100 * t['bytes'] / self.total_bytes:5.1f}% "
+                f"{t['bytes'] / 1e6:.1f}/{self.total_bytes / 1e6:.1f} MB  "
+                f"{t['documents']:,} documents ({t['documents'] / elapsed:,.0f} documents/s)  "
+                f"{t['examples']:,} examples ({t['examples'] / elapsed:,.0f} examples/s)  ")
+            sys.stderr.flush()
+
+    def summary(self):
+        elapsed = max(time.monotonic() - self.start, 1e-9)
+        t = self.totals
+        return {**dict(t), "seconds": elapsed, "mb_per_second": t["bytes"] / 1e6 / elapsed,
+                "examples_per_second": t["examples"] / elapsed}
+
+
+# === The job ===
+
+def create_pretraining_data(config: DataCreationConfig):
+    """Writes shards, `NAME.vocab.txt` and `NAME.manifest.json`; returns the summary dict."""
+    import tensorflow as tf
+
+    from bert_tf.text.tokenization import load_vocab, write_vocab
+
+    files = io.expand_file_patterns(config.input_file)
+    options, output_file = config.options, config.output_file
+    vocab = load_vocab(config.vocab_file)
+    expected_masks = options.masked_lm_prob * (options.max_seq_length - 3)
+    if options.max_predictions_per_seq < expected_masks:
+        logging.warning(
+            "--max_predictions_per_seq=%d is below --masked_lm_prob x sequence tokens = %.1f: "
+            "long sequences will have fewer than %.0f%% of their tokens masked.",
+            options.max_predictions_per_seq, expected_masks, 100 * options.masked_lm_prob)
+
+    manifest_file = schema.manifest_path(output_file)
+    if tf.io.gfile.exists(manifest_file) and not config.overwrite:
+        raise FileExistsError(f"{manifest_file} exists: {output_file} is a finished data set; "
+                              f"pass --overwrite to replace it")
+    output_dir = os.path.dirname(output_file)
+    if output_dir:
+        tf.io.gfile.makedirs(output_dir)
+    _remove(tf.io.gfile.glob(f"{output_file}-*.tmp-*"))  # left by a killed run
+
+    num_shards = config.num_shards
+    shard_files = [schema.shard_path(output_file, i, num_shards, config.gzip)
+                   for i in range(num_shards)]
+    tmp_files = [io.temp_name(path) for path in shard_files]
+    compression = tf.io.TFRecordOptions(compression_type="GZIP" if config.gzip else "")
+    writers = [tf.io.TFRecordWriter(path, compression) for path in tmp_files]
+    counts = [0] * num_shards
+    tracker = Progress(sum(tf.io.gfile.stat(f).length for f in files), enabled=config.progress)
+    try:
+        buffers = read_document_buffers(files, int(config.document_buffer_mb * 1e6), config.errors)
+        tasks = ((index, documents, n_bytes) for index, (documents, n_bytes) in enumerate(buffers))
+        for records, stats in _ordered_results(tasks, config, config.num_workers):
+            for record in records:
+                shard = tracker.totals["examples"] % num_shards
+                writers[shard].write(record)
+                counts[shard] += 1
+                tracker.totals["examples"] += 1
+            tracker.update({k: v for k, v in stats.items() if k != "examples"})
+        for writer in writers:
+            writer.close()
+        if tracker.totals["documents"] == 0:
+            raise DataError(f"--input_file: no text in {', '.join(files)}")
+        if tracker.totals["examples"] == 0:
+            raise DataError(f"--input_file: no example could be made from {', '.join(files)} "
+                            f"(every document tokenized to nothing)")
+    except BaseException:
+        for writer in writers:
+            writer.close()
+        _remove(tmp_files)
+        raise
+    if config.progress:
+        tracker.update({}, final=True)
+        sys.stderr.write("\n")
+
+    # Commit: the old manifest goes first, so a crash from here on leaves an incomplete set.
+    _remove([manifest_file])
+    old_shards = [path for suffix in (".tfrecord", ".tfrecord.gz")
+                  for path in tf.io.gfile.glob(f"{output_file}-?????-of-?????{suffix}")]
+    _remove(set(old_shards) - set(shard_files))
+    for tmp, path in zip(tmp_files, shard_files):
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    write_vocab(vocab.tokens, schema.vocab_copy_path(output_file))
+    summary = tracker.summary()
+    flags = {k: v for k, v in flat_dict(config).items() if k not in ("overwrite", "progress")}
+    io.write_json(manifest_file, schema.manifest(
+        options.max_seq_length, options.max_predictions_per_seq, vocab, config.do_lower_case,
+        output_file, counts, shard_files, config.gzip,
+        created_by="bert_tf.create_pretraining_data", random_seed=config.random_seed,
+        options=dataclasses.asdict(options), input_files=files,
+        statistics={k: summary[k] for k in ("documents", "bytes", "tokens", "examples",
+                                            "random_next", "masked")},
+        flags=flags))
+    return {**summary, "shards": shard_files, "manifest": manifest_file,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def _remove(paths):
+    import tensorflow as tf
+
+    for path in paths:
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)

@@ -1,0 +1,53 @@
+"""The text-in classifier for TF Serving: strings in; probabilities, label_id and label out.
+
+    serving_default  text [B] (and text_b [B] for a pair task) -> probabilities [B,C],
+                     label_id [B] int32, label [B] string
+    single           text -> the same, on a pair task's export
+"""
+
+import tensorflow as tf
+
+from bert_tf.export.serving import SavedModule, save_version
+from bert_tf.text.preprocessing import Preprocessor
+
+
+class ClassifierExport(SavedModule):
+    """A Keras classifier (encoder inputs -> logits) behind a `Preprocessor`."""
+
+    def __init__(self, model, preprocessor, labels, pair):
+        super().__init__()
+        self.model = model
+        self.preprocessor = preprocessor
+        self.variables = [v.value for v in model.variables]
+        self.labels = tf.constant(list(labels))
+        self.serve = tf.function(self._serve, input_signature=[
+            tf.TensorSpec([None], tf.string, name="text")])
+        self.serve_pair = tf.function(self._serve_pair, input_signature=[
+            tf.TensorSpec([None], tf.string, name="text"),
+            tf.TensorSpec([None], tf.string, name="text_b")])
+        self.pair_task = pair
+
+    def _outputs(self, inputs):
+        probabilities = tf.nn.softmax(self.model(inputs, training=False))
+        label_id = tf.argmax(probabilities, -1, output_type=tf.int32)
+        return {"probabilities": probabilities, "label_id": label_id,
+                "label": tf.gather(self.labels, label_id)}
+
+    def _serve(self, text):
+        return self._outputs(self.preprocessor.single(text))
+
+    def _serve_pair(self, text, text_b):
+        return self._outputs(self.preprocessor.pair(text, text_b))
+
+    def signatures(self):
+        if self.pair_task:
+            return {"serving_default": self.serve_pair, "single": self.serve}
+        return {"serving_default": self.serve}
+
+
+def export_classifier(model, vocab, do_lower_case, max_seq_length, labels, pair, model_dir,
+                      version=None, overwrite=False):
+    """Writes model_dir/<version>; returns its path."""
+    preprocessor = Preprocessor(vocab, do_lower_case, max_seq_length)
+    module = ClassifierExport(model, preprocessor, labels, pair)
+    return save_version(module, module.signatures(), model_dir, version, overwrite)

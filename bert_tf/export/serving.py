@@ -1,0 +1,40 @@
+"""TF Serving's layout: `<model_dir>/<version>/saved_model.pb`, one integer directory per version,
+each written to a temporary directory and renamed when complete (a server never loads half of
+one). And the base of every exported module.
+"""
+
+import os
+import re
+
+import tensorflow as tf
+
+from bert_tf import io
+
+
+class SavedModule(tf.Module):
+    """A tf.Module whose `variables` and `trainable_variables` are attributes saved with it.
+
+    TF Hub's reusable SavedModel API reads them from the loaded object; tf.Module's own are
+    computed properties, which a SavedModel does not keep, so they are plain attributes here.
+    """
+    variables = trainable_variables = None
+
+
+def next_version(model_dir) -> int:
+    versions = [int(v) for v in (tf.io.gfile.listdir(model_dir)
+                                 if tf.io.gfile.isdir(model_dir) else [])
+                if re.fullmatch(r"\d+/?", v)]
+    return max(versions, default=0) + 1
+
+
+def save_version(module, signatures, model_dir, version=None, overwrite=False) -> str:
+    """Saves to model_dir/<version> (default: one above the highest present) through a
+    temporary directory; returns the path."""
+    version = version or next_version(model_dir)
+    target = os.path.join(model_dir, str(version))
+    if tf.io.gfile.exists(target) and not overwrite:
+        raise FileExistsError(f"{target} exists; pass --overwrite or another --version")
+    tmp = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}")
+    with io.directory_written_atomically(target, tmp):
+        tf.saved_model.save(module, tmp, signatures=signatures)
+    return target

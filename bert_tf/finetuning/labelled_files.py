@@ -1,0 +1,106 @@
+"""Labelled text files for sentence(-pair) tasks: tsv / csv with a header row, or jsonl.
+
+    read_examples("train.tsv", "tsv", Columns(text_a="sentence", label="label"))
+        -> [Example(text_a, text_b or None, label or None, line), ...]
+
+Every problem names the file, the line and the column.
+"""
+
+import csv
+import dataclasses
+import json
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+
+class InputFileError(ValueError):
+    """A problem in a labelled text file, naming the file, line and column."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Columns:
+    text_a: str
+    label: str
+    text_b: str = None
+
+
+class Example(NamedTuple):
+    text_a: str
+    text_b: str | None
+    label: str | None
+    line: int  # in its file, for messages and predictions
+
+
+def read_examples(path, input_format, columns: Columns, require_label=True) -> list:
+    """The examples of a tsv/csv (with a header row) or jsonl file."""
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            data = f.read()
+    except tf.errors.NotFoundError:
+        raise InputFileError(f"{path}: no such file") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise InputFileError(f"{path}:{line}: not valid UTF-8 ({e.reason})") from None
+    wanted = [c for c in (columns.text_a, columns.text_b, columns.label if require_label else None)
+              if c]
+    rows = []
+    if input_format == "jsonl":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append((number, json.loads(line)))
+                except json.JSONDecodeError as e:
+                    raise InputFileError(f"{path}:{number}: not JSON ({e.msg})") from None
+    elif input_format in ("tsv", "csv"):
+        reader = csv.reader(text.splitlines(), delimiter="\t" if input_format == "tsv" else ",",
+                            quoting=csv.QUOTE_NONE if input_format == "tsv" else csv.QUOTE_MINIMAL)
+        lines = list(reader)
+        if not lines:
+            raise InputFileError(f"{path}: empty file")
+        header = lines[0]
+        missing = [c for c in wanted if c not in header]
+        if missing:
+            raise InputFileError(f"{path}:1: missing column(s) {', '.join(missing)}; the header "
+                                 f"has {', '.join(header)}")
+        for number, values in enumerate(lines[1:], start=2):
+            if values:
+                rows.append((number, dict(zip(header, values))))
+    else:
+        raise ValueError(f"--input_format must be tsv, csv or jsonl, got {input_format!r}")
+    examples = []
+    for number, row in rows:
+        for column in wanted:
+            if column not in row:
+                raise InputFileError(f"{path}:{number}: missing column {column!r}")
+        label = row.get(columns.label) if require_label else None
+        if require_label and (label is None or str(label).strip() == ""):
+            raise InputFileError(f"{path}:{number}: empty label in column {columns.label!r}")
+        examples.append(Example(str(row[columns.text_a]),
+                                str(row[columns.text_b]) if columns.text_b else None,
+                                str(label).strip() if label is not None else None, number))
+    if not examples:
+        raise InputFileError(f"{path}: no examples")
+    return examples
+
+
+def label_ids(examples, labels, path, allow_unknown=False, log=print):
+    """(kept examples, their label ids in `labels` order); an unknown label is an error naming
+    file and line (skipped with a warning when `allow_unknown`)."""
+    index = {label: i for i, label in enumerate(labels)}
+    kept, ids = [], []
+    for example in examples:
+        example = Example(*example)
+        if example.label not in index:
+            message = (f"{path}:{example.line}: label {example.label!r} is not in the training "
+                       f"labels {labels}")
+            if not allow_unknown:
+                raise InputFileError(message)
+            log(f"warning: {message}; skipped")
+            continue
+        kept.append(example)
+        ids.append(index[example.label])
+    return kept, np.array(ids, np.int64)

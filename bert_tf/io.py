@@ -1,0 +1,101 @@
+"""Files, on every filesystem TensorFlow knows: local paths, gs://, ram://, ...
+
+Every file bert_tf writes goes through here. A file is written under a temporary name beside its
+target and renamed when complete, so a reader (or a re-run after a crash) never sees half of one;
+a directory likewise (`directory_written_atomically`). On a local disk a rename is atomic. An
+object store such as gs:// has no rename: a file's is a copy then a delete, and a directory's
+moves its files one by one, so a crash part-way can leave the temporary name behind, or (for a
+directory) a target with some files missing, but never a half-written file.
+"""
+
+import contextlib
+import json
+import os
+
+import tensorflow as tf
+
+
+def temp_name(path) -> str:
+    """The temporary name `path` is written under: beside it, unique to this process."""
+    return f"{path}.tmp-{os.getpid()}"
+
+
+def write_file(path, data) -> None:
+    """Writes `data` (str or bytes) to `path` through a temporary file, renamed when complete."""
+    path = os.fspath(path)
+    tmp = temp_name(path)
+    with tf.io.gfile.GFile(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write_json(path, values) -> None:
+    """`values` as indented JSON with sorted keys, written through a temporary file."""
+    write_file(path, json.dumps(values, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path):
+    with tf.io.gfile.GFile(os.fspath(path), "r") as f:
+        return json.load(f)
+
+
+def read_text(path) -> str:
+    with tf.io.gfile.GFile(os.fspath(path), "r") as f:
+        return f.read()
+
+
+def copy_file(source, target) -> None:
+    """Copies through a temporary file, renamed when complete (the target may exist)."""
+    tmp = temp_name(target)
+    tf.io.gfile.copy(os.fspath(source), tmp, overwrite=True)
+    tf.io.gfile.rename(tmp, os.fspath(target), overwrite=True)
+
+
+@contextlib.contextmanager
+def directory_written_atomically(target, tmp=None):
+    """Yields an empty temporary directory to write into; on success `target` is replaced by it,
+    on failure it is removed and `target` is left untouched. `tmp` defaults to a hidden sibling."""
+    target = os.fspath(target)
+    if tmp is None:
+        parent, name = os.path.split(target.rstrip("/"))
+        tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}")
+    if tf.io.gfile.exists(tmp):
+        tf.io.gfile.rmtree(tmp)
+    tf.io.gfile.makedirs(tmp)
+    try:
+        yield tmp
+        if tf.io.gfile.exists(target):
+            tf.io.gfile.rmtree(target)
+        move_directory(tmp, target)
+    finally:
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.rmtree(tmp)
+
+
+def move_directory(source, target) -> None:
+    """Renames a directory: at once on a local disk, file by file on object stores (whose
+    directories are only name prefixes; a rename there would move the name and leave the files)."""
+    source, target = os.fspath(source).rstrip("/"), os.fspath(target).rstrip("/")
+    if "://" not in source:
+        tf.io.gfile.rename(source, target)
+        return
+    for directory, _, files in tf.io.gfile.walk(source):
+        destination = target + directory[len(source):]
+        tf.io.gfile.makedirs(destination)
+        for name in files:
+            tf.io.gfile.rename(f"{directory}/{name}", f"{destination}/{name}", overwrite=True)
+    tf.io.gfile.rmtree(source)
+
+
+def expand_file_patterns(patterns, flag="--input_file") -> list:
+    """A comma list of globs (local or gs://) -> sorted files; a pattern matching nothing is an
+    error naming `flag`."""
+    files = []
+    for pattern in [p.strip() for p in str(patterns).split(",") if p.strip()]:
+        matches = sorted(tf.io.gfile.glob(pattern))
+        if not matches:
+            raise FileNotFoundError(f"{flag}: no files match {pattern!r}")
+        files.extend(m for m in matches if m not in files)
+    if not files:
+        raise FileNotFoundError(f"{flag}: no file pattern given")
+    return files

@@ -1,0 +1,117 @@
+"""The pretraining model: the encoder plus the masked-LM and next-sentence heads.
+
+    inputs   the encoder's three inputs, plus masked_lm_positions [B,P] int32
+    outputs  masked_lm_logits [B,P,V] float32, next_sentence_logits [B,2] float32
+    labels   masked_lm_ids [B,P], masked_lm_weights [B,P] (1.0 real, 0.0 padding),
+             next_sentence_labels [B] or [B,1] (0 = B follows A, 1 = B is random)
+
+`fit()` takes `(features, labels)` with those dicts; its losses and accuracies are those of
+`bert_tf.modeling.objective`, the same the pretraining loop logs.
+"""
+
+from collections.abc import Mapping
+
+import keras
+from keras import ops
+
+from bert_tf.config import BertConfig
+from bert_tf.modeling import layers, objective
+from bert_tf.modeling.encoder import (INPUT_NAMES, BertEncoder, check_encoder_inputs,
+                                      model_base_config, restore_dtype, set_dtype_policy)
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class BertPretrainer(keras.Model):
+    """A `BertEncoder` with BERT's masked-LM head (tied to the word embeddings) and NSP head.
+
+    Args:
+      encoder: the `BertEncoder` to pretrain; its layers are shared, not copied, so after
+        training `pretrainer.encoder` is the trained encoder.
+      **kwargs: `keras.Model` arguments.
+
+    Example:
+
+        pretrainer = BertPretrainer(BertEncoder(BertConfig.from_json_file(path)))
+        pretrainer.compile(optimizer="adam")
+        pretrainer.fit(dataset_of_features_and_labels)
+    """
+
+    def __init__(self, encoder, **kwargs):
+        config = encoder.config
+        dtype = kwargs.get("dtype", encoder.dtype_policy)
+        kwargs["dtype"] = dtype
+
+        # === Layers ===
+        masked_lm_transform = layers.MaskedLMTransform(
+            config.hidden_act, config.initializer_range, config.layer_norm_eps,
+            name="masked_lm_transform", dtype=dtype)
+        masked_lm_output_bias = layers.MaskedLMOutputBias(name="masked_lm_output_bias",
+                                                          dtype=dtype)
+        next_sentence = keras.layers.Dense(
+            2, kernel_initializer=layers.truncated_normal(config.initializer_range),
+            name="next_sentence", dtype="float32")
+
+        # === Functional model ===
+        inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
+                  for name in INPUT_NAMES + ("masked_lm_positions",)}
+        encoded = encoder({name: inputs[name] for name in INPUT_NAMES})
+        hidden = masked_lm_transform(encoded["sequence_output"],
+                                     inputs["masked_lm_positions"])  # [B, P, H]
+        logits = encoder.word_embeddings(hidden, reverse=True)  # [B, P, V], tied
+        outputs = {"masked_lm_logits": masked_lm_output_bias(logits),
+                   "next_sentence_logits": next_sentence(encoded["pooled_output"])}
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        set_dtype_policy(self, dtype)
+
+        self.encoder = encoder
+        self.masked_lm_transform = masked_lm_transform
+        self.masked_lm_output_bias = masked_lm_output_bias
+        self.next_sentence = next_sentence
+        # === Metrics (shown in fit() logs) ===
+        # An accuracy is the mean of correct/count weighted by count: sum(correct) / sum(count).
+        self.masked_lm_accuracy = keras.metrics.Mean("masked_lm_accuracy")
+        self.masked_lm_loss = keras.metrics.Mean("masked_lm_loss")
+        self.next_sentence_accuracy = keras.metrics.Mean("next_sentence_accuracy")
+        self.next_sentence_loss = keras.metrics.Mean("next_sentence_loss")
+
+    @property
+    def config(self) -> BertConfig:
+        return self.encoder.config
+
+    def __call__(self, inputs, *args, **kwargs):
+        check_encoder_inputs(inputs, self.config.max_position_embeddings,
+                             extra_names=("masked_lm_positions",))
+        return super().__call__(inputs, *args, **kwargs)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        names = objective.LABEL_NAMES
+        if not isinstance(y, Mapping) or any(name not in y for name in names):
+            raise ValueError(f"BertPretrainer is trained on (features, labels) where labels is "
+                             f"a dict with {', '.join(names)}; got {type(y).__name__}"
+                             + (f" with keys {sorted(y)}" if isinstance(y, Mapping) else ""))
+        stats = objective.statistics(y, y_pred)
+        self.masked_lm_loss.update_state(stats["masked_lm_loss"])
+        self.next_sentence_loss.update_state(stats["next_sentence_loss"])
+        for task in ("masked_lm", "next_sentence"):
+            correct, count = stats[f"{task}_correct"], stats[f"{task}_count"]
+            getattr(self, f"{task}_accuracy").update_state(ops.divide_no_nan(correct, count),
+                                                           sample_weight=count)
+        total = stats["loss"]
+        for regularization_loss in self.losses:  # none unless a user adds regularizers
+            total = total + ops.cast(ops.sum(regularization_loss), "float32")
+        return total
+
+    def get_config(self):
+        return {"encoder": keras.saving.serialize_keras_object(self.encoder),
+                **model_base_config(self)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = restore_dtype(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        return cls(**config)
+
+
+def build_pretrainer(config: BertConfig, **kwargs) -> BertPretrainer:
+    """A fresh encoder and heads from a config; `kwargs` go to both models (e.g. `dtype`)."""
+    return BertPretrainer(BertEncoder(config, **kwargs), **kwargs)

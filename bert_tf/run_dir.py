@@ -1,0 +1,113 @@
+"""A run directory: the files beside a model's checkpoints, and the one way to read them back.
+
+    bert_config.json   the model, in google's format
+    vocab.txt          the tokenizer's vocab
+    run_config.json    {"do_lower_case": ..., and what made the run: "flags", "data_manifest",
+                        "converted_from"}
+    ckpt-N.*           tf.train.Checkpoint(model=..., optimizer=...), `checkpoint` names the latest
+    train/, eval/      TensorBoard events
+
+run_pretraining writes one, so does convert_checkpoint's bert_tf output; export, run_classifier,
+convert_checkpoint and resuming read them through `resolve` and `load_pretrainer`. Any path may
+be a gs:// URL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import tensorflow as tf
+
+from bert_tf import io
+from bert_tf.config import BertConfig
+
+CONFIG_FILE = "bert_config.json"
+VOCAB_FILE = "vocab.txt"
+RUN_CONFIG_FILE = "run_config.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFiles:
+    """Where a model's pieces are. `do_lower_case` is None when nothing records it."""
+    checkpoint: str | None
+    bert_config_file: str
+    vocab_file: str
+    do_lower_case: bool | None
+    record: dict = dataclasses.field(default_factory=dict)  # run_config.json, {} if absent
+
+
+def write(directory, config: BertConfig, vocab_file=None, **record) -> None:
+    """bert_config.json, vocab.txt (a copy of `vocab_file`) and run_config.json (`record`)."""
+    tf.io.gfile.makedirs(directory)
+    config.to_json_file(os.path.join(directory, CONFIG_FILE))
+    if vocab_file:
+        io.copy_file(vocab_file, os.path.join(directory, VOCAB_FILE))
+    io.write_json(os.path.join(directory, RUN_CONFIG_FILE), record)
+
+
+def read_record(directory) -> dict:
+    """run_config.json of `directory`, or {} if it has none."""
+    path = os.path.join(directory, RUN_CONFIG_FILE)
+    return io.read_json(path) if tf.io.gfile.exists(path) else {}
+
+
+def resolve(checkpoint=None, directory=None, bert_config_file=None, vocab_file=None,
+            do_lower_case=None, flag="--checkpoint") -> RunFiles:
+    """Fills in what the caller did not give from a run directory: `directory`, else the one the
+    checkpoint lies in. `checkpoint` defaults to the directory's latest; `flag` names it in
+    errors."""
+    if directory:
+        checkpoint = checkpoint or tf.train.latest_checkpoint(directory)
+        if not checkpoint:
+            raise ValueError(f"no checkpoint in {directory}: give {flag}, or a run directory "
+                             f"that has one")
+    elif checkpoint:
+        directory = os.path.dirname(checkpoint.removesuffix(".index"))
+    else:
+        raise ValueError(f"give {flag} or a run directory")
+    checkpoint = checkpoint.removesuffix(".index")
+    record = read_record(directory)
+    if do_lower_case is None:
+        do_lower_case = record.get("do_lower_case")
+    return RunFiles(checkpoint, bert_config_file or os.path.join(directory, CONFIG_FILE),
+                    vocab_file or os.path.join(directory, VOCAB_FILE), do_lower_case, record)
+
+
+def check_vocab_fits(vocab, config: BertConfig, vocab_file, bert_config_file) -> None:
+    if len(vocab) > config.vocab_size:
+        raise ValueError(f"{vocab_file} has {len(vocab)} tokens, more than vocab_size="
+                         f"{config.vocab_size} of {bert_config_file}")
+
+
+def load_pretrainer(files: RunFiles, flag="--init_checkpoint"):
+    """(BertPretrainer with the checkpoint's weights, Vocab) from resolved files."""
+    from bert_tf.modeling import build_pretrainer
+    from bert_tf.text.tokenization import load_vocab
+
+    vocab = load_vocab(files.vocab_file)
+    config = BertConfig.from_json_file(files.bert_config_file)
+    check_vocab_fits(vocab, config, files.vocab_file, files.bert_config_file)
+    pretrainer = build_pretrainer(config)
+    load_model_weights(pretrainer, files.checkpoint, flag)
+    return pretrainer, vocab
+
+
+def load_model_weights(model, path, flag="--init_checkpoint"):
+    """Model weights from a bert_tf checkpoint (its optimizer is ignored); names the variables
+    that do not fit, and says how to convert a google-research/bert checkpoint."""
+    try:
+        status = tf.train.Checkpoint(model=model).read(path)
+        status.assert_existing_objects_matched()
+    except tf.errors.NotFoundError:
+        raise ValueError(f"{flag} {path}: no such checkpoint") from None
+    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
+        names = {name for name, _ in tf.train.list_variables(path)}
+        if "bert/embeddings/word_embeddings" in names:
+            raise ValueError(
+                f"{flag} {path} is a google-research/bert (TF1) checkpoint; convert it first: "
+                f"python -m bert_tf.convert_checkpoint --input_format=google_tf1 --input={path} "
+                f"--output_format=bert_tf --output=DIR") from None
+        raise ValueError(f"{flag} {path} does not match the model "
+                         f"(--bert_config_file?): {e}") from None
+    status.expect_partial()

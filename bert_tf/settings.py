@@ -1,0 +1,104 @@
+"""Typed job settings: one frozen dataclass per job is the single list of its settings.
+
+Each field is a setting declared with `setting(default, help)`; its name is the command-line flag's
+(google-research/bert's names where it had the flag). A field whose type is itself such a
+dataclass (data creation's `InstanceOptions`) contributes its fields as flags of their own.
+A job's dataclass may also extend another (the pretraining job's extends the training loop's
+`TrainOptions`), so the loop takes the job's settings as they are. `define_flags` declares the
+absl flags of a job from its dataclass, `from_flags` builds the dataclass from parsed flags,
+`from_flat` from a {flag: value} dict, and `flat_dict` gives the settings as such a dict for the
+records that runs keep (run_config.json, the data manifest). The dataclass validates its values.
+"""
+
+import dataclasses
+import types
+import typing
+
+
+def setting(default=None, help="", choices=None, required=False):
+    """A dataclass field that is also a command-line flag."""
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": tuple(choices) if choices else None, "required": required})
+
+
+def _flag_type(annotation):
+    """str, int, float or bool from an annotation such as `int` or `str | None`."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return annotation
+
+
+def _fields(config_class):
+    hints = typing.get_type_hints(config_class)
+    for field in dataclasses.fields(config_class):
+        yield field, _flag_type(hints[field.name])
+
+
+def define_flags(config_class, flag_values=None):
+    """Declares an absl flag for every setting of `config_class` (and of nested settings)."""
+    from absl import flags
+
+    flag_values = flags.FLAGS if flag_values is None else flag_values
+    for field, kind in _fields(config_class):
+        if dataclasses.is_dataclass(kind):
+            define_flags(kind, flag_values)
+            continue
+        meta = field.metadata
+        default = field.default
+        if meta.get("choices"):
+            flags.DEFINE_enum(field.name, default, list(meta["choices"]), meta["help"],
+                              flag_values=flag_values)
+        else:
+            define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
+                      float: flags.DEFINE_float, str: flags.DEFINE_string}[kind]
+            define(field.name, default, meta["help"], flag_values=flag_values)
+        if meta.get("required"):
+            flags.mark_flag_as_required(field.name, flag_values=flag_values)
+
+
+def flag_names(config_class) -> list:
+    """The flags of `config_class`, nested settings flattened."""
+    names = []
+    for field, kind in _fields(config_class):
+        names.extend(flag_names(kind) if dataclasses.is_dataclass(kind) else [field.name])
+    return names
+
+
+def from_flat(config_class, values):
+    """An instance of `config_class` from {flag name: value}; settings not given keep their
+    defaults, an unknown name is an error (its validation runs as it is built)."""
+    unknown = set(values) - set(flag_names(config_class))
+    if unknown:
+        raise TypeError(f"{config_class.__name__} has no setting(s) {', '.join(sorted(unknown))}")
+    return _build(config_class, values)
+
+
+def _build(config_class, values):
+    kwargs = {}
+    for field, kind in _fields(config_class):
+        if dataclasses.is_dataclass(kind):
+            kwargs[field.name] = _build(kind, values)
+        elif field.name in values:
+            kwargs[field.name] = values[field.name]
+    return config_class(**kwargs)
+
+
+def from_flags(config_class, flag_values=None):
+    """An instance of `config_class` from parsed absl flags."""
+    from absl import flags
+
+    flag_values = flags.FLAGS if flag_values is None else flag_values
+    return from_flat(config_class, {name: flag_values[name].value
+                                    for name in flag_names(config_class)})
+
+
+def flat_dict(config) -> dict:
+    """{flag name: value} of a settings instance, nested settings flattened."""
+    values = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value):
+            values.update(flat_dict(value))
+        else:
+            values[field.name] = value
+    return values

@@ -1,0 +1,56 @@
+"""Raw strings -> the encoder's three inputs, in TensorFlow ops: the preprocessing that every
+export and the finetuning input pipeline share.
+
+    single(text [B])          -> input_word_ids, input_mask, input_type_ids [B, max_seq_length]
+    pair(text [B], text_b [B]) -> the same for sentence pairs: [CLS] A [SEP] B [SEP]
+"""
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from bert_tf.text.tokenization import MASK, WordpieceTokenizer
+
+
+class Preprocessor(tf.Module):
+    """Tokenizes with the same `WordpieceTokenizer` as the data pipeline, trims a pair
+    round-robin (the longer text loses tokens first, as google's `_truncate_seq_pair`), lays out
+    [CLS] A [SEP] (B [SEP]) and pads. Saved inside a SavedModel, it carries vocab.txt as an
+    asset and do_lower_case and max_seq_length as variables.
+    """
+
+    def __init__(self, vocab, do_lower_case, max_seq_length):
+        super().__init__()
+        self.vocab_file = tf.saved_model.Asset(vocab.path)
+        self.do_lower_case = tf.Variable(bool(do_lower_case), trainable=False, name="lower")
+        self.max_seq_length = tf.Variable(max_seq_length, trainable=False, name="max_len")
+        self.tokenizer = WordpieceTokenizer(vocab, do_lower_case)
+        self.sequence_length = max_seq_length
+        self.cls_id, self.sep_id, self.mask_id = vocab.cls_id, vocab.sep_id, vocab.mask_id
+
+    def pack(self, segments):
+        """Ragged token ids per segment -> the three [batch, max_seq_length] int32 inputs."""
+        budget = self.sequence_length - 1 - len(segments)  # [CLS] and a [SEP] per segment
+        trimmed = tf_text.RoundRobinTrimmer(budget).trim(segments)
+        ids, types = tf_text.combine_segments(trimmed, self.cls_id, self.sep_id)
+        ids, mask = tf_text.pad_model_inputs(ids, self.sequence_length)
+        types, _ = tf_text.pad_model_inputs(types, self.sequence_length)
+        return {"input_word_ids": tf.cast(ids, tf.int32), "input_mask": tf.cast(mask, tf.int32),
+                "input_type_ids": tf.cast(types, tf.int32)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def single(self, text):
+        return self.pack([self.tokenizer.tokenize(text)])
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
+                                  tf.TensorSpec([None], tf.string, name="text_b")])
+    def pair(self, text, text_b):
+        return self.pack([self.tokenizer.tokenize(text), self.tokenizer.tokenize(text_b)])
+
+    def tokenize_with_masks(self, text):
+        """Like `single`, but each literal "[MASK]" in the text becomes the [MASK] id."""
+        pieces = tf.strings.split(text, MASK)  # [B, (pieces)]
+        tokens = self.tokenizer.tokenize(pieces.flat_values)  # [pieces, (tokens)]
+        mask = tf.fill([tokens.nrows(), 1], tf.cast(self.mask_id, tokens.dtype))
+        tokens = tf.concat([tokens, tf.RaggedTensor.from_tensor(mask)], axis=1)
+        tokens = pieces.with_flat_values(tokens).merge_dims(1, 2)  # [B, (tokens)], + a mask
+        return self.pack([tokens[:, :-1]])  # the last piece has no [MASK] after it

@@ -1,0 +1,200 @@
+"""Vocab files, special tokens by name, and the in-graph WordPiece tokenizer.
+
+`vocab.txt` is google's format: one token per line, the id is the line number. Special tokens are
+always looked up by name, so google's vocab ([PAD]=0, [UNK]=100, [CLS]=101, [SEP]=102, [MASK]=103)
+and ours ([PAD] [UNK] [CLS] [SEP] [MASK] = 0..4) both work.
+
+`WordpieceTokenizer` is TensorFlow and tensorflow-text ops only, so the same object tokenizes for
+the data pipeline, inside `tf.data`, and inside exported SavedModels. It reproduces
+google-research/bert's BasicTokenizer + WordpieceTokenizer: control characters removed; with
+`do_lower_case`, lower-casing, NFD and accent stripping; splitting on whitespace, punctuation and
+CJK characters; words over 200 characters become [UNK].
+"""
+
+import dataclasses
+import hashlib
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from bert_tf import io
+
+PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+SPECIAL_TOKENS = (PAD, UNK, CLS, SEP, MASK)
+_UNUSED = re.compile(r"^\[unused\d+\]$")
+
+# google's _clean_text drops NUL, U+FFFD and control characters (Cc, Cf) but keeps \t \n \r,
+# which are whitespace.
+_CONTROL_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\x{fffd}\p{Cf}]"
+# google's WordpieceTokenizer turns a word of over 200 characters into [UNK]; tensorflow-text
+# counts bytes instead. So its byte limit is set out of reach (4 bytes per character) and
+# `WordpieceTokenizer` applies the character limit itself.
+_MAX_CHARS_PER_WORD = 200
+_MAX_BYTES_PER_WORD = 4 * _MAX_CHARS_PER_WORD
+# Text without 201 characters in a row free of ASCII whitespace cannot hold such a word; it skips
+# the (slower, memory-hungry) check.
+_MAYBE_LONG_WORD = r".*[^\s]{%d}.*" % (_MAX_CHARS_PER_WORD + 1)
+
+
+class VocabError(ValueError):
+    """A vocab file that cannot be used, with the file (and line) named."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocab:
+    """The tokens of a vocab.txt, in id order, with the special ids found by name."""
+    tokens: tuple
+    path: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "_index", {t: i for i, t in enumerate(self.tokens)})
+
+    def __len__(self):
+        return len(self.tokens)
+
+    def id(self, token: str) -> int:
+        return self._index[token]
+
+    def get(self, token: str, default=None):
+        return self._index.get(token, default)
+
+    @property
+    def pad_id(self):
+        return self.id(PAD)
+
+    @property
+    def unk_id(self):
+        return self.id(UNK)
+
+    @property
+    def cls_id(self):
+        return self.id(CLS)
+
+    @property
+    def sep_id(self):
+        return self.id(SEP)
+
+    @property
+    def mask_id(self):
+        return self.id(MASK)
+
+    def ordinary_ids(self) -> np.ndarray:
+        """Ids that may stand in for a masked token: not special, not an [unusedN] slot."""
+        special = set(SPECIAL_TOKENS)
+        return np.array([i for i, t in enumerate(self.tokens)
+                         if t not in special and not _UNUSED.match(t)], np.int64)
+
+    def is_continuation(self) -> np.ndarray:
+        """[V] bool: the token is a "##" word piece that continues the previous one."""
+        return np.array([t.startswith("##") and len(t) > 2 for t in self.tokens], bool)
+
+    def sha256(self) -> str:
+        return hashlib.sha256("\n".join(self.tokens).encode("utf-8")).hexdigest()
+
+
+def load_vocab(path) -> Vocab:
+    """Reads a google-format vocab.txt; every problem names the file and, where it can, the line."""
+    path = os.fspath(path)
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            data = f.read()
+    except tf.errors.NotFoundError:
+        raise VocabError(f"{path}: vocab file not found") from None
+    tokens = []
+    for line_number, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            token = raw.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as e:
+            raise VocabError(f"{path}:{line_number}: not valid UTF-8 ({e.reason})") from None
+        tokens.append(token)
+    if tokens and tokens[-1] == "":
+        tokens.pop()  # the final newline
+    if not tokens:
+        raise VocabError(f"{path}: vocab file is empty")
+    seen = {}
+    for line_number, token in enumerate(tokens, start=1):
+        if token.strip() != token or not token:
+            raise VocabError(f"{path}:{line_number}: expected one token per line, got {token!r}")
+        if token in seen:
+            raise VocabError(f"{path}:{line_number}: duplicate token {token!r} "
+                             f"(first on line {seen[token]})")
+        seen[token] = line_number
+    missing = [t for t in SPECIAL_TOKENS if t not in seen]
+    if missing:
+        raise VocabError(f"{path}: missing special token(s) {' '.join(missing)}; a BERT vocab "
+                         f"needs {' '.join(SPECIAL_TOKENS)}")
+    return Vocab(tuple(tokens), path)
+
+
+def write_vocab(tokens, path) -> None:
+    """google's vocab.txt layout, written to a temp name and renamed when complete."""
+    io.write_file(path, "".join(f"{t}\n" for t in tokens))
+
+
+def normalize_text(texts, do_lower_case: bool):
+    """google's text cleanup (and lower-casing + accent stripping) as TF ops: [N] -> [N] strings."""
+    texts = tf.strings.regex_replace(texts, _CONTROL_CHARS, "")
+    if do_lower_case:
+        texts = tf.strings.lower(texts, encoding="utf-8")
+        texts = tf_text.normalize_utf8(texts, "NFD")
+        texts = tf.strings.regex_replace(texts, r"\p{Mn}", "")  # combining accents
+    return texts
+
+
+class WordpieceTokenizer(tf.Module):
+    """Strings [N] -> WordPiece ids, a RaggedTensor [N, (tokens)] of int64.
+
+    Args:
+      vocab: a `Vocab`.
+      do_lower_case: lower-case and strip accents first (uncased models).
+    """
+
+    def __init__(self, vocab: Vocab, do_lower_case: bool, name=None):
+        super().__init__(name=name)
+        self.vocab = vocab
+        self.do_lower_case = bool(do_lower_case)
+        # Normalisation is ours (above): tensorflow-text's own lower-casing is NFKC case
+        # folding, which differs from google's on characters such as "ß" or "ﬁ".
+        self._tokenizer = tf_text.FastBertTokenizer(
+            vocab=list(vocab.tokens), suffix_indicator="##", unknown_token=UNK,
+            max_bytes_per_word=_MAX_BYTES_PER_WORD, token_out_type=tf.int64,
+            lower_case_nfd_strip_accents=False)
+
+        self._is_continuation = tf.constant(vocab.is_continuation())
+        self._unk_id = tf.constant(vocab.unk_id, tf.int64)
+
+    def tokenize(self, texts):
+        texts = normalize_text(tf.convert_to_tensor(texts, tf.string), self.do_lower_case)
+        maybe_long = tf.reduce_any(tf.strings.regex_full_match(texts, _MAYBE_LONG_WORD))
+        return tf.cond(maybe_long, lambda: self._tokenize_unk_long_words(texts),
+                       lambda: self._tokenizer.tokenize(texts))
+
+    def _tokenize_unk_long_words(self, texts):
+        """Tokenizes, then replaces the pieces of each word of over 200 characters by [UNK]."""
+        pieces, starts, ends = self._tokenizer.tokenize_with_offsets(texts)
+        ids = pieces.flat_values  # [P]
+        rows = pieces.value_rowids()  # [P]
+        word_starts = ~tf.gather(self._is_continuation, ids)
+        word = tf.cumsum(tf.cast(word_starts, tf.int64)) - 1  # [P] word index of each piece
+        num_words = tf.reduce_sum(tf.cast(word_starts, tf.int64))
+        begin = tf.math.unsorted_segment_min(starts.flat_values, word, num_words)  # [W]
+        end = tf.math.unsorted_segment_max(ends.flat_values, word, num_words)
+        # Only words of over 200 bytes can have over 200 characters; count just those.
+        maybe_long = tf.where(end - begin > _MAX_CHARS_PER_WORD)[:, 0]
+        word_rows = tf.math.unsorted_segment_min(rows, word, num_words)
+        text = tf.strings.substr(tf.gather(texts, tf.gather(word_rows, maybe_long)),
+                                 tf.gather(begin, maybe_long),
+                                 tf.gather(end - begin, maybe_long))
+        too_long = tf.strings.length(text, unit="UTF8_CHAR") > _MAX_CHARS_PER_WORD
+        long_word = tf.scatter_nd(maybe_long[:, None], too_long, tf.shape(begin, tf.int64))
+        piece_in_long_word = tf.gather(long_word, word)
+        keep = word_starts | ~piece_in_long_word
+        ids = tf.where(piece_in_long_word, self._unk_id, ids)
+        return tf.RaggedTensor.from_value_rowids(
+            tf.boolean_mask(ids, keep), tf.boolean_mask(rows, keep), nrows=pieces.nrows())
+
+    def __call__(self, texts):
+        return self.tokenize(texts)

@@ -1,0 +1,174 @@
+"""The pretraining job: settings -> data checks -> model, optimizer, Trainer -> train, evaluate.
+
+    run(PretrainingConfig(bert_config_file="configs/bert_base.json",
+                          input_file="tfrecords/wiki-*", output_dir="runs/base", ...))
+
+(`python -m bert_tf.run_pretraining` is its command line.) Without `input_file` it trains on
+the embedded default's sample data. The same settings again resume from the latest checkpoint in
+`output_dir`; SIGTERM saves a checkpoint and returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import keras
+import tensorflow as tf
+
+from bert_tf import io, run_dir
+from bert_tf.config import BertConfig, configs_dir
+from bert_tf.data import input_pipeline
+from bert_tf.data.sample_data import make_sample_data
+from bert_tf.modeling import build_pretrainer
+from bert_tf.settings import flat_dict, setting
+from bert_tf.training import optimization
+from bert_tf.training import strategy as strategies
+from bert_tf.training.summaries import format_metrics
+from bert_tf.training.trainer import Trainer, TrainOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainingConfig(TrainOptions):
+    """The settings of a pretraining run (the command line's flags): the training loop's, with
+    the defaults of the embedded default, and the data's, the model's and the optimizer's."""
+    # the loop (TrainOptions), with the embedded default's values
+    output_dir: str = setting(os.path.join("runs", "bert_tiny_sample"),
+                              "Checkpoints, TensorBoard logs and the resolved config go here.")
+    num_train_steps: int = setting(300, "Optimizer steps.")
+    save_checkpoints_steps: int = setting(100, "Checkpoint every this many steps.")
+    log_steps: int = setting(50, "Log and write summaries every this many steps.")
+    # data and model
+    bert_config_file: str = setting(os.path.join(configs_dir(), "bert_tiny.json"),
+                                    "google-format bert_config.json.")
+    input_file: str | None = setting(None, "Comma list of globs of training shards; empty: the "
+                                           "embedded sample data (made on first use).")
+    eval_input_file: str | None = setting(None, "Shards for --do_eval (default: input_file).")
+    init_checkpoint: str | None = setting(None, "Start from these weights (fresh optimizer).")
+    max_seq_length: int = setting(128, "Must match the data.")
+    max_predictions_per_seq: int = setting(20, "Must match the data.")
+    # batches
+    train_batch_size: int = setting(32, "Global batch size.")
+    eval_batch_size: int = setting(32, "Global eval batch size.")
+    # optimizer
+    num_warmup_steps: int = setting(30, "Linear warmup steps.")
+    learning_rate: float = setting(1e-3, "Peak learning rate.")
+    end_learning_rate: float = setting(0.0, "Learning rate at num_train_steps.")
+    optimizer: str = setting("adamw", "Optimizer.", choices=("adamw", "lamb"))
+    weight_decay_rate: float = setting(0.01, "Decoupled weight decay (not on LayerNorm weights "
+                                             "and biases).")
+    # execution
+    distribution_strategy: str = setting("one_device", "Strategy.", choices=strategies.STRATEGIES)
+    tpu: str = setting("", "TPU name or grpc:// address; empty: a local TPU VM.")
+    num_gpus: int = setting(0, "GPUs for one_device/mirrored; 0: CPU (mirrored: all).")
+    mixed_precision: str = setting("float32", "Keras dtype policy.",
+                                   choices=("float32", "mixed_float16", "mixed_bfloat16"))
+    random_seed: int = setting(12345, "Seed for weights and data order.")
+    # evaluation
+    do_eval: bool = setting(True, "Evaluate at the end.")
+    max_eval_steps: int = setting(20, "Eval batches.")
+
+    def validate(self, num_replicas=1):
+        """Raises a ValueError naming every setting combination that cannot work."""
+        problems = []
+        for name in ("train_batch_size", "eval_batch_size", "num_train_steps", "steps_per_loop",
+                     "save_checkpoints_steps", "keep_checkpoint_max", "log_steps",
+                     "gradient_accumulation_steps", "max_eval_steps"):
+            if getattr(self, name) < 1:
+                problems.append(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= self.num_warmup_steps <= self.num_train_steps:
+            problems.append(f"--num_warmup_steps={self.num_warmup_steps} must be in "
+                            f"[0, --num_train_steps={self.num_train_steps}]")
+        if self.learning_rate <= 0:
+            problems.append(f"--learning_rate must be positive, got {self.learning_rate}")
+        parts = num_replicas * self.gradient_accumulation_steps
+        if self.train_batch_size % parts:
+            problems.append(f"--train_batch_size={self.train_batch_size} does not divide into "
+                            f"{num_replicas} replica(s) x --gradient_accumulation_steps="
+                            f"{self.gradient_accumulation_steps}")
+        if self.eval_batch_size % num_replicas:
+            problems.append(f"--eval_batch_size={self.eval_batch_size} does not divide into "
+                            f"{num_replicas} replica(s)")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+def run(config: PretrainingConfig, log=print):
+    """The whole job; returns the final metrics (with "step", and "preempted" after SIGTERM)."""
+    # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF op.
+    strategy = strategies.make_strategy(config.distribution_strategy, config.tpu,
+                                        config.num_gpus)
+    config.validate(strategy.num_replicas_in_sync)
+    if not config.input_file:
+        config = dataclasses.replace(config, input_file=make_sample_data(
+            config.max_seq_length, config.max_predictions_per_seq, log))
+    bert_config = BertConfig.from_json_file(config.bert_config_file)
+    files = io.expand_file_patterns(config.input_file)
+    manifest = input_pipeline.check_data(files, config.max_seq_length,
+                                         config.max_predictions_per_seq)
+    if manifest is not None and manifest["vocab"]["size"] > bert_config.vocab_size:
+        raise ValueError(f"--input_file: the data's vocab has {manifest['vocab']['size']} tokens, "
+                         f"more than vocab_size={bert_config.vocab_size} of "
+                         f"{config.bert_config_file}")
+    if config.max_seq_length > bert_config.max_position_embeddings:
+        raise ValueError(f"--max_seq_length={config.max_seq_length} exceeds "
+                         f"max_position_embeddings={bert_config.max_position_embeddings}")
+    output_dir = config.output_dir
+    try:
+        if strategies.is_chief(strategy):
+            write_run_files(output_dir, bert_config, config, files, manifest)
+        else:
+            tf.io.gfile.makedirs(output_dir)
+    except (OSError, tf.errors.OpError) as e:
+        raise OSError(f"--output_dir {output_dir} is not writable: {e}") from None
+
+    keras.utils.set_random_seed(config.random_seed)
+    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    with strategy.scope():
+        pretrainer = build_pretrainer(bert_config)
+        optimizer = optimization.create_optimizer(
+            config.optimizer, config.learning_rate, config.num_train_steps,
+            config.num_warmup_steps, config.end_learning_rate, config.weight_decay_rate, 0.0,
+            config.mixed_precision)
+    trainer = Trainer(strategy, pretrainer, optimizer, config)
+    log(trainer.restore(config.init_checkpoint))
+
+    def distributed_dataset(input_files, batch_size):
+        def fn(context):
+            return input_pipeline.make_dataset(
+                input_files, context.get_per_replica_batch_size(batch_size),
+                config.max_seq_length, config.max_predictions_per_seq, True, context,
+                seed=config.random_seed)
+        return strategy.distribute_datasets_from_function(fn)
+
+    try:
+        metrics = trainer.train(distributed_dataset(files, config.train_batch_size),
+                                summary_dir=output_dir, log=log)
+    except tf.errors.DataLossError as e:
+        bad = input_pipeline.find_corrupt_shard(files)
+        raise input_pipeline.DataMismatchError(
+            f"--input_file: corrupt shard {bad or '(not found by re-reading)'}: {e.message}"
+        ) from None
+    if trainer.preempted:
+        return {"preempted": True, "step": trainer.step, **metrics}
+    if config.do_eval:
+        eval_files = io.expand_file_patterns(config.eval_input_file or config.input_file,
+                                             "--eval_input_file")
+        input_pipeline.check_data(eval_files, config.max_seq_length,
+                                  config.max_predictions_per_seq, "--eval_input_file")
+        eval_metrics = trainer.evaluate(distributed_dataset(eval_files, config.eval_batch_size),
+                                        config.max_eval_steps, output_dir)
+        log("eval: " + format_metrics(eval_metrics))
+        metrics = {**metrics, **{f"eval_{k}": v for k, v in eval_metrics.items()}}
+    return {"step": trainer.step, **metrics}
+
+
+def write_run_files(output_dir, bert_config, config: PretrainingConfig, files, manifest):
+    """The run directory's files: the config, the settings, and the data's vocab and
+    lower-casing (bert_tf data; google's shards carry neither)."""
+    record = {"flags": flat_dict(config)}
+    vocab_file = None
+    if manifest is not None:
+        record.update(do_lower_case=manifest["vocab"]["do_lower_case"], data_manifest=manifest)
+        vocab_file = os.path.join(os.path.dirname(files[0]), manifest["vocab"]["file"])
+    run_dir.write(output_dir, bert_config, vocab_file, **record)

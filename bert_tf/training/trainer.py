@@ -1,0 +1,245 @@
+"""The training loop: compiled steps under a strategy, host calls, checkpoints, preemption.
+
+One host call runs `steps` training steps: an outer `tf.function` loops `tf.range(steps)` over a
+distributed iterator and calls `strategy.run(replica_step)`. TPUs need many steps per host call;
+Keras `fit()` under MirroredStrategy could not give them here (see DEVELOPERS.md), so the loop is
+written out, as the Model Garden does. In `replica_step`, forward and backward run in one
+function that is XLA-compiled with `jit_compile`; then gradients are summed over replicas,
+clipped by their global norm, and applied.
+
+What is optimised and reported comes from an objective (default: BERT pretraining's,
+`bert_tf.modeling.objective`): `statistics(labels, outputs, batch_labels, parts)` gives a batch's
+"loss" and other figures, every one of them additive over parts, replicas and steps, named in
+its MEANS (per-batch means) and COUNTS; `metrics(sums, steps)` turns sums into logged figures.
+"""
+
+import dataclasses
+import math
+import os
+import signal
+import time
+
+import keras
+import tensorflow as tf
+
+from bert_tf import run_dir
+from bert_tf.modeling import objective as pretraining_objective
+from bert_tf.settings import setting
+from bert_tf.training.strategy import is_chief
+from bert_tf.training.summaries import TrainingLog
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """The loop's settings; a job's settings extend them (training.pretraining)."""
+    output_dir: str = setting(None, "Checkpoints, TensorBoard logs and the resolved config go "
+                                    "here.", required=True)
+    num_train_steps: int = setting(None, "Optimizer steps.", required=True)
+    steps_per_loop: int = setting(100, "Training steps per host call.")
+    save_checkpoints_steps: int = setting(1000, "Checkpoint every this many steps.")
+    keep_checkpoint_max: int = setting(5, "Checkpoints kept.")
+    log_steps: int = setting(100, "Log and write summaries every this many steps.")
+    gradient_accumulation_steps: int = setting(1, "Split each batch into this many sequential "
+                                                  "parts: a large global batch in small memory.")
+    clip_norm: float = setting(1.0, "Clip gradients to this global norm; 0 disables.")
+    jit_compile: bool = setting(False, "XLA-compile the forward/backward step.")
+
+
+class Trainer:
+    """Trains a model built under `strategy.scope()` with a Keras optimizer."""
+
+    def __init__(self, strategy, model, optimizer, options: TrainOptions,
+                 objective=pretraining_objective):
+        self.strategy = strategy
+        self.model = model
+        self.optimizer = optimizer
+        self.options = options
+        self.objective = objective
+        self.chief = is_chief(strategy)
+        # Summed over steps: the objective's figures, the gradient norm, the examples seen.
+        self._sums = tuple(objective.MEANS) + tuple(objective.COUNTS) + (
+            "gradient_norm", "examples")
+        with strategy.scope():
+            optimizer.build(model.trainable_variables)  # so a restore fills its slots
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+        directory = options.output_dir if self.chief else os.path.join(
+            options.output_dir, f".worker_{strategy.cluster_resolver.task_id}_tmp")
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, directory, max_to_keep=options.keep_checkpoint_max,
+            step_counter=optimizer.iterations)
+        self._gradients = tf.function(self.gradients, jit_compile=options.jit_compile or None)
+        self._train_loop = tf.function(self._loop)
+        self._eval_loop = tf.function(self._eval)
+        self.preempted = False
+
+    @property
+    def step(self) -> int:
+        return int(self.optimizer.iterations.numpy())
+
+    # === Compiled steps ===
+
+    def gradients(self, features, labels):
+        """Forward and backward on one replica's batch, in `gradient_accumulation_steps` parts;
+        returns (gradients, the objective's statistics summed over the parts)."""
+        parts = self.options.gradient_accumulation_steps
+        variables = self.model.trainable_variables
+        scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+        gradients, totals = None, None
+        size = tf.shape(features["input_word_ids"])[0] // parts
+        for part in range(parts):  # unrolled: parts is small, and XLA wants static shapes
+            sliced = [tf.nest.map_structure(lambda x: x[part * size:(part + 1) * size], d)
+                      for d in (features, labels)]
+            with tf.GradientTape() as tape:
+                outputs = self.model(sliced[0], training=True)
+                stats = self.objective.statistics(sliced[1], outputs, labels, parts)
+                # Summed over replicas below: each replica contributes its share of the mean.
+                loss = stats["loss"] / self.strategy.num_replicas_in_sync
+                if scaled:
+                    loss = self.optimizer.scale_loss(loss)
+            part_gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+            if gradients is None:
+                gradients, totals = part_gradients, stats
+            else:
+                gradients = [g + d for g, d in zip(gradients, part_gradients)]
+                totals = {name: totals[name] + stats[name] for name in totals}
+        return gradients, totals
+
+    def _replica_step(self, features, labels):
+        gradients, totals = self._gradients(features, labels)
+        context = tf.distribute.get_replica_context()
+        gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        scale = (self.optimizer.scale_loss(tf.constant(1.0))
+                 if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer) else None)
+        if scale is not None:
+            gradients = [g / scale for g in gradients]
+        norm = tf.linalg.global_norm(gradients)
+        if self.options.clip_norm and self.options.clip_norm > 0:
+            gradients, _ = tf.clip_by_global_norm(gradients, self.options.clip_norm,
+                                                  use_norm=norm)
+        # Keras sums gradients over replicas once more: hand it each replica's share.
+        share = 1.0 / self.strategy.num_replicas_in_sync
+        if scale is not None:
+            share *= scale  # the LossScaleOptimizer unscales and skips non-finite steps
+        if scale is not None or share != 1.0:  # a pass over every gradient: only when needed
+            gradients = [g * share for g in gradients]
+        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+        totals["gradient_norm"] = norm
+        return self._replica_totals(totals, features)
+
+    def _replica_totals(self, totals, features):
+        """Means become each replica's share, so that the sum over replicas is the global mean."""
+        replicas = self.strategy.num_replicas_in_sync
+        totals = {name: value / replicas if name in self.objective.MEANS else value
+                  for name, value in totals.items()}
+        if "gradient_norm" in totals:  # the same on every replica
+            totals["gradient_norm"] /= replicas
+        totals["examples"] = tf.cast(tf.shape(features["input_word_ids"])[0], tf.float32)
+        return totals
+
+    def _loop(self, iterator, steps):
+        sums = {name: tf.constant(0.0) for name in self._sums}
+        for _ in tf.range(steps):
+            features, labels = next(iterator)
+            values = self.strategy.run(self._replica_step, args=(features, labels))
+            sums = {name: sums[name] + self.strategy.reduce(
+                tf.distribute.ReduceOp.SUM, values[name], axis=None) for name in sums}
+        return sums
+
+    def _eval(self, iterator, steps):
+        names = [name for name in self._sums if name != "gradient_norm"]
+        sums = {name: tf.constant(0.0) for name in names}
+
+        def replica_eval(features, labels):
+            stats = self.objective.statistics(labels, self.model(features, training=False))
+            return self._replica_totals(stats, features)
+
+        for _ in tf.range(steps):
+            values = self.strategy.run(replica_eval, args=next(iterator))
+            sums = {name: sums[name] + self.strategy.reduce(
+                tf.distribute.ReduceOp.SUM, values[name], axis=None) for name in names}
+        return sums
+
+    # === The host loop ===
+
+    def restore(self, init_checkpoint=None):
+        """Resumes from output_dir's latest checkpoint, else loads `init_checkpoint`'s model
+        weights (fresh optimizer). Returns what was restored, for the log."""
+        latest = tf.train.latest_checkpoint(self.options.output_dir)  # the chief's, for all
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            return f"resumed from {latest} at step {self.step}"
+        if init_checkpoint:
+            run_dir.load_model_weights(self.model, init_checkpoint)
+            return f"initialized from {init_checkpoint}"
+        return "fresh start"
+
+    def train(self, dataset, summary_dir=None, log=print):
+        """Trains to `num_train_steps`; returns the last logged metrics (empty if none ran)."""
+        options = self.options
+        iterator = iter(dataset)
+        report = TrainingLog(summary_dir, options.num_train_steps, log,
+                             write_summaries=self.chief)
+        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        metrics, start_step, start = {}, self.step, time.time()
+        window = dict.fromkeys(self._sums, 0.0)
+        window_steps, window_start = 0, time.time()
+        try:
+            while self.step < options.num_train_steps and not self.preempted:
+                step = self.step
+                steps = min(options.steps_per_loop, options.num_train_steps - step,
+                            _to_next(step, options.log_steps),
+                            _to_next(step, options.save_checkpoints_steps))
+                sums = self._train_loop(iterator, tf.constant(steps, tf.int32))
+                sums = {name: float(value) for name, value in sums.items()}
+                if not math.isfinite(sums["loss"]):
+                    raise FloatingPointError(
+                        f"loss is {sums['loss']} in steps {step + 1}-{step + steps}; training "
+                        f"stopped. The last good checkpoint is "
+                        f"{tf.train.latest_checkpoint(options.output_dir)}")
+                window = {name: window[name] + sums[name] for name in window}
+                window_steps += steps
+                done = self.step
+                if done % options.log_steps == 0 or done == options.num_train_steps:
+                    elapsed = time.time() - window_start
+                    metrics = {**self.objective.metrics(window, window_steps),
+                               "gradient_norm": window["gradient_norm"] / window_steps,
+                               "examples_per_second": window["examples"] / elapsed,
+                               "learning_rate": float(self.optimizer.learning_rate)}
+                    eta = (time.time() - start) / max(done - start_step, 1) * (
+                        options.num_train_steps - done)
+                    report.train(done, metrics, eta)
+                    window = dict.fromkeys(self._sums, 0.0)
+                    window_steps, window_start = 0, time.time()
+                if done % options.save_checkpoints_steps == 0 or done == options.num_train_steps:
+                    self.save()
+            if self.preempted:
+                self.save()
+                log(f"SIGTERM: saved a checkpoint at step {self.step}; exiting.")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            report.close()
+        return metrics
+
+    def train_steps(self, iterator, steps):
+        """Runs `steps` steps in one host call (no logging, checkpoints or checks); returns the
+        summed loss. For benchmarks and custom loops."""
+        return self._train_loop(iterator, tf.constant(steps, tf.int32))["loss"]
+
+    def evaluate(self, dataset, steps, summary_dir=None):
+        sums = self._eval_loop(iter(dataset), tf.constant(steps, tf.int32))
+        metrics = self.objective.metrics({name: float(v) for name, v in sums.items()}, steps)
+        TrainingLog(summary_dir, steps, write_summaries=self.chief).evaluate(self.step, metrics)
+        return metrics
+
+    def save(self):
+        path = self.manager.save(checkpoint_number=self.optimizer.iterations)
+        if not self.chief:  # every worker takes part in saving; only the chief's copy stays
+            tf.io.gfile.rmtree(self.manager.directory)
+        return path
+
+    def _on_sigterm(self, signum, frame):
+        self.preempted = True
+
+
+def _to_next(step, every):
+    return every - step % every

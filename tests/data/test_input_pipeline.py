@@ -1,0 +1,80 @@
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf import io
+from bert_tf.data.input_pipeline import (DataMismatchError, check_data, find_corrupt_shard,
+                                    make_dataset)
+from pretraining_fixtures import PREDICTIONS, SEQ, make_tiny_data
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("data")
+    return io.expand_file_patterns(make_tiny_data(str(directory)))
+
+
+def test_batches_have_model_names_and_int32(data):
+    features_, labels = next(iter(make_dataset(data, 8, SEQ, PREDICTIONS, seed=1)))
+    assert set(features_) == {"input_word_ids", "input_mask", "input_type_ids",
+                              "masked_lm_positions"}
+    assert set(labels) == {"masked_lm_ids", "masked_lm_weights", "next_sentence_labels"}
+    assert features_["input_word_ids"].shape == (8, SEQ)
+    assert features_["input_word_ids"].dtype == tf.int32
+    assert labels["masked_lm_weights"].dtype == tf.float32
+    assert labels["next_sentence_labels"].shape == (8, 1)
+
+
+def test_eval_data_is_finite_and_drops_the_remainder(data):
+    total = sum(1 for _ in tf.data.TFRecordDataset(data))
+    batches = list(make_dataset(data, 7, SEQ, PREDICTIONS, is_training=False))
+    assert len(batches) == total // 7
+    assert all(b[0]["input_word_ids"].shape[0] == 7 for b in batches)
+
+
+def test_workers_read_different_files(data):
+    def ids(pipeline):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline)
+        batches = make_dataset(data, 4, SEQ, PREDICTIONS, is_training=False,
+                               input_context=context)
+        return {tuple(row) for b in batches for row in b[0]["input_word_ids"].numpy()}
+    first, second = ids(0), ids(1)
+    assert first and second and not first & second
+
+
+def test_manifest_mismatch_is_refused(data):
+    assert check_data(data, SEQ, PREDICTIONS)["max_seq_length"] == SEQ
+    with pytest.raises(DataMismatchError) as error:
+        check_data(data, 128, PREDICTIONS)
+    message = str(error.value)
+    assert "the data holds max_seq_length=32, max_predictions_per_seq=5" in message
+    assert "--max_seq_length=128" in message and "manifest.json" in message
+
+
+def test_data_without_manifest_is_checked_from_its_first_record(data, tmp_path):
+    copy = tmp_path / "google-00000-of-00001.tfrecord"
+    shutil.copy(data[0], copy)
+    assert check_data([str(copy)], SEQ, PREDICTIONS) is None
+    with pytest.raises(DataMismatchError, match="first record; no manifest"):
+        check_data([str(copy)], SEQ, 20)
+
+
+def test_corrupt_shard_is_found(data, tmp_path):
+    bad = tmp_path / "bad-00000-of-00001.tfrecord"
+    raw = open(data[0], "rb").read()
+    bad.write_bytes(raw[:len(raw) // 2] + b"\x00" * 100 + raw[len(raw) // 2:])
+    assert find_corrupt_shard([data[0], str(bad)]) == str(bad)
+    assert find_corrupt_shard(data) is None
+
+
+def test_gzip_shards_are_read(data, tmp_path):
+    import gzip
+    path = tmp_path / "gz-00000-of-00001.tfrecord.gz"
+    with open(data[0], "rb") as f, gzip.open(path, "wb") as out:
+        out.write(f.read())
+    plain = list(make_dataset([data[0]], 4, SEQ, PREDICTIONS, is_training=False))
+    zipped = list(make_dataset([str(path)], 4, SEQ, PREDICTIONS, is_training=False))
+    assert len(plain) == len(zipped) > 0
+    np.testing.assert_array_equal(plain[0][0]["input_word_ids"], zipped[0][0]["input_word_ids"])

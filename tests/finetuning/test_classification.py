@@ -1,0 +1,206 @@
+"""Finetuning with fit(): learnable single and pair tasks, checkpoint loading, export, metrics."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf import run_dir
+from bert_tf.config import BertConfig
+from bert_tf.finetuning import classification as classifier
+from bert_tf.finetuning import labelled_files
+from bert_tf.finetuning.classification import run
+from bert_tf.finetuning.labelled_files import Example
+from bert_tf.modeling import build_pretrainer
+from bert_tf.text.preprocessing import Preprocessor
+from classification_fixtures import WORDS, make_workspace, values
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return make_workspace(tmp_path_factory.mktemp("cls"))
+
+
+@pytest.fixture(scope="module")
+def single_run(workspace):
+    start = time.time()
+    result = run(values(workspace, "single", workspace / "single_out",
+                        predict_file=str(workspace / "single_dev.tsv")), log=lambda _: None)
+    result["seconds"] = time.time() - start
+    return result
+
+
+def test_single_sentence_task_is_learned(single_run, workspace):
+    assert single_run["accuracy"] >= 0.95, single_run
+    assert single_run["labels"] == ["negative", "positive"]
+    assert {"macro_f1", "f1", "matthews_corrcoef"} <= set(single_run)
+    out = workspace / "single_out"
+    assert json.loads((out / "eval_results.json").read_text())["accuracy"] == single_run[
+        "accuracy"]
+    assert json.loads((out / "labels.json").read_text()) == ["negative", "positive"]
+    lines = (out / "predictions.tsv").read_text().splitlines()
+    assert lines[0] == "line\tprediction\tp_negative\tp_positive" and len(lines) == 121
+    assert any(name.startswith("events.out") for _, _, files in os.walk(out / "train")
+               for name in files)
+
+
+@pytest.mark.slow
+def test_pair_task_is_learned(workspace):
+    result = run(values(workspace, "pair", workspace / "pair_out", num_train_epochs=10),
+                 log=lambda _: None)
+    assert result["accuracy"] >= 0.95, result
+
+
+TF_ONLY = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+import tensorflow_text
+assert "bert_tf" not in sys.modules
+model = tf.saved_model.load(sys.argv[1])
+out = model.signatures["serving_default"](text=tf.constant(json.loads(sys.argv[2])))
+print(json.dumps({"probabilities": out["probabilities"].numpy().tolist(),
+                  "label": [x.decode() for x in out["label"].numpy()]}))
+"""
+
+
+def test_exported_classifier_matches_keras_in_a_tensorflow_only_process(single_run, workspace):
+    texts = ["the cat was good .", "a dog ran under the bad table .", ""]
+    result = subprocess.run([sys.executable, "-c", TF_ONLY, single_run["export"],
+                             json.dumps(texts)], capture_output=True, text=True, timeout=300,
+                            cwd=str(workspace))
+    assert result.returncode == 0, result.stderr[-2000:]
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    assert served["label"][:2] == ["positive", "negative"]
+    # The same probabilities as the Keras model rebuilt from the saved best weights.
+    from bert_tf.text.tokenization import load_vocab
+    vocab = load_vocab(workspace / "pretrain" / "vocab.txt")
+    config = BertConfig.from_json_file(workspace / "pretrain" / "bert_config.json")
+    model = classifier.build_classifier(build_pretrainer(config).encoder, 2)
+    model.load_weights(workspace / "single_out" / "best.weights.h5")
+    preprocessor = Preprocessor(vocab, True, 32)  # kept: its functions hold weakrefs
+    inputs = preprocessor.single(tf.constant(texts))
+    expected = tf.nn.softmax(model(inputs, training=False)).numpy()
+    np.testing.assert_allclose(served["probabilities"], expected, atol=1e-5)
+
+
+def test_checkpoint_weights_are_loaded(workspace):
+    config = BertConfig.from_json_file(workspace / "pretrain" / "bert_config.json")
+    keras.utils.set_random_seed(0)
+    original = build_pretrainer(config)  # the fixture's checkpoint was written from this seed
+    keras.utils.set_random_seed(99)
+    loaded = build_pretrainer(config)
+    run_dir.load_model_weights(loaded, str(workspace / "pretrain" / "ckpt-1"))
+    from bert_tf.text.tokenization import load_vocab
+    preprocessor = Preprocessor(load_vocab(workspace / "pretrain" / "vocab.txt"),
+                                           True, 16)
+    inputs = preprocessor.single(tf.constant(["the cat"]))
+    np.testing.assert_allclose(loaded.encoder(inputs)["pooled_output"],
+                               original.encoder(inputs)["pooled_output"], atol=1e-6)
+
+
+def test_metrics_agree_with_a_hand_count():
+    labels = [0, 0, 0, 1, 1, 1, 1, 0]
+    predictions = [0, 1, 0, 1, 1, 0, 1, 0]
+    m = classifier.classification_metrics(labels, predictions, 2)
+    # tp=3 fp=1 fn=1 tn=3
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    assert m["f1"] == pytest.approx(2 * 0.75 * 0.75 / 1.5)
+    assert m["matthews_corrcoef"] == pytest.approx((3 * 3 - 1 * 1) / np.sqrt(4 * 4 * 4 * 4))
+    assert m["macro_f1"] == pytest.approx(0.75)
+    three = classifier.classification_metrics([0, 1, 2, 2], [0, 2, 2, 2], 3)
+    assert three["accuracy"] == 0.75 and "f1" not in three
+    assert three["macro_f1"] == pytest.approx((1 + 0 + 0.8) / 3)
+
+
+def test_bad_inputs(workspace, tmp_path):
+    columns = labelled_files.Columns("text", "label")
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("text\tlabel\nfine\tpos\nno label\t\n")
+    with pytest.raises(labelled_files.InputFileError, match=r"bad.tsv:3: empty label in column"):
+        labelled_files.read_examples(str(bad), "tsv", columns)
+    bad.write_text("sentence\tlabel\nx\ty\n")
+    with pytest.raises(labelled_files.InputFileError, match=r"bad.tsv:1: missing column.s. text"):
+        labelled_files.read_examples(str(bad), "tsv", columns)
+    bad.write_bytes(b"text\tlabel\nok\tpos\nbro\xffken\tneg\n")
+    with pytest.raises(labelled_files.InputFileError, match=r"bad.tsv:3: not valid UTF-8"):
+        labelled_files.read_examples(str(bad), "tsv", columns)
+    bad.write_text("")
+    with pytest.raises(labelled_files.InputFileError, match="bad.tsv: empty file"):
+        labelled_files.read_examples(str(bad), "tsv", columns)
+    jsonl = tmp_path / "x.jsonl"
+    jsonl.write_text('{"text": "a", "label": "p"}\n{"label": "q"}\n')
+    with pytest.raises(labelled_files.InputFileError, match=r"x.jsonl:2: missing column 'text'"):
+        labelled_files.read_examples(str(jsonl), "jsonl", columns)
+    examples = [("a", None, "p", 2), ("b", None, "zzz", 3)]
+    with pytest.raises(labelled_files.InputFileError, match=r"dev.tsv:3: label 'zzz' is not in"):
+        labelled_files.label_ids(examples, ["p"], "dev.tsv")
+    kept, ids = labelled_files.label_ids(examples, ["p"], "dev.tsv", allow_unknown=True,
+                                     log=lambda _: None)
+    assert len(kept) == 1 and ids.tolist() == [0]
+    with pytest.raises(ValueError, match="exactly one of --init_checkpoint and "
+                                         "--encoder_saved_model .got neither"):
+        run(values(workspace, "single", tmp_path / "o", init_checkpoint=None))
+    with pytest.raises(ValueError, match="got both"):
+        run(values(workspace, "single", tmp_path / "o", encoder_saved_model=str(tmp_path)))
+
+
+@pytest.mark.slow
+def test_finetunes_from_an_encoder_export(workspace):
+    from bert_tf.export import export_all
+    files = run_dir.resolve(str(workspace / "pretrain" / "ckpt-1"))
+    pretrainer, vocab = run_dir.load_pretrainer(files)
+    paths = export_all(pretrainer, vocab, files.do_lower_case, 32, str(workspace / "exports"))
+    result = run(values(workspace, "single", workspace / "from_export", init_checkpoint=None,
+                        encoder_saved_model=paths["bert_encoder"], num_train_epochs=6),
+                 log=lambda _: None)
+    assert result["accuracy"] >= 0.9, result
+    served = tf.saved_model.load(result["export"]).signatures["serving_default"](
+        text=tf.constant(["the cat was good ."]))
+    assert served["label"].numpy()[0] == b"positive"
+
+
+def test_length_buckets():
+    assert classifier.length_buckets(128) == [16, 32, 64, 128]
+    assert classifier.length_buckets(100) == [16, 32, 64, 100]
+    assert classifier.length_buckets(12) == [12]
+
+
+def test_dynamic_padding_cuts_batches_and_keeps_every_example(workspace):
+    """Training batches are grouped by length bucket and cut to it; eval batches keep the order;
+    the classifier's logits for an example do not depend on how far its batch was padded."""
+    from bert_tf.text.tokenization import load_vocab
+
+    vocab = load_vocab(workspace / "pretrain" / "vocab.txt")
+    preprocessor = Preprocessor(vocab, True, 64)
+    rng = random.Random(3)
+    examples = [Example(" ".join(rng.choice(WORDS) for _ in range(rng.choice([3, 4, 20, 40]))),
+                        None, "x", line) for line in range(100)]
+    ids = np.arange(len(examples))
+    padded = list(classifier.make_dataset(examples, ids, preprocessor, 8,
+                                          dynamic_padding=False))
+    assert {b[0]["input_word_ids"].shape[1] for b in padded} == {64}
+
+    train = list(classifier.make_dataset(examples, ids, preprocessor, 8, shuffle=True, seed=1))
+    seen = np.concatenate([b[1].numpy() for b in train])
+    assert sorted(seen) == list(ids)  # every example once
+    lengths = {b[0]["input_word_ids"].shape[1] for b in train}
+    assert lengths <= {16, 32, 64} and 16 in lengths
+    for inputs, _ in train:
+        real = inputs["input_mask"].numpy().sum(1)
+        width = inputs["input_word_ids"].shape[1]
+        assert real.max() <= width and (width == 16 or real.max() > width // 2)
+
+    ordered = list(classifier.make_dataset(examples, ids, preprocessor, 8))
+    assert np.concatenate([b[1].numpy() for b in ordered]).tolist() == list(ids)
+    config = BertConfig.from_json_file(workspace / "pretrain" / "bert_config.json")
+    model = classifier.build_classifier(build_pretrainer(config).encoder, 2)
+    for (short, _), (full, _) in zip(ordered, padded, strict=True):
+        np.testing.assert_allclose(model(short, training=False), model(full, training=False),
+                                   atol=1e-5)

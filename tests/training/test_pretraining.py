@@ -1,0 +1,336 @@
+"""The pretraining job (run_pretraining) end to end on tiny data: training, checkpoints, resume, summaries, faults."""
+
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from bert_tf.data.input_pipeline import DataMismatchError
+from bert_tf.training.pretraining import run
+from conftest import REPO_ROOT
+from pretraining_fixtures import flag_values, make_tiny_data, tiny_config_file
+
+TAGS = {"loss", "masked_lm_loss", "masked_lm_accuracy", "next_sentence_loss",
+        "next_sentence_accuracy", "learning_rate", "examples_per_second", "gradient_norm"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("data")
+    return {"glob": make_tiny_data(str(directory)), "config": tiny_config_file(str(directory)),
+            "dir": directory}
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    """One 40-step run, shared: its log lines, metrics and output_dir."""
+    output_dir = tmp_path_factory.mktemp("run")
+    lines = []
+    metrics = run(flag_values(data["glob"], data["config"], output_dir), log=lines.append)
+    return {"dir": output_dir, "lines": lines, "metrics": metrics}
+
+
+def scalars(event_dir):
+    accumulator = EventAccumulator(str(event_dir), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    return {tag: [(e.step, float(tf.make_ndarray(e.tensor_proto)))
+                  for e in accumulator.Tensors(tag)] for tag in accumulator.Tags()["tensors"]}
+
+
+def test_trains_and_loss_falls(trained):
+    logs = [line for line in trained["lines"] if line.startswith("step ")]
+    assert [line.split()[1] for line in logs] == ["10/40", "20/40", "30/40", "40/40"]
+    losses = [float(line.split("loss=")[1].split()[0]) for line in logs]
+    assert losses[-1] < losses[0] - 0.5
+    assert trained["metrics"]["step"] == 40
+    assert "ETA" in logs[0] and "examples_per_second=" in logs[0]
+    assert 0 <= trained["metrics"]["eval_masked_lm_accuracy"] <= 1
+
+
+def test_run_directory_is_self_contained(trained, data):
+    out = trained["dir"]
+    assert tf.train.latest_checkpoint(str(out)).endswith("ckpt-40")
+    assert json.loads((out / "bert_config.json").read_text())["hidden_size"] == 32
+    run_config = json.loads((out / "run_config.json").read_text())
+    assert run_config["flags"]["num_train_steps"] == 40
+    assert run_config["do_lower_case"] is True
+    vocab = (out / "vocab.txt").read_text()
+    assert vocab == (data["dir"] / "vocab.txt").read_text()
+    assert not [p for p in os.listdir(out) if ".tmp" in p]
+
+
+def test_event_files_hold_the_scalars(trained):
+    train = scalars(trained["dir"] / "train")
+    assert TAGS <= set(train)
+    steps = [step for step, _ in train["loss"]]
+    assert steps == [10, 20, 30, 40]
+    lr = dict(train["learning_rate"])
+    assert lr[40] == pytest.approx(0.0) and lr[10] > lr[30] > 0
+    evaluation = scalars(trained["dir"] / "eval")
+    assert {"loss", "masked_lm_accuracy", "next_sentence_accuracy"} <= set(evaluation)
+
+
+def test_resume_continues_to_the_new_end(trained, data):
+    lines = []
+    metrics = run(flag_values(data["glob"], data["config"], trained["dir"],
+                              num_train_steps=50, do_eval=False), log=lines.append)
+    assert any("resumed from" in line and "at step 40" in line for line in lines)
+    assert [line.split()[1] for line in lines if line.startswith("step ")] == ["50/50"]
+    assert metrics["step"] == 50
+    again = []
+    assert run(flag_values(data["glob"], data["config"], trained["dir"], num_train_steps=50,
+                           do_eval=False), log=again.append)["step"] == 50
+    assert not [line for line in again if line.startswith("step ")], "nothing left to do"
+
+
+def test_init_checkpoint_loads_weights_with_a_fresh_optimizer(trained, data, tmp_path):
+    lines = []
+    run(flag_values(data["glob"], data["config"], tmp_path, num_train_steps=10,
+                    init_checkpoint=tf.train.latest_checkpoint(str(trained["dir"])),
+                    do_eval=False), log=lines.append)
+    assert any(line.startswith("initialized from") for line in lines)
+    first_loss = float(next(l for l in lines if l.startswith("step ")).split("loss=")[1]
+                       .split()[0])
+    trained_loss = float([l for l in trained["lines"] if l.startswith("step ")][-1]
+                         .split("loss=")[1].split()[0])
+    assert first_loss < trained_loss + 1.0, "starts near where the first run ended"
+
+
+def test_init_checkpoint_that_does_not_fit_names_variables(trained, data, tmp_path):
+    config = tmp_path / "bert_config.json"
+    values = json.loads(open(data["config"]).read())
+    values["intermediate_size"] = 48
+    config.write_text(json.dumps(values))
+    with pytest.raises(ValueError) as error:
+        run(flag_values(data["glob"], str(config), tmp_path / "out",
+                        init_checkpoint=tf.train.latest_checkpoint(str(trained["dir"]))))
+    assert "--init_checkpoint" in str(error.value)
+    assert "intermediate" in str(error.value)
+
+
+def test_gradient_accumulation_and_mixed_precision_train(data, tmp_path):
+    for policy in ("mixed_bfloat16", "mixed_float16"):
+        metrics = run(flag_values(data["glob"], data["config"], tmp_path / policy,
+                                  num_train_steps=10, gradient_accumulation_steps=2,
+                                  mixed_precision=policy, do_eval=False), log=lambda _: None)
+        assert metrics["step"] == 10 and np.isfinite(metrics["loss"])
+
+
+def test_jit_compiled_step_trains(data, tmp_path):
+    """The compiled (XLA) step, the proxy for TPU, on CPU."""
+    metrics = run(flag_values(data["glob"], data["config"], tmp_path, num_train_steps=10,
+                              jit_compile=True, do_eval=False), log=lambda _: None)
+    assert metrics["step"] == 10 and np.isfinite(metrics["loss"])
+
+
+def test_bad_flags_and_data(data, tmp_path):
+    with pytest.raises(ValueError, match="--train_batch_size=15 does not divide into 1 "
+                                         "replica.s. x --gradient_accumulation_steps=2"):
+        flag_values("", "", "", train_batch_size=15, gradient_accumulation_steps=2).validate(1)
+    with pytest.raises(ValueError, match="--num_warmup_steps=50 must be in"):
+        flag_values("", "", "", num_warmup_steps=50).validate(1)
+    with pytest.raises(DataMismatchError, match="the data holds max_seq_length=32"):
+        run(flag_values(data["glob"], data["config"], tmp_path, max_seq_length=64))
+    with pytest.raises(FileNotFoundError, match="--input_file: no files match"):
+        run(flag_values(str(tmp_path / "none*"), data["config"], tmp_path))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(OSError, match="is not writable"):
+        run(flag_values(data["glob"], data["config"], blocker / "run"))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
+    lines = []
+    with pytest.raises(FloatingPointError) as error:
+        run(flag_values(data["glob"], data["config"], tmp_path, num_train_steps=40,
+                        learning_rate=1e12, clip_norm=0.0, num_warmup_steps=0,
+                        save_checkpoints_steps=10, weight_decay_rate=0.0),
+            log=lines.append)
+    message = str(error.value)
+    assert "loss is nan" in message.lower() or "loss is inf" in message.lower()
+    assert "in steps" in message and "last good checkpoint" in message
+
+
+@pytest.mark.slow
+def test_sigterm_saves_and_resumes(data, tmp_path):
+    output_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "bert_tf.run_pretraining", f"--input_file={data['glob']}",
+               f"--bert_config_file={data['config']}", f"--output_dir={output_dir}",
+               "--max_seq_length=32", "--max_predictions_per_seq=5", "--train_batch_size=16",
+               "--num_train_steps=100000", "--steps_per_loop=5", "--save_checkpoints_steps=1000",
+               "--log_steps=5", "--num_warmup_steps=2", "--do_eval=false"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    seen = []
+    for line in process.stdout:  # wait until training is under way
+        seen.append(line)
+        if line.startswith("step 10/") or time.time() > deadline:
+            break
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, "".join(seen) + out
+    assert "SIGTERM: saved a checkpoint at step" in out
+    step = int(tf.train.latest_checkpoint(str(output_dir)).rsplit("-", 1)[1])
+    assert step >= 10
+    command[command.index("--num_train_steps=100000")] = f"--num_train_steps={step + 5}"
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "resumed from" in result.stdout and f"step {step + 5}/{step + 5}" in result.stdout
+
+
+MIRRORED_SCRIPT = """
+import json, sys
+import tensorflow as tf
+tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+sys.path.insert(0, "tests")
+from bert_tf.training.pretraining import run
+from pretraining_fixtures import flag_values
+data, config, out = sys.argv[1:4]
+losses = {}
+for strategy in ("one_device", "mirrored"):
+    lines = []
+    run(flag_values(data, config, f"{out}/{strategy}", num_train_steps=12, log_steps=2,
+                    steps_per_loop=2, do_eval=False, distribution_strategy=strategy),
+        log=lines.append)
+    losses[strategy] = [float(l.split("loss=")[1].split()[0]) for l in lines
+                        if l.startswith("step ")]
+print(json.dumps(losses))
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_on_two_cpus_matches_one_device(data, tmp_path):
+    config = tiny_config_file(str(tmp_path), dropout=0.0)  # dropout differs per replica
+    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, data["glob"], config,
+                             str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(losses["mirrored"]) == 6
+    np.testing.assert_allclose(losses["mirrored"], losses["one_device"], rtol=2e-3)
+
+
+@pytest.mark.slow
+def test_tensorboard_server_serves_the_scalars(trained):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [os.path.join(os.path.dirname(sys.executable), "tensorboard"), "--logdir",
+         str(trained["dir"]), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline, tags = time.time() + 90, {}
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(
+                        f"http://127.0.0.1:{port}/data/plugin/scalars/tags", timeout=5) as r:
+                    tags = json.loads(r.read())
+                if "train" in tags and "eval" in tags:
+                    break
+            except OSError:
+                pass
+            time.sleep(1)
+        assert TAGS <= set(tags.get("train", {})), tags
+        assert "masked_lm_accuracy" in tags.get("eval", {})
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_multi_worker_mirrored_two_processes_train_and_resume(data, tmp_path):
+    output_dir = tmp_path / "run"
+
+    def launch(steps):
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+        processes = []
+        for index in range(2):
+            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+                   "TF_CONFIG": json.dumps({"cluster": cluster,
+                                            "task": {"type": "worker", "index": index}})}
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "bert_tf.run_pretraining",
+                 "--distribution_strategy=multi_worker_mirrored",
+                 f"--input_file={data['glob']}", f"--bert_config_file={data['config']}",
+                 f"--output_dir={output_dir}", "--max_seq_length=32",
+                 "--max_predictions_per_seq=5", "--train_batch_size=16",
+                 f"--num_train_steps={steps}", "--num_warmup_steps=2", "--steps_per_loop=5",
+                 "--save_checkpoints_steps=5", "--log_steps=5", "--max_eval_steps=2"],
+                cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                text=True))
+        outputs = [p.communicate(timeout=400)[0] for p in processes]
+        for process, out in zip(processes, outputs):
+            assert process.returncode == 0, out[-3000:]
+        return outputs
+
+    chief, worker = launch(10)
+    assert "step 10/10" in chief and "step 10/10" in worker
+    assert tf.train.latest_checkpoint(str(output_dir)).endswith("ckpt-10")
+    assert not [p for p in os.listdir(output_dir) if p.startswith(".worker")]
+    assert os.path.isdir(output_dir / "train") and os.path.isdir(output_dir / "eval")
+    events = glob.glob(str(output_dir / "train" / "events.out.tfevents.*"))
+    assert len(events) == 1, "only the chief writes summaries"
+
+    chief, worker = launch(15)
+    assert "resumed from" in chief and "at step 10" in chief and "at step 10" in worker
+    assert "step 15/15" in chief
+    assert tf.train.latest_checkpoint(str(output_dir)).endswith("ckpt-15")
+
+
+@pytest.mark.slow
+def test_embedded_default_runs_end_to_end(tmp_path):
+    """The README's first command, with only --output_dir moved to a temp folder."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bert_tf.run_pretraining", f"--output_dir={tmp_path}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "step 300/300" in out
+    assert "Done at step 300: masked_lm_accuracy" in out
+    assert f"tensorboard --logdir {tmp_path}" in out
+    logs = [line for line in out.splitlines() if line.startswith("step ")]
+    first_loss = float(logs[0].split("loss=")[1].split()[0])
+    last_loss = float(logs[-1].split("loss=")[1].split()[0])
+    assert last_loss < first_loss - 2.0, "the loss falls"
+    first_mlm = float(logs[0].split("masked_lm_accuracy=")[1].split()[0])
+    final_mlm = float(out.split("Done at step 300: masked_lm_accuracy ")[1].split(",")[0])
+    assert final_mlm > first_mlm + 0.02, "masked-LM accuracy rises"
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-300")
+
+
+def test_corrupt_shard_is_named(data, tmp_path):
+    for path in glob.glob(data["glob"]):
+        raw = open(path, "rb").read()
+        (tmp_path / os.path.basename(path)).write_bytes(
+            raw[:200] + bytes(b ^ 0xFF for b in raw[200:260]) + raw[260:])
+    prefix = os.path.basename(data["glob"]).split("-")[0]
+    for suffix in (".manifest.json", ".vocab.txt"):
+        src = os.path.join(os.path.dirname(data["glob"]), prefix + suffix)
+        (tmp_path / (prefix + suffix)).write_bytes(open(src, "rb").read())
+    with pytest.raises(DataMismatchError, match=r"corrupt shard .*tiny-0000[01]-of-00002"):
+        run(flag_values(str(tmp_path / os.path.basename(data["glob"])), data["config"],
+                        tmp_path / "run", num_train_steps=10))
