@@ -11,8 +11,15 @@ directory) a target with some files missing, but never a half-written file.
 import contextlib
 import json
 import os
+import shutil
+import tempfile
 
 import tensorflow as tf
+
+
+def is_local(path) -> bool:
+    """A path on this machine's disk, as opposed to a URL such as gs://bucket/file."""
+    return "://" not in os.fspath(path)
 
 
 def temp_name(path) -> str:
@@ -76,7 +83,7 @@ def move_directory(source, target) -> None:
     """Renames a directory: at once on a local disk, file by file on object stores (whose
     directories are only name prefixes; a rename there would move the name and leave the files)."""
     source, target = os.fspath(source).rstrip("/"), os.fspath(target).rstrip("/")
-    if "://" not in source:
+    if is_local(source):
         tf.io.gfile.rename(source, target)
         return
     for directory, _, files in tf.io.gfile.walk(source):
@@ -85,6 +92,25 @@ def move_directory(source, target) -> None:
         for name in files:
             tf.io.gfile.rename(f"{directory}/{name}", f"{destination}/{name}", overwrite=True)
     tf.io.gfile.rmtree(source)
+
+
+@contextlib.contextmanager
+def local_copies(paths):
+    """Yields local paths for `paths`, for libraries that read only local files: a local path as
+    it is, a URL's file copied into a temporary directory (removed afterwards)."""
+    remote = [p for p in paths if not is_local(p)]
+    if not remote:
+        yield list(paths)
+        return
+    staging = tempfile.mkdtemp(prefix="bert_tf_")
+    try:
+        local = {}
+        for index, path in enumerate(remote):
+            local[path] = os.path.join(staging, f"{index}_{os.path.basename(path)}")
+            tf.io.gfile.copy(path, local[path])
+        yield [local.get(p, p) for p in paths]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def expand_file_patterns(patterns, flag="--input_file") -> list:

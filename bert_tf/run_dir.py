@@ -93,6 +93,18 @@ def load_pretrainer(files: RunFiles, flag="--init_checkpoint"):
     return pretrainer, vocab
 
 
+def is_checkpoint(path) -> bool:
+    """Whether `path` is a checkpoint prefix (it has a .index file)."""
+    return tf.io.gfile.exists(f"{path}.index")
+
+
+def checkpoint_reader(prefix):
+    """A reader of the variables of the checkpoint `prefix`. tf.train.load_checkpoint would first
+    ask whether the prefix is a directory, which on some filesystems (ram://, where any prefix
+    of a file name passes for one) it wrongly seems to be."""
+    return tf.compat.v1.train.NewCheckpointReader(prefix)
+
+
 def load_model_weights(model, path, flag="--init_checkpoint"):
     """Model weights from a bert_tf checkpoint (its optimizer is ignored); names the variables
     that do not fit, and says how to convert a google-research/bert checkpoint."""
@@ -102,7 +114,7 @@ def load_model_weights(model, path, flag="--init_checkpoint"):
     except tf.errors.NotFoundError:
         raise ValueError(f"{flag} {path}: no such checkpoint") from None
     except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
-        names = {name for name, _ in tf.train.list_variables(path)}
+        names = set(checkpoint_reader(path).get_variable_to_shape_map())
         if "bert/embeddings/word_embeddings" in names:
             raise ValueError(
                 f"{flag} {path} is a google-research/bert (TF1) checkpoint; convert it first: "

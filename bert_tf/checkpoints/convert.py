@@ -52,7 +52,9 @@ def convert(input_format, input_path, output_format, output_dir, bert_config_fil
         io.copy_file(source.vocab_file, os.path.join(tmp, "vocab.txt"))
         if output_format == "bert_tf":
             write_bert_tf(pretrainer, tmp, source.do_lower_case,
-                          {"format": input_format, "path": os.path.abspath(input_path)})
+                          {"format": input_format,
+                           "path": os.path.abspath(input_path) if io.is_local(input_path)
+                           else input_path})
         elif output_format == "huggingface":
             write_huggingface(pretrainer_tensors(pretrainer), config, vocab,
                               source.do_lower_case, tmp)

@@ -11,6 +11,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from bert_tf import run_dir
 from bert_tf.checkpoints.names import ENCODER, Weights, google_shapes, group, vocab_and_case
 from bert_tf.config import BertConfig
 
@@ -21,6 +22,9 @@ _GOOGLE_GELU = "gelu_new"
 def find_checkpoint_prefix(path: str) -> str:
     """A checkpoint prefix from a prefix, its .index file, or a directory holding one checkpoint
     (google's releases have no `checkpoint` state file)."""
+    prefix = path.removesuffix(".index")
+    if run_dir.is_checkpoint(prefix):
+        return prefix
     if tf.io.gfile.isdir(path):
         latest = tf.train.latest_checkpoint(path)
         if latest:
@@ -30,17 +34,16 @@ def find_checkpoint_prefix(path: str) -> str:
             raise ValueError(f"--input {path}: expected one checkpoint (a *.index file) in the "
                              f"directory, found {len(indexes)}")
         return indexes[0].removesuffix(".index")
-    prefix = path.removesuffix(".index")
-    if not tf.io.gfile.exists(prefix + ".index"):
-        raise ValueError(f"--input {path}: no checkpoint there (no {prefix}.index)")
-    return prefix
+    raise ValueError(f"--input {path}: no checkpoint there (no {prefix}.index)")
 
 
 def read_google_tf1(path, bert_config_file=None, vocab_file=None, do_lower_case=None) -> Weights:
     """A google-research/bert checkpoint (bert_model.ckpt) with bert_config.json and vocab.txt
     beside it, read by name; the TF1 graph is not needed."""
     prefix = find_checkpoint_prefix(path)
-    directory = path if tf.io.gfile.isdir(path) else os.path.dirname(prefix)
+    # the files beside what the user named: the directory given, or the checkpoint's own
+    directory = os.path.dirname(prefix) if run_dir.is_checkpoint(
+        path.removesuffix(".index")) else path
     config = BertConfig.from_json_file(bert_config_file
                                        or os.path.join(directory, "bert_config.json"))
     notes = []
@@ -50,7 +53,7 @@ def read_google_tf1(path, bert_config_file=None, vocab_file=None, do_lower_case=
                      f"approximation; the converted config says '{_GOOGLE_GELU}' (the same "
                      f"function), so outputs match the original")
     expected = google_shapes(config)
-    reader = tf.train.load_checkpoint(prefix)
+    reader = run_dir.checkpoint_reader(prefix)
     names = sorted(reader.get_variable_to_shape_map())
     tensors = {n: np.asarray(reader.get_tensor(n), np.float32) for n in names if n in expected}
     if not any(group(n) == ENCODER for n in tensors):

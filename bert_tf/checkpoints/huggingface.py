@@ -38,7 +38,7 @@ def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case
     """A Hugging Face BERT directory: config.json, model.safetensors, vocab.txt (and
     tokenizer_config.json), as BertModel or BertFor* (with its `bert.` prefix) saves it."""
     import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy: safetensors then reads BF16)
-    from safetensors.numpy import load_file
+    from safetensors.numpy import load, load_file
 
     config_path = bert_config_file or os.path.join(path, "config.json")
     try:
@@ -47,7 +47,11 @@ def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case
         raise ValueError(f"--input {path}: no config.json") from None
     arrays = {}
     for file in _safetensors_files(path):
-        arrays.update(load_file(file))
+        if io.is_local(file):
+            arrays.update(load_file(file))
+        else:  # gs://: safetensors reads local files or bytes
+            with tf.io.gfile.GFile(file, "rb") as f:
+                arrays.update(load(f.read()))
     prefix = "bert." if any(n.startswith("bert.") for n in arrays) else ""
     expected = google_shapes(config)
     google_of = {}
@@ -87,13 +91,14 @@ def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case
 def write_huggingface(tensors, config, vocab, do_lower_case, directory):
     """config.json, model.safetensors, vocab.txt, tokenizer_config.json for transformers'
     BertForPreTraining (BertModel loads it too, dropping the heads)."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     arrays = {}
     for name, value in tensors.items():
         hf, transposed = huggingface_name(name)
         arrays[hf] = np.ascontiguousarray(value.T if transposed else value)
-    save_file(arrays, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
+    io.write_file(os.path.join(directory, "model.safetensors"),
+                  save(arrays, metadata={"format": "pt"}))
     if config.hidden_act == "gelu_tanh":  # the same function under a name transformers knows
         config = dataclasses.replace(config, hidden_act="gelu_new")
     io.write_json(os.path.join(directory, "config.json"),

@@ -13,8 +13,9 @@ from bert_tf.checkpoints.names import Weights, pretrainer_tensors, vocab_and_cas
 def read_bert_tf(path, bert_config_file=None, vocab_file=None, do_lower_case=None) -> Weights:
     """A bert_tf checkpoint (or a run directory's latest) with the run directory's
     bert_config.json, vocab.txt and recorded lower-casing."""
-    directory = path if tf.io.gfile.isdir(path) else None
-    if directory and not tf.train.latest_checkpoint(directory):
+    path = path.removesuffix(".index")
+    directory = None if run_dir.is_checkpoint(path) else path
+    if directory and not (tf.io.gfile.isdir(directory) and tf.train.latest_checkpoint(directory)):
         raise ValueError(f"--input {path}: no checkpoint in this directory")
     files = run_dir.resolve(None if directory else path, directory, bert_config_file,
                             vocab_file, do_lower_case, flag="--input")
@@ -22,7 +23,8 @@ def read_bert_tf(path, bert_config_file=None, vocab_file=None, do_lower_case=Non
     vocab_file, do_lower_case = vocab_and_case(files.vocab_file, files.do_lower_case, notes,
                                                files.checkpoint)
     pretrainer, _ = run_dir.load_pretrainer(files, flag="--input")
-    skipped = [name for name, _ in tf.train.list_variables(files.checkpoint)
+    skipped = [name for name in run_dir.checkpoint_reader(files.checkpoint)
+               .get_variable_to_shape_map()
                if not name.startswith(("model/", "_CHECKPOINTABLE_OBJECT_GRAPH"))]
     return Weights(pretrainer.config, pretrainer_tensors(pretrainer), skipped, vocab_file,
                    do_lower_case, notes)

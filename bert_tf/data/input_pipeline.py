@@ -10,6 +10,7 @@ record's shapes.
 """
 
 import tensorflow as tf
+from absl import logging
 
 from bert_tf.data import schema
 
@@ -64,10 +65,19 @@ def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_
     """A dataset of (features, labels) batches of `batch_size` (per replica when
     `input_context` is given, as `strategy.distribute_datasets_from_function` passes it).
 
-    Each input pipeline (worker) reads its own share of the files; training repeats and
-    shuffles (files, then examples); batches drop the remainder, as TPUs need static shapes.
+    Each input pipeline (host) reads its own share of the files, so the number of files should
+    be a multiple of the number of hosts; with fewer files than hosts, each host reads them all
+    and keeps its share of the records. Training repeats and shuffles (files, then examples);
+    batches drop the remainder, as TPUs need static shapes.
     """
     files = list(files)
+    hosts = input_context.num_input_pipelines if input_context else 1
+    if len(files) % hosts:
+        logging.warning(
+            "%d files for %d hosts: %s Make the number of shards a multiple of %d.", len(files),
+            hosts, "some hosts read one file more than others, so their examples come more "
+            "often." if len(files) > hosts else f"every host reads all of them and keeps every "
+            f"{hosts}th record ({hosts}x the reading).", hosts)
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if input_context and input_context.num_input_pipelines > 1:
         if len(files) >= input_context.num_input_pipelines:

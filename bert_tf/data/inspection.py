@@ -99,8 +99,10 @@ def format_example(example, index, vocab, number=None):
             + " ".join(tokens))
 
 
-def inspect(input_file, vocab_file=None, num_examples=3, out=sys.stdout):
-    """Prints the report for the shards matching `input_file`; returns the statistics dict."""
+def inspect(input_file, vocab_file=None, num_examples=3, out=None):
+    """Prints the report for the shards matching `input_file` (to `out`, default stdout);
+    returns the statistics dict."""
+    out = out or sys.stdout
     files = io.expand_file_patterns(input_file)
     max_seq_length, max_predictions = schema.infer_lengths(files[0])
     if vocab_file is None:

@@ -121,12 +121,16 @@ _TOKENIZE_LINES = 4096
 
 
 class BufferProcessor:
-    """Tokenizes a buffer of documents and turns it into serialized tf.train.Examples."""
+    """Tokenizes a buffer of documents and turns it into serialized tf.train.Examples.
 
-    def __init__(self, config: DataCreationConfig):
-        from bert_tf.text.tokenization import WordpieceTokenizer, load_vocab
+    It reads no file: the vocab comes loaded, the documents with each call, and the records go
+    back to the caller. So worker processes need no shared filesystem (ram:// is per process;
+    gs:// is read and written by the main process only).
+    """
 
-        vocab = load_vocab(config.vocab_file)
+    def __init__(self, config: DataCreationConfig, vocab):
+        from bert_tf.text.tokenization import WordpieceTokenizer
+
         self.config = config
         # Eager: per slice of 4096 lines, a tf.function is no faster, and tracing it costs ~1 s.
         self._tokenize = WordpieceTokenizer(vocab, config.do_lower_case).tokenize
@@ -174,26 +178,26 @@ class BufferProcessor:
 _processor = None
 
 
-def _init_worker(config):
+def _init_worker(config, vocab):
     global _processor
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _processor = BufferProcessor(config)
+    _processor = BufferProcessor(config, vocab)
 
 
 def _process(task):
     return _processor(*task)
 
 
-def _ordered_results(tasks, config, num_workers):
+def _ordered_results(tasks, config, vocab, num_workers):
     """(buffer_index, documents, n_bytes) tasks -> results in order, with at most 2 per worker in
     flight (so memory stays bounded)."""
     if num_workers <= 1:
-        processor = BufferProcessor(config)
+        processor = BufferProcessor(config, vocab)
         for task in tasks:
             yield processor(*task)
         return
     context = multiprocessing.get_context("spawn" if _tensorflow_runtime_started() else "fork")
-    with context.Pool(num_workers, initializer=_init_worker, initargs=(config,)) as pool:
+    with context.Pool(num_workers, initializer=_init_worker, initargs=(config, vocab)) as pool:
         pending = collections.deque()
         for task in tasks:
             pending.append(pool.apply_async(_process, (task,)))
@@ -287,7 +291,7 @@ def create_pretraining_data(config: DataCreationConfig):
     try:
         buffers = read_document_buffers(files, int(config.document_buffer_mb * 1e6), config.errors)
         tasks = ((index, documents, n_bytes) for index, (documents, n_bytes) in enumerate(buffers))
-        for records, stats in _ordered_results(tasks, config, config.num_workers):
+        for records, stats in _ordered_results(tasks, config, vocab, config.num_workers):
             for record in records:
                 shard = tracker.totals["examples"] % num_shards
                 writers[shard].write(record)

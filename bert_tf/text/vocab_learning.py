@@ -29,7 +29,8 @@ def learn_vocab(input_files, vocab_size=30522, do_lower_case=True, min_frequency
         vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=limit_alphabet,
         special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##",
         show_progress=False)
-    tokenizer.train(files, trainer)
+    with io.local_copies(files) as local_files:  # the trainer reads local files only
+        tokenizer.train(local_files, trainer)
     vocab = tokenizer.get_vocab()
     tokens = sorted(vocab, key=vocab.get)
     if len(tokens) <= len(SPECIAL_TOKENS):

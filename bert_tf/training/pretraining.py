@@ -59,9 +59,11 @@ class PretrainingConfig(TrainOptions):
                                              "and biases).")
     # execution
     distribution_strategy: str = setting("one_device", "Strategy.", choices=strategies.STRATEGIES)
-    tpu: str = setting("", "TPU name or grpc:// address; empty: a local TPU VM.")
+    tpu: str = setting("local", "With --distribution_strategy=tpu: local (this Cloud TPU VM), a "
+                                "TPU name, or grpc://IP:8470.")
     num_gpus: int = setting(0, "GPUs for one_device/mirrored; 0: CPU (mirrored: all).")
-    mixed_precision: str = setting("float32", "Keras dtype policy.",
+    mixed_precision: str = setting("float32", "Keras dtype policy: mixed_bfloat16 on TPUs (and "
+                                              "CPUs with AVX-512 BF16), mixed_float16 on GPUs.",
                                    choices=("float32", "mixed_float16", "mixed_bfloat16"))
     random_seed: int = setting(12345, "Seed for weights and data order.")
     # evaluation

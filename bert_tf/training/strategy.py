@@ -1,5 +1,8 @@
 """`tf.distribute` strategies by name, and which worker is the chief."""
 
+import socket
+import urllib.parse
+
 import tensorflow as tf
 
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
@@ -14,13 +17,39 @@ def make_strategy(name, tpu="", num_gpus=0):
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker_mirrored":
         return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "tpu":  # not runnable here: no TPU
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu or "local")
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        return tf.distribute.TPUStrategy(resolver)
+    if name == "tpu":
+        return tpu_strategy(tpu or "local")
     raise ValueError(f"--distribution_strategy must be one of {', '.join(STRATEGIES)}; "
                      f"got {name!r}")
+
+
+class TPUUnavailableError(OSError):
+    """No TPU at what --tpu names; the message says what was tried."""
+
+
+def tpu_strategy(tpu):
+    """TPUStrategy for `tpu`: "local" (this Cloud TPU VM), a TPU name (looked up through the GCE
+    metadata server) or a grpc://host:port address (checked to answer first: TensorFlow would
+    otherwise wait for it without end)."""
+    if tpu.startswith("grpc://"):
+        address = urllib.parse.urlsplit(tpu)
+        try:
+            socket.create_connection((address.hostname, address.port or 8470), timeout=10).close()
+        except OSError as e:
+            raise TPUUnavailableError(f"--tpu={tpu}: nothing answers at {address.hostname}:"
+                                      f"{address.port or 8470} ({e})") from None
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (OSError, ValueError, RuntimeError, tf.errors.OpError) as e:
+        tried = ("this machine's TPU (a Cloud TPU VM)" if tpu == "local" else
+                 f"the TPU at {tpu}" if tpu.startswith("grpc://") else
+                 f"the TPU named {tpu!r} through the GCE metadata server")
+        reason = (str(e).strip() or type(e).__name__).splitlines()[0].split(". ")[0]
+        raise TPUUnavailableError(f"--distribution_strategy=tpu: could not reach {tried}: "
+                                  f"{reason[:200]}") from None
+    return tf.distribute.TPUStrategy(resolver)
 
 
 def is_chief(strategy):

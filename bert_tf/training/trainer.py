@@ -3,9 +3,14 @@
 One host call runs `steps` training steps: an outer `tf.function` loops `tf.range(steps)` over a
 distributed iterator and calls `strategy.run(replica_step)`. TPUs need many steps per host call;
 Keras `fit()` under MirroredStrategy could not give them here (see DEVELOPERS.md), so the loop is
-written out, as the Model Garden does. In `replica_step`, forward and backward run in one
-function that is XLA-compiled with `jit_compile`; then gradients are summed over replicas,
-clipped by their global norm, and applied.
+written out, as the Model Garden does.
+
+The replica step: forward and backward (in `gradient_accumulation_steps` parts), one all-reduce
+of the gradients, their global norm and clipping, the optimizer update, and the sums the logs
+need. On a TPU all of it is one XLA program (TPUStrategy compiles what `strategy.run` runs).
+With `jit_compile` on one device, the whole replica step is XLA-compiled the same way, which is
+how the TPU program is checked on CPU; under mirrored or multi-worker strategies only forward
+and backward are (an XLA program cannot span the replicas' devices).
 
 What is optimised and reported comes from an objective (default: BERT pretraining's,
 `bert_tf.modeling.objective`): `statistics(labels, outputs, batch_labels, parts)` gives a batch's
@@ -42,7 +47,9 @@ class TrainOptions:
     gradient_accumulation_steps: int = setting(1, "Split each batch into this many sequential "
                                                   "parts: a large global batch in small memory.")
     clip_norm: float = setting(1.0, "Clip gradients to this global norm; 0 disables.")
-    jit_compile: bool = setting(False, "XLA-compile the forward/backward step.")
+    jit_compile: bool = setting(False, "XLA-compile the step: the whole replica step on one "
+                                       "device (as on a TPU, which compiles it anyway), forward "
+                                       "and backward under mirrored strategies.")
 
 
 class Trainer:
@@ -67,7 +74,16 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, directory, max_to_keep=options.keep_checkpoint_max,
             step_counter=optimizer.iterations)
-        self._gradients = tf.function(self.gradients, jit_compile=options.jit_compile or None)
+        apply_reduced_gradients(optimizer)
+        # What XLA compiles (see the module's docstring): `replica_step` is what strategy.run
+        # runs, `_gradients` its forward and backward.
+        tpu = isinstance(strategy, tf.distribute.TPUStrategy)
+        whole_step = options.jit_compile and strategy.num_replicas_in_sync == 1 and not tpu
+        self._gradients = (tf.function(self.gradients, jit_compile=True)
+                           if options.jit_compile and not whole_step and not tpu
+                           else self.gradients)
+        self.replica_step = (tf.function(self._replica_step, jit_compile=True) if whole_step
+                             else self._replica_step)
         self._train_loop = tf.function(self._loop)
         self._eval_loop = tf.function(self._eval)
         self.preempted = False
@@ -116,12 +132,8 @@ class Trainer:
         if self.options.clip_norm and self.options.clip_norm > 0:
             gradients, _ = tf.clip_by_global_norm(gradients, self.options.clip_norm,
                                                   use_norm=norm)
-        # Keras sums gradients over replicas once more: hand it each replica's share.
-        share = 1.0 / self.strategy.num_replicas_in_sync
-        if scale is not None:
-            share *= scale  # the LossScaleOptimizer unscales and skips non-finite steps
-        if scale is not None or share != 1.0:  # a pass over every gradient: only when needed
-            gradients = [g * share for g in gradients]
+        if scale is not None:  # the LossScaleOptimizer unscales and skips non-finite steps
+            gradients = [g * scale for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
         totals["gradient_norm"] = norm
         return self._replica_totals(totals, features)
@@ -140,7 +152,7 @@ class Trainer:
         sums = {name: tf.constant(0.0) for name in self._sums}
         for _ in tf.range(steps):
             features, labels = next(iterator)
-            values = self.strategy.run(self._replica_step, args=(features, labels))
+            values = self.strategy.run(self.replica_step, args=(features, labels))
             sums = {name: sums[name] + self.strategy.reduce(
                 tf.distribute.ReduceOp.SUM, values[name], axis=None) for name in sums}
         return sums
@@ -239,6 +251,23 @@ class Trainer:
 
     def _on_sigterm(self, signum, frame):
         self.preempted = True
+
+
+def apply_reduced_gradients(optimizer):
+    """Makes `optimizer` apply gradients as they are given, already summed over replicas.
+
+    Keras's TensorFlow optimizers sum the gradients over replicas once more inside
+    `apply_gradients`; the Trainer has summed them already (it needs the sum to clip by the global
+    norm), so that second all-reduce would double the communication of every step. Keras 3.15 has
+    no public switch for it: this replaces its `_all_reduce_sum_gradients` hook, and
+    tests/training/test_trainer.py counts the all-reduces of a step, so a Keras that renames the
+    hook fails there rather than silently reducing twice.
+    """
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
+    if not hasattr(inner, "_all_reduce_sum_gradients"):
+        raise NotImplementedError(f"{type(inner).__name__} has no _all_reduce_sum_gradients: "
+                                  f"this Keras reduces gradients differently")
+    inner._all_reduce_sum_gradients = list
 
 
 def _to_next(step, every):

@@ -1,32 +1,45 @@
+"""The training loop: exact gradient accumulation, the TPU-shaped (whole, XLA-compiled) replica
+step, one all-reduce per step."""
+
+import json
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from bert_tf.data.input_pipeline import make_dataset
+from bert_tf.modeling import build_pretrainer
 from bert_tf.training import optimization
 from bert_tf.training.summaries import hms
 from bert_tf.training.trainer import Trainer, TrainOptions, _to_next
-from bert_tf.data.input_pipeline import make_dataset
-from bert_tf.modeling import build_pretrainer
-from conftest import tiny_config
+from conftest import REPO_ROOT, tiny_config
 from pretraining_fixtures import PREDICTIONS, SEQ, make_tiny_data
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory):
-    files = tf.io.gfile.glob(make_tiny_data(str(tmp_path_factory.mktemp("data"))))
+def files(tmp_path_factory):
+    return tf.io.gfile.glob(make_tiny_data(str(tmp_path_factory.mktemp("data"))))
+
+
+@pytest.fixture(scope="module")
+def batch(files):
     return next(iter(make_dataset(files, 8, SEQ, PREDICTIONS, seed=3)))
 
 
-def trainer_for(parts, tmp_path):
+def trainer_for(parts, tmp_path, jit_compile=False, policy="float32"):
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     keras.utils.set_random_seed(5)
+    keras.mixed_precision.set_global_policy(policy)
     with strategy.scope():
         model = build_pretrainer(tiny_config(vocab_size=2000, hidden_dropout_prob=0.0,
                                              attention_probs_dropout_prob=0.0))
-        optimizer = optimization.create_optimizer("adamw", 1e-3, 10)
-    options = TrainOptions(output_dir=str(tmp_path / f"p{parts}"), num_train_steps=10,
-                                    gradient_accumulation_steps=parts)
+        optimizer = optimization.create_optimizer("adamw", 1e-3, 10, mixed_precision=policy)
+    options = TrainOptions(output_dir=str(tmp_path / f"p{parts}{jit_compile}"),
+                           num_train_steps=10, gradient_accumulation_steps=parts,
+                           jit_compile=jit_compile)
     return Trainer(strategy, model, optimizer, options)
 
 
@@ -45,3 +58,115 @@ def test_to_next_boundary():
     assert _to_next(0, 100) == 100
     assert _to_next(250, 100) == 50
     assert hms(3725) == "1:02:05"
+
+
+# Ops that a TPU program cannot hold: they run on the host (Python, printing, strings) or give
+# shapes that depend on the data.
+HOST_OPS = {"PyFunc", "PyFuncStateless", "EagerPyFunc", "Print", "PrintV2", "StringFormat",
+            "Where", "Unique", "UniqueV2", "NonMaxSuppressionV3", "RaggedGather",
+            "RaggedTensorToTensor", "InfeedDequeueTuple", "OutfeedEnqueueTuple"}
+
+
+def graph_ops(concrete):
+    """Every op of a traced function, its nested functions' included."""
+    graph = concrete.graph.as_graph_def()
+    return [node for node in graph.node] + [
+        node for function in graph.library.function for node in function.node_def]
+
+
+@pytest.mark.parametrize("parts,policy", [(1, "float32"), (2, "float32"),
+                                          (2, "mixed_bfloat16")])
+def test_the_whole_replica_step_compiles_as_one_xla_program(files, tmp_path, parts, policy):
+    """On one device, --jit_compile compiles what a TPU compiles: forward, backward, the
+    all-reduce, clipping, the optimizer update and the sums, as one XLA program; it trains as the
+    uncompiled step does."""
+    def dataset(trainer):
+        data = trainer.strategy.distribute_datasets_from_function(
+            lambda context: make_dataset(files, 8, SEQ, PREDICTIONS, seed=3))
+        spec = data.element_spec  # static shapes, int32 ids: what a TPU needs
+        assert all(s.shape.is_fully_defined() for s in tf.nest.flatten(spec))
+        assert spec[0]["input_word_ids"].dtype == tf.int32
+        return iter(data)
+
+    compiled = trainer_for(parts, tmp_path, jit_compile=True, policy=policy)
+    plain = trainer_for(parts, tmp_path, jit_compile=False, policy=policy)
+    losses = [float(trainer.train_steps(dataset(trainer), 3)) for trainer in (compiled, plain)]
+    tolerance = 2e-2 if policy == "mixed_bfloat16" else 1e-4
+    assert losses[0] == pytest.approx(losses[1], rel=tolerance)
+    for a, b in zip(compiled.model.trainable_variables, plain.model.trainable_variables,
+                    strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=tolerance, atol=tolerance / 10,
+                                   err_msg=a.path)
+    assert int(compiled.optimizer.iterations.numpy()) == 3
+
+    features, labels = next(iter(make_dataset(files, 8, SEQ, PREDICTIONS, seed=3)))
+    concrete = compiled.replica_step.get_concrete_function(features, labels)
+    assert concrete.function_def.attr["_XlaMustCompile"].b, "compiled with XLA as a whole"
+    nodes = graph_ops(concrete)
+    ops = {node.op for node in nodes}
+    assert {"ResourceApplyAdam", "AssignSubVariableOp", "AssignAddVariableOp"} & ops or any(
+        "Assign" in op for op in ops), "the optimizer update is inside the program"
+    assert not ops & HOST_OPS, ops & HOST_OPS
+    strings = [node.name for node in nodes
+               if any(v.type == tf.string.as_datatype_enum for v in node.attr.values())]
+    assert not strings, f"string tensors in the step: {strings[:5]}"
+
+
+ALL_REDUCE_SCRIPT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+import keras
+sys.path.insert(0, "tests")
+from bert_tf.data.input_pipeline import make_dataset
+from bert_tf.modeling import build_pretrainer
+from bert_tf.training import optimization
+from bert_tf.training.trainer import Trainer, TrainOptions
+from conftest import tiny_config
+
+class Counting(tf.distribute.ReductionToOneDevice):
+    # The sizes of the all-reduces a traced step asks the strategy for.
+    reduced = []
+    def batch_reduce_implementation(self, reduce_op, value_destination_pairs, options):
+        self.reduced.append(len(value_destination_pairs))
+        return super().batch_reduce_implementation(reduce_op, value_destination_pairs, options)
+
+files, out = json.loads(sys.argv[1]), sys.argv[2]
+results = {}
+for name, strategy in [("mirrored", tf.distribute.MirroredStrategy(
+                            ["/cpu:0", "/cpu:1"], cross_device_ops=Counting())),
+                       ("one_device", tf.distribute.OneDeviceStrategy("/cpu:0"))]:
+    keras.utils.set_random_seed(5)
+    with strategy.scope():
+        model = build_pretrainer(tiny_config(vocab_size=2000, hidden_dropout_prob=0.0,
+                                             attention_probs_dropout_prob=0.0))
+        optimizer = optimization.create_optimizer("adamw", 1e-3, 10)
+    trainer = Trainer(strategy, model, optimizer, TrainOptions(output_dir=f"{out}/{name}",
+                                                               num_train_steps=10))
+    data = strategy.distribute_datasets_from_function(lambda context: make_dataset(
+        files, context.get_per_replica_batch_size(16), 32, 5, is_training=False))
+    trainer.train_steps(iter(data), 2)
+    results[name] = [v.numpy().tolist() for v in model.trainable_variables]
+    if name == "mirrored":
+        results["variables"] = len(model.trainable_variables)
+        results["reduced"] = Counting.reduced
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.slow
+def test_one_all_reduce_per_step_under_mirrored(files, tmp_path):
+    """Two replicas on two logical CPUs: the step asks for exactly one all-reduce of the
+    gradients (Keras's optimizer does not sum them again), and two steps give the weights that
+    one device gives on the same global batches."""
+    result = subprocess.run([sys.executable, "-c", ALL_REDUCE_SCRIPT, json.dumps(files),
+                             str(tmp_path)], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads(result.stdout.strip().splitlines()[-1])
+    gradient_reductions = [n for n in results["reduced"] if n > 1]
+    assert gradient_reductions == [results["variables"]], results["reduced"]
+    for mirrored, one in zip(results["mirrored"], results["one_device"], strict=True):
+        np.testing.assert_allclose(mirrored, one, rtol=1e-4, atol=1e-6)
