@@ -105,6 +105,38 @@ def checkpoint_reader(prefix):
     return tf.compat.v1.train.NewCheckpointReader(prefix)
 
 
+def build_model(config: BertConfig, task=None, labels=()):
+    """The Keras model a run's checkpoint holds: the BertPretrainer (task None), or a finetuned
+    task's model ("question_answering", "tagging" with its labels)."""
+    from bert_tf.modeling import BertEncoder, build_pretrainer
+
+    if task is None:
+        return build_pretrainer(config)
+    if task == "question_answering":
+        from bert_tf.finetuning.question_answering import build_question_answerer
+        return build_question_answerer(BertEncoder(config), config.initializer_range)
+    if task == "tagging":
+        from bert_tf.finetuning.tagging import build_tagger
+        return build_tagger(BertEncoder(config), len(labels), config.hidden_dropout_prob,
+                            config.initializer_range)
+    raise ValueError(f"no model for the task {task!r}")
+
+
+def load_model(files: RunFiles, flag="--checkpoint"):
+    """(the run's model with the checkpoint's weights, Vocab), whatever its task."""
+    from bert_tf.text.tokenization import load_vocab
+
+    task = files.record.get("task")
+    if task is None:
+        return load_pretrainer(files, flag)
+    vocab = load_vocab(files.vocab_file)
+    config = BertConfig.from_json_file(files.bert_config_file)
+    check_vocab_fits(vocab, config, files.vocab_file, files.bert_config_file)
+    model = build_model(config, task, files.record.get("labels", []))
+    load_model_weights(model, files.checkpoint, flag)
+    return model, vocab
+
+
 def load_model_weights(model, path, flag="--init_checkpoint"):
     """Model weights from a bert_tf checkpoint (its optimizer is ignored); names the variables
     that do not fit, and says how to convert a google-research/bert checkpoint."""

@@ -5,6 +5,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+import random  # noqa: E402
+import unicodedata  # noqa: E402
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -32,6 +35,16 @@ def random_inputs(config, batch=3, seq_length=16, lengths=None, seed=0):
     ids = rng.integers(1, config.vocab_size, size=(batch, seq_length)).astype("int32") * mask
     types = (rng.random((batch, seq_length)) < 0.5).astype("int32") * mask
     return {"input_word_ids": ids, "input_mask": mask, "input_type_ids": types}
+
+
+def assigned_unicode_texts(n, seed=0):
+    """Random strings over characters Python's Unicode database knows (category not Cn)."""
+    rng = random.Random(seed)
+    pool = [chr(c) for c in list(range(0x20, 0x3000)) + list(range(0x4e00, 0x4e80))
+            + list(range(0xff00, 0xff60)) if unicodedata.category(chr(c)) not in ("Cn", "Cs")]
+    pool += ["\x07", "\u200b", "\ufeff", "\ufffd", "\x00", "\t", "\n", "\xa0", "😀"]
+    return ["".join(rng.choice(pool) if rng.random() < 0.3 else rng.choice("abcxé fi ss .,")
+                    for _ in range(rng.randint(1, 60))) for _ in range(n)]
 
 
 @pytest.fixture(autouse=True)

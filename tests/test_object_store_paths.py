@@ -168,3 +168,35 @@ def test_checkpoint_conversion_through_the_bucket(pretrained, data):
     for ours, theirs in zip(back.weights, original.weights, strict=True):
         # bit for bit through Hugging Face's format and back
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
+
+
+def test_question_answering_and_tagging_in_the_bucket(pretrained, data):
+    context = "The cat sat on the mat and looked at the door ."
+    squad = {"data": [{"paragraphs": [{"context": context, "qas": [
+        {"id": f"q{i}", "question": "where did the cat sit ?",
+         "answers": [{"text": "the mat", "answer_start": context.index("the mat")}]}
+        for i in range(16)]}]}]}
+    with tf.io.gfile.GFile(f"{data}/squad.json", "w") as f:
+        json.dump(squad, f)
+    command("bert_tf.run_squad", "--do_train", "--do_predict", f"--train_file={data}/squad.json",
+            f"--predict_file={data}/squad.json", f"--output_dir={data}/squad_run",
+            f"--init_checkpoint={pretrained['run']}/ckpt-15", "--max_seq_length=24",
+            "--doc_stride=8", "--max_query_length=8", "--train_batch_size=8",
+            "--num_train_epochs=1")
+    assert set(json.loads(tf.io.gfile.GFile(f"{data}/squad_run/predictions.json").read())) == {
+        f"q{i}" for i in range(16)}
+    assert "exact_match" in json.loads(
+        tf.io.gfile.GFile(f"{data}/squad_run/eval_results.json").read())
+    assert tf.io.gfile.exists(f"{data}/squad_run/export/squad/1/saved_model.pb")
+
+    conll = "".join("the O\ncat B-ANIMAL\nsat O\n\n" for _ in range(16))
+    for split in ("train", "dev"):
+        with tf.io.gfile.GFile(f"{data}/{split}.conll", "w") as f:
+            f.write(conll)
+    command("bert_tf.run_tagging", f"--train_file={data}/train.conll",
+            f"--eval_file={data}/dev.conll", f"--output_dir={data}/ner_run",
+            f"--init_checkpoint={pretrained['run']}/ckpt-15", "--max_seq_length=16",
+            "--train_batch_size=8", "--num_train_epochs=1")
+    results = json.loads(tf.io.gfile.GFile(f"{data}/ner_run/eval_results.json").read())
+    assert results["num_sentences"] == 16
+    assert tf.io.gfile.exists(f"{data}/ner_run/export/tagger/1/saved_model.pb")

@@ -9,6 +9,8 @@ from bert_tf import settings
 from bert_tf.data.instances import InstanceOptions
 from bert_tf.data.writer import DataCreationConfig
 from bert_tf.finetuning.classification import ClassificationConfig
+from bert_tf.finetuning.question_answering import QuestionAnsweringConfig
+from bert_tf.finetuning.tagging import TaggingConfig
 from bert_tf.training.pretraining import PretrainingConfig
 
 
@@ -53,7 +55,9 @@ def test_required_and_choices_are_enforced():
 @pytest.mark.parametrize("config_class,required", [
     (PretrainingConfig, {}),
     (DataCreationConfig, {"input_file": "a", "output_file": "b", "vocab_file": "c"}),
-    (ClassificationConfig, {"train_file": "a", "eval_file": "b", "output_dir": "c"})])
+    (ClassificationConfig, {"train_file": "a", "eval_file": "b", "output_dir": "c"}),
+    (TaggingConfig, {"train_file": "a", "eval_file": "b", "output_dir": "c"}),
+    (QuestionAnsweringConfig, {"output_dir": "c", "do_predict": True, "predict_file": "p"})])
 def test_every_job_parses_to_its_own_defaults(config_class, required):
     values = parse(config_class, *(f"--{k}={v}" for k, v in required.items()))
     assert settings.from_flags(config_class, values) == config_class(**required)

@@ -1,6 +1,6 @@
 """Side-by-side speed figures: bert_tf against the Model Garden and keras-hub, in one run.
 
-    python tools/benchmark.py [--parts=train,input,data,serving,finetune]
+    python tools/benchmark.py [--parts=train,input,data,serving,finetune,tasks]
         [--configs=tiny,mini,small,base] [--jit=off,on] [--output=benchmark.json]
 
 Peers (requirements-bench.txt): tf-models-official's BertEncoder + BertPretrainerV2 with its NSP
@@ -34,7 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bert_tf  # noqa: E402,F401  (the project's environment defaults, for every implementation)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("parts", ["train", "input", "data", "serving", "finetune"], "What to measure.")
+flags.DEFINE_list("parts", ["train", "input", "data", "serving", "finetune", "tasks"],
+                  "What to measure.")
 flags.DEFINE_list("configs", ["tiny", "mini", "small", "base"], "configs/bert_<name>.json")
 flags.DEFINE_list("jit", ["off", "on"], "XLA settings for the train step.")
 flags.DEFINE_list("peers", ["model_garden", "keras_hub"], "Peers to time when installed.")
@@ -469,12 +470,56 @@ def bench_finetune(log):
     return results
 
 
+def bench_tasks(log):
+    """fit() examples/s of the question-answering (seq 384 windows) and tagging (seq 128)
+    models, as run_squad and run_tagging train them, for bert_tiny and bert_mini."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from bert_tf.config import BertConfig
+    from bert_tf.finetuning.question_answering import build_question_answerer
+    from bert_tf.finetuning.tagging import build_tagger
+    from bert_tf.modeling import BertEncoder
+
+    results, rng, n, batch = {}, np.random.default_rng(0), 512, 32
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    for name in ("tiny", "mini"):
+        config = BertConfig.from_json_file(os.path.join(REPO, "configs", f"bert_{name}.json"))
+        for task, seq in (("question_answering", 384), ("tagging", 128)):
+            inputs = {"input_word_ids": rng.integers(1000, 30000, (n, seq)).astype("int32"),
+                      "input_mask": np.ones((n, seq), "int32"),
+                      "input_type_ids": np.zeros((n, seq), "int32")}
+            keras.utils.set_random_seed(0)
+            if task == "question_answering":
+                model = build_question_answerer(BertEncoder(config))
+                labels = {"start_logits": rng.integers(0, seq, n),
+                          "end_logits": rng.integers(0, seq, n)}
+                model.compile(optimizer=keras.optimizers.AdamW(5e-5),
+                              loss={"start_logits": loss, "end_logits": loss},
+                              loss_weights={"start_logits": 0.5, "end_logits": 0.5})
+                data = tf.data.Dataset.from_tensor_slices((inputs, labels))
+            else:
+                model = build_tagger(BertEncoder(config), 9)
+                model.compile(optimizer=keras.optimizers.AdamW(5e-5), loss=loss,
+                              weighted_metrics=["accuracy"])
+                data = tf.data.Dataset.from_tensor_slices(
+                    (inputs, rng.integers(0, 9, (n, seq)), np.ones((n, seq), "float32")))
+            data = data.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+            model.fit(data, epochs=1, verbose=0)  # trace and warm up
+            rate = _median_rate(lambda: model.fit(data, epochs=1, verbose=0), n, FLAGS.repeats)
+            results[f"{task}_{name}"] = rate
+            log(f"{task} bert_{name} seq {seq} batch {batch}, fit(): {rate:.1f} examples/s")
+    return results
+
+
 def main(argv):
     del argv
     results = {"environment": environment()}
     print(json.dumps(results["environment"]))
     parts = {"train": bench_train, "input": lambda log: bench_input(log, results.get("train")),
-             "data": bench_data, "serving": bench_serving, "finetune": bench_finetune}
+             "data": bench_data, "serving": bench_serving, "finetune": bench_finetune,
+             "tasks": bench_tasks}
     for part in FLAGS.parts:
         if part in parts:
             results[part] = parts[part](print)

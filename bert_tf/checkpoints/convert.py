@@ -17,9 +17,8 @@ import tensorflow as tf
 from bert_tf import io, run_dir
 from bert_tf.checkpoints.google_tf1 import read_google_tf1, write_google_tf1
 from bert_tf.checkpoints.huggingface import read_huggingface, write_huggingface
-from bert_tf.checkpoints.names import assign_to_pretrainer, check_tensors, pretrainer_tensors
+from bert_tf.checkpoints.names import assign_to_model, check_tensors, model_tensors
 from bert_tf.checkpoints.native import read_bert_tf, write_bert_tf
-from bert_tf.modeling import build_pretrainer
 from bert_tf.text.tokenization import load_vocab
 
 READERS = {"google_tf1": read_google_tf1, "huggingface": read_huggingface,
@@ -42,26 +41,29 @@ def convert(input_format, input_path, output_format, output_dir, bert_config_fil
     config, notes = source.config, list(source.notes)
     vocab = load_vocab(source.vocab_file)
     run_dir.check_vocab_fits(vocab, config, source.vocab_file, "the config")
-    absent = check_tensors(source.tensors, config, input_path,
+    shapes = source.shapes()
+    absent = check_tensors(source.tensors, shapes, input_path,
                            lambda name: source.source_names.get(name, name))
     keras.utils.set_random_seed(0)  # the freshly initialised parts, if any
-    pretrainer = build_pretrainer(config)
-    assign_to_pretrainer(pretrainer, source.tensors)
+    model = run_dir.build_model(config, source.task, source.labels)
+    assign_to_model(model, source.tensors)
+    tensors = model_tensors(model, shapes)
 
     with io.directory_written_atomically(output_dir) as tmp:
         io.copy_file(source.vocab_file, os.path.join(tmp, "vocab.txt"))
         if output_format == "bert_tf":
-            write_bert_tf(pretrainer, tmp, source.do_lower_case,
+            write_bert_tf(model, config, tmp, source.do_lower_case,
                           {"format": input_format,
                            "path": os.path.abspath(input_path) if io.is_local(input_path)
-                           else input_path})
+                           else input_path}, source.task, source.labels)
         elif output_format == "huggingface":
-            write_huggingface(pretrainer_tensors(pretrainer), config, vocab,
-                              source.do_lower_case, tmp)
+            write_huggingface(tensors, config, vocab, source.do_lower_case, tmp, source.task,
+                              source.labels)
         else:
-            notes += write_google_tf1(pretrainer_tensors(pretrainer), config, tmp)
+            notes += write_google_tf1(tensors, config, tmp, source.labels)
 
     report = {"converted": len(source.tensors), "freshly_initialized": absent,
+              "task": source.task,
               "skipped": len(source.skipped), "skipped_examples": source.skipped[:5],
               "do_lower_case": source.do_lower_case, "notes": notes}
     log(f"{input_format} {input_path} -> {output_format} {output_dir}: "

@@ -11,8 +11,9 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import run_dir
-from bert_tf.checkpoints.names import ENCODER, Weights, google_shapes, group, vocab_and_case
+from bert_tf import io, run_dir
+from bert_tf.checkpoints.names import (ENCODER, QUESTION_ANSWERING, TAGGING, TASK_HEADS, Weights,
+                                       google_shapes, group, vocab_and_case)
 from bert_tf.config import BertConfig
 
 # google's modeling.py computes "gelu" with the tanh approximation; our "gelu" is exact.
@@ -52,9 +53,19 @@ def read_google_tf1(path, bert_config_file=None, vocab_file=None, do_lower_case=
         notes.append("hidden_act: google-research/bert computes 'gelu' with the tanh "
                      f"approximation; the converted config says '{_GOOGLE_GELU}' (the same "
                      f"function), so outputs match the original")
-    expected = google_shapes(config)
     reader = run_dir.checkpoint_reader(prefix)
-    names = sorted(reader.get_variable_to_shape_map())
+    shapes = reader.get_variable_to_shape_map()
+    names = sorted(shapes)
+    task, labels = None, []
+    if TASK_HEADS[QUESTION_ANSWERING][0] + "output_weights" in shapes:  # run_squad's
+        task = QUESTION_ANSWERING
+    elif TASK_HEADS[TAGGING][0] + "output_weights" in shapes:
+        task = TAGGING
+        labels_file = os.path.join(directory, "labels.json")
+        count = shapes[TASK_HEADS[TAGGING][0] + "output_weights"][0]
+        labels = (io.read_json(labels_file) if tf.io.gfile.exists(labels_file)
+                  else [f"LABEL_{i}" for i in range(count)])
+    expected = google_shapes(config, task, len(labels))
     tensors = {n: np.asarray(reader.get_tensor(n), np.float32) for n in names if n in expected}
     if not any(group(n) == ENCODER for n in tensors):
         raise ValueError(f"--input {prefix}: no google-research/bert variables (such as "
@@ -63,12 +74,14 @@ def read_google_tf1(path, bert_config_file=None, vocab_file=None, do_lower_case=
     vocab_file, do_lower_case = vocab_and_case(
         vocab_file or os.path.join(directory, "vocab.txt"), do_lower_case, notes, prefix)
     return Weights(config, tensors, [n for n in names if n not in expected], vocab_file,
-                   do_lower_case, notes)
+                   do_lower_case, notes, task=task, labels=labels)
 
 
-def write_google_tf1(tensors, config, directory):
-    """bert_model.ckpt under google's names, as TF1 `tf.compat.v1.train.Saver` writes it, and
-    google's bert_config.json."""
+def write_google_tf1(tensors, config, directory, labels=()):
+    """bert_model.ckpt under google's names, as TF1 `tf.compat.v1.train.Saver` writes it,
+    google's bert_config.json, and a tagger's labels.json."""
+    if labels:
+        io.write_json(os.path.join(directory, "labels.json"), list(labels))
     with tf.Graph().as_default():
         variables, feeds, assigns = [], {}, []
         for name, value in tensors.items():

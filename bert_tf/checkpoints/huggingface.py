@@ -13,9 +13,10 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf import io
-from bert_tf.checkpoints.names import (HF_ALIASES, HF_TIED, Weights, config_from_huggingface,
-                                       config_to_huggingface, google_shapes, huggingface_name,
-                                       vocab_and_case)
+from bert_tf.checkpoints.names import (HF_ALIASES, HF_TIED, POOLER, Weights,
+                                       config_from_huggingface, config_to_huggingface,
+                                       google_shapes, group, huggingface_name,
+                                       task_from_huggingface, vocab_and_case)
 
 
 def _safetensors_files(directory):
@@ -42,9 +43,11 @@ def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case
 
     config_path = bert_config_file or os.path.join(path, "config.json")
     try:
-        config = config_from_huggingface(io.read_json(config_path), config_path)
+        values = io.read_json(config_path)
     except tf.errors.NotFoundError:
         raise ValueError(f"--input {path}: no config.json") from None
+    config = config_from_huggingface(values, config_path)
+    task, labels = task_from_huggingface(values)
     arrays = {}
     for file in _safetensors_files(path):
         if io.is_local(file):
@@ -53,7 +56,7 @@ def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case
             with tf.io.gfile.GFile(file, "rb") as f:
                 arrays.update(load(f.read()))
     prefix = "bert." if any(n.startswith("bert.") for n in arrays) else ""
-    expected = google_shapes(config)
+    expected = google_shapes(config, task, len(labels))
     google_of = {}
     for name in expected:
         hf, transposed = huggingface_name(name, prefix)
@@ -85,16 +88,20 @@ def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case
     notes = []
     vocab_file, do_lower_case = vocab_and_case(
         vocab_file or os.path.join(path, "vocab.txt"), do_lower_case, notes, path)
-    return Weights(config, tensors, skipped, vocab_file, do_lower_case, notes, source_names)
+    return Weights(config, tensors, skipped, vocab_file, do_lower_case, notes, source_names,
+                   task, labels)
 
 
-def write_huggingface(tensors, config, vocab, do_lower_case, directory):
-    """config.json, model.safetensors, vocab.txt, tokenizer_config.json for transformers'
-    BertForPreTraining (BertModel loads it too, dropping the heads)."""
+def write_huggingface(tensors, config, vocab, do_lower_case, directory, task=None, labels=()):
+    """config.json, model.safetensors, tokenizer_config.json for transformers'
+    BertForPreTraining (BertModel loads it too, dropping the heads), or for
+    BertForQuestionAnswering / BertForTokenClassification, which have no pooler."""
     from safetensors.numpy import save
 
     arrays = {}
     for name, value in tensors.items():
+        if task is not None and group(name) == POOLER:
+            continue
         hf, transposed = huggingface_name(name)
         arrays[hf] = np.ascontiguousarray(value.T if transposed else value)
     io.write_file(os.path.join(directory, "model.safetensors"),
@@ -102,7 +109,7 @@ def write_huggingface(tensors, config, vocab, do_lower_case, directory):
     if config.hidden_act == "gelu_tanh":  # the same function under a name transformers knows
         config = dataclasses.replace(config, hidden_act="gelu_new")
     io.write_json(os.path.join(directory, "config.json"),
-                  config_to_huggingface(config, pad_token_id=vocab.pad_id))
+                  config_to_huggingface(config, vocab.pad_id, task, labels))
     io.write_json(os.path.join(directory, "tokenizer_config.json"),
                   {"tokenizer_class": "BertTokenizer", "do_lower_case": do_lower_case,
                    "strip_accents": None, "tokenize_chinese_chars": True,

@@ -31,10 +31,16 @@ from bert_tf.config import BertConfig, ConfigError
 
 ENCODER, POOLER = "encoder", "pooler"
 MASKED_LM, NEXT_SENTENCE = "masked-LM head", "next-sentence head"
+QUESTION_ANSWERING, TAGGING = "question_answering", "tagging"  # finetuned models' tasks
+# google-research/bert's run_squad names its head cls/squad/; token classification (not in
+# google's release) is named the same way.
+TASK_HEADS = {QUESTION_ANSWERING: ("cls/squad/", "question-answering head"),
+              TAGGING: ("cls/token_classification/", "token-classification head")}
 
 
-def google_shapes(config: BertConfig) -> dict[str, tuple]:
-    """Every variable of google's BertModel + pretraining heads -> its shape."""
+def google_shapes(config: BertConfig, task=None, num_labels=0) -> dict[str, tuple]:
+    """Every variable of google's BertModel with the pretraining heads (task None), or with a
+    task's head -> its shape."""
     V, H, I = config.vocab_size, config.hidden_size, config.intermediate_size  # noqa: E741
     shapes = {"bert/embeddings/word_embeddings": (V, H),
               "bert/embeddings/token_type_embeddings": (config.type_vocab_size, H),
@@ -59,13 +65,19 @@ def google_shapes(config: BertConfig) -> dict[str, tuple]:
                    "cls/predictions/output_bias": (V,),
                    "cls/seq_relationship/output_weights": (2, H),
                    "cls/seq_relationship/output_bias": (2,)})
+    if task is not None:
+        shapes = {n: s for n, s in shapes.items() if not n.startswith("cls/")}
+        outputs = 2 if task == QUESTION_ANSWERING else num_labels
+        head = TASK_HEADS[task][0]
+        shapes.update({head + "output_weights": (outputs, H), head + "output_bias": (outputs,)})
     return shapes
 
 
 def group(google_name: str) -> str:
     """Which part of the model a google variable belongs to."""
     for prefix, part in (("bert/pooler/", POOLER), ("cls/predictions/", MASKED_LM),
-                         ("cls/seq_relationship/", NEXT_SENTENCE)):
+                         ("cls/seq_relationship/", NEXT_SENTENCE),
+                         *TASK_HEADS.values()):
         if google_name.startswith(prefix):
             return part
     return ENCODER
@@ -91,19 +103,23 @@ class Weights:
     do_lower_case: bool | None = None
     notes: list = dataclasses.field(default_factory=list)
     source_names: dict = dataclasses.field(default_factory=dict)  # google name -> source's
+    task: str | None = None  # None: pretraining; else QUESTION_ANSWERING or TAGGING
+    labels: list = dataclasses.field(default_factory=list)  # TAGGING's tags, in id order
+
+    def shapes(self):
+        return google_shapes(self.config, self.task, len(self.labels))
 
 
-def check_tensors(tensors, config, source, name_of=lambda name: name):
-    """Shapes and completeness: a wrong shape or a partial part is an error naming the variable;
-    returns the parts (pooler, heads) that are wholly absent."""
-    expected = google_shapes(config)
+def check_tensors(tensors, expected, source, name_of=lambda name: name):
+    """Shapes and completeness against `expected` (google_shapes): a wrong shape or a partial
+    part is an error naming the variable; returns the parts (pooler, heads) wholly absent."""
     for name, value in tensors.items():
         if tuple(value.shape) != expected[name]:
             google = "" if name_of(name) == name else f" (google name {name})"
             raise ValueError(f"{source}: variable {name_of(name)} has shape {tuple(value.shape)}, "
                              f"but the config needs {expected[name]}{google}")
     absent = []
-    for part in (ENCODER, POOLER, MASKED_LM, NEXT_SENTENCE):
+    for part in dict.fromkeys(group(n) for n in expected):
         names = [n for n in expected if group(n) == part]
         missing = [n for n in names if n not in tensors]
         if len(missing) == len(names) and part != ENCODER:
@@ -136,8 +152,14 @@ _KERAS_PATHS = [
     (r"^cls/predictions/output_bias$", "masked_lm_output_bias/bias"),
     (r"^cls/seq_relationship/output_weights$", "next_sentence/kernel"),
     (r"^cls/seq_relationship/output_bias$", "next_sentence/bias"),
+    (r"^cls/squad/output_weights$", "qa_outputs/kernel"),
+    (r"^cls/squad/output_bias$", "qa_outputs/bias"),
+    (r"^cls/token_classification/output_weights$", "classifier/kernel"),
+    (r"^cls/token_classification/output_bias$", "classifier/bias"),
 ]
-_TRANSPOSED_IN_KERAS = {"cls/seq_relationship/output_weights"}  # google [2, H], ours [H, 2]
+# google [outputs, H], ours [H, outputs]
+_TRANSPOSED_IN_KERAS = {"cls/seq_relationship/output_weights", "cls/squad/output_weights",
+                        "cls/token_classification/output_weights"}
 
 
 def keras_path(google_name: str) -> str:
@@ -147,26 +169,27 @@ def keras_path(google_name: str) -> str:
     raise KeyError(google_name)
 
 
-def _keras_weights(pretrainer):
-    return {w.path.split("/", 1)[1] if w.path.startswith(pretrainer.name + "/") else w.path: w
-            for w in pretrainer.weights}
+def _keras_weights(model):
+    return {w.path.split("/", 1)[1] if w.path.startswith(model.name + "/") else w.path: w
+            for w in model.weights}
 
 
-def assign_to_pretrainer(pretrainer, tensors):
-    """Copies google-named arrays into a built `BertPretrainer` (reshaping the attention
-    kernels to Keras's [H, N, d] / [N, d, H]); the rest of the model keeps its values."""
-    weights = _keras_weights(pretrainer)
+def assign_to_model(model, tensors):
+    """Copies google-named arrays into a built model (a `BertPretrainer` or a task model,
+    reshaping the attention kernels to Keras's [H, N, d] / [N, d, H]); the rest of the model
+    keeps its values."""
+    weights = _keras_weights(model)
     for name, value in tensors.items():
         target = weights[keras_path(name)]
         value = value.T if name in _TRANSPOSED_IN_KERAS else value
         target.assign(np.reshape(value, target.shape).astype(target.dtype))
 
 
-def pretrainer_tensors(pretrainer) -> dict:
-    """All of a `BertPretrainer`'s weights as google-named float32 arrays."""
-    weights = _keras_weights(pretrainer)
+def model_tensors(model, shapes) -> dict:
+    """The model's weights named in `shapes` (google_shapes), as google-named float32 arrays."""
+    weights = _keras_weights(model)
     tensors = {}
-    for name, shape in google_shapes(pretrainer.config).items():
+    for name, shape in shapes.items():
         value = np.asarray(weights[keras_path(name)].numpy(), np.float32)
         tensors[name] = np.reshape(value.T if name in _TRANSPOSED_IN_KERAS else value, shape)
     return tensors
@@ -181,7 +204,11 @@ def huggingface_name(google_name: str, prefix: str = "bert.") -> tuple[str, bool
     """
     special = {"cls/predictions/output_bias": "cls.predictions.bias",
                "cls/seq_relationship/output_weights": "cls.seq_relationship.weight",
-               "cls/seq_relationship/output_bias": "cls.seq_relationship.bias"}
+               "cls/seq_relationship/output_bias": "cls.seq_relationship.bias",
+               "cls/squad/output_weights": "qa_outputs.weight",
+               "cls/squad/output_bias": "qa_outputs.bias",
+               "cls/token_classification/output_weights": "classifier.weight",
+               "cls/token_classification/output_bias": "classifier.bias"}
     if google_name in special:
         return special[google_name], False
     name = re.sub(r"layer_(\d+)", r"layer.\1", google_name.removeprefix("bert/"))
@@ -220,12 +247,34 @@ def config_from_huggingface(values: dict, source: str) -> BertConfig:
     return BertConfig.from_dict({k: values[k] for k in fields if k in values}, source)
 
 
-def config_to_huggingface(config: BertConfig, pad_token_id: int) -> dict:
+# transformers' class for each of our models
+HF_ARCHITECTURES = {None: "BertForPreTraining", QUESTION_ANSWERING: "BertForQuestionAnswering",
+                    TAGGING: "BertForTokenClassification"}
+
+
+def task_from_huggingface(values: dict):
+    """(task, labels) of a Hugging Face config.json: a finetuned question-answering or token
+    classification model, else (None, []) for the pretrained model."""
+    architectures = values.get("architectures") or []
+    if HF_ARCHITECTURES[QUESTION_ANSWERING] in architectures:
+        return QUESTION_ANSWERING, []
+    if HF_ARCHITECTURES[TAGGING] in architectures:
+        id2label = values.get("id2label") or {}
+        count = values.get("num_labels") or len(id2label)
+        return TAGGING, [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}")))
+                         for i in range(count)]
+    return None, []
+
+
+def config_to_huggingface(config: BertConfig, pad_token_id: int, task=None, labels=()) -> dict:
     values = dataclasses.asdict(config)
-    values.update(architectures=["BertForPreTraining"], model_type="bert", dtype="float32",
+    values.update(architectures=[HF_ARCHITECTURES[task]], model_type="bert", dtype="float32",
                   pad_token_id=pad_token_id, position_embedding_type="absolute",
                   is_decoder=False, add_cross_attention=False, tie_word_embeddings=True,
                   classifier_dropout=None, use_cache=True)
+    if task == TAGGING:
+        values.update(id2label={str(i): label for i, label in enumerate(labels)},
+                      label2id={label: i for i, label in enumerate(labels)})
     return values
 
 

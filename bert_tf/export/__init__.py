@@ -6,6 +6,8 @@
   text_model.py   the pretrained model, text in: embeddings and fill-mask
   pretrained.py   export_all: a pretrained model's encoder, preprocessor and text-in model
   classifier.py   a finetuned classifier, text in
+  question_answering.py, tagging.py   finetuned question answering and tagging, text in
+  runs.py         whatever a run directory holds (the command line's entry)
 """
 
 from bert_tf.export.encoder import load_encoder_export

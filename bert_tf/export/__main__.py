@@ -7,7 +7,9 @@
 writes <model_name>_encoder, <model_name>_preprocessor and <model_name> under
 <export_dir>/<name>/<version>/ (the version one above the highest present unless --version is
 given), each written to a temporary directory and renamed when complete; see bert_tf/export/.
-The config, vocab and lower-casing default to those of the checkpoint's run directory.
+The config, vocab and lower-casing default to those of the checkpoint's run directory. A
+finetuned run (run_squad, run_tagging, or a converted Hugging Face BertForQuestionAnswering or
+BertForTokenClassification) gets its task's text-in SavedModel instead.
 """
 
 from absl import app, flags
@@ -24,9 +26,11 @@ def define_flags():
     flags.DEFINE_string("bert_config_file", None, "Default: bert_config.json of the run.")
     flags.DEFINE_string("vocab_file", None, "Default: vocab.txt of the run.")
     flags.DEFINE_bool("do_lower_case", None, "Default: as recorded in the run.")
-    flags.DEFINE_integer("max_seq_length", 128, "Sequence length of the text-in models.")
+    flags.DEFINE_integer("max_seq_length", 128, "Sequence length of the text-in models (a "
+                         "question-answering window).")
     flags.DEFINE_string("export_dir", None, "Where <model_name>/<version>/ go.", required=True)
-    flags.DEFINE_string("model_name", "bert", "Model name (directory) for TF Serving.")
+    flags.DEFINE_string("model_name", None, "Model name (directory) for TF Serving; default: "
+                        "bert, or squad / tagger for a finetuned run.")
     flags.DEFINE_integer("version", None, "Version number; default: one above the highest.")
     flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
 
@@ -35,15 +39,12 @@ def define_flags():
 def main(argv):
     del argv
     from bert_tf import run_dir
-    from bert_tf.export import export_all
+    from bert_tf.export.runs import export_run
 
     files = run_dir.resolve(FLAGS.checkpoint, FLAGS.output_dir, FLAGS.bert_config_file,
                             FLAGS.vocab_file, FLAGS.do_lower_case)
-    if files.do_lower_case is None:
-        raise ValueError("--do_lower_case is needed: the run directory does not record it")
-    pretrainer, vocab = run_dir.load_pretrainer(files, flag="--checkpoint")
-    paths = export_all(pretrainer, vocab, files.do_lower_case, FLAGS.max_seq_length,
-                       FLAGS.export_dir, FLAGS.model_name, FLAGS.version, FLAGS.overwrite)
+    paths = export_run(files, FLAGS.export_dir, FLAGS.max_seq_length, FLAGS.model_name,
+                       FLAGS.version, FLAGS.overwrite)
     for name, path in paths.items():
         print(f"{name}: {path}")
 

@@ -117,6 +117,7 @@ def classification_metrics(labels, predictions, num_classes):
 @dataclasses.dataclass(frozen=True)
 class ClassificationConfig(harness.FinetuningConfig):
     """The settings of a classification job (the command line's flags)."""
+    eval_batch_size: int = setting(32, "Batch size for eval and predict.")
     train_file: str = setting(None, "Labelled training file.", required=True)
     eval_file: str = setting(None, "Labelled evaluation file.", required=True)
     predict_file: str | None = setting(None, "Texts to label; writes predictions.tsv.")
@@ -172,7 +173,7 @@ def run(config: ClassificationConfig, log=print):
                               dynamic_padding=padding).repeat()
     eval_data = make_dataset(evaluation, eval_ids, preprocessor, config.eval_batch_size,
                              dynamic_padding=padding)
-    harness.fit(model, train_data, eval_data, config, steps_per_epoch, monitor="val_accuracy")
+    harness.fit(model, train_data, config, steps_per_epoch, eval_data, monitor="val_accuracy")
 
     predictions = np.argmax(model.predict(eval_data, verbose=0), -1)
     metrics = classification_metrics(eval_ids, predictions, len(labels))

@@ -27,7 +27,6 @@ class FinetuningConfig:
                                                "export.")
     max_seq_length: int = setting(128, "Tokens per example.")
     train_batch_size: int = setting(32, "Batch size for training.")
-    eval_batch_size: int = setting(32, "Batch size for eval and predict.")
     learning_rate: float = setting(2e-5, "Peak learning rate (AdamW).")
     num_train_epochs: float = setting(3.0, "Epochs.")
     warmup_proportion: float = setting(0.1, "Fraction of steps for linear warmup.")
@@ -77,11 +76,18 @@ def encoder_source(config: FinetuningConfig) -> EncoderSource:
     return EncoderSource(vocab_file, bool(lower), files, saved_model)
 
 
-def load_encoder(source: EncoderSource):
-    """(a Keras BertEncoder with the pretrained weights, its hidden dropout rate); call it
-    under the strategy's scope. An export is rebuilt as Keras layers: Keras optimizers cannot
-    train a TFSMLayer's variables."""
+def load_encoder(source: EncoderSource, pretrained=True):
+    """(a Keras BertEncoder, its hidden dropout rate); call it under the strategy's scope. With
+    `pretrained`, it has the source's weights; else (a finetuned run, whose checkpoint holds the
+    whole task model) they come later with the task model's. An export is rebuilt as Keras
+    layers: Keras optimizers cannot train a TFSMLayer's variables."""
+    from bert_tf.config import BertConfig
+    from bert_tf.modeling import BertEncoder
+
     if source.checkpoint is not None:
+        if not pretrained:
+            config = BertConfig.from_json_file(source.checkpoint.bert_config_file)
+            return BertEncoder(config), config.hidden_dropout_prob
         pretrainer, _ = run_dir.load_pretrainer(source.checkpoint)
         return pretrainer.encoder, pretrainer.config.hidden_dropout_prob
     from bert_tf.export import load_encoder_export
@@ -99,34 +105,51 @@ def make_strategy(name):
             else tf.distribute.get_strategy())
 
 
-def compile_model(model, config: FinetuningConfig, total_steps, loss, metrics):
-    """AdamW with warmup and linear decay over `total_steps`, gradients clipped to norm 1."""
+def compile_model(model, config: FinetuningConfig, total_steps, **compile_args):
+    """AdamW with warmup and linear decay over `total_steps`, gradients clipped to norm 1;
+    `compile_args` (loss, metrics, ...) go to `model.compile`."""
     from bert_tf.training.optimization import create_optimizer
 
     model.compile(optimizer=create_optimizer(
         "adamw", config.learning_rate, total_steps,
         int(config.warmup_proportion * total_steps), clip_norm=1.0,
-        mixed_precision=config.mixed_precision), loss=loss, metrics=metrics)
+        mixed_precision=config.mixed_precision), **compile_args)
 
 
-def fit(model, train_data, eval_data, config: FinetuningConfig, steps_per_epoch,
+def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=None,
         monitor="val_accuracy"):
     """fit() for ceil(num_train_epochs) epochs (a fractional last epoch runs whole; the learning
-    rate has reached its end by then) with TensorBoard logs in output_dir, early stopping, and
-    the weights of the best epoch by `monitor` (kept in output_dir/best.weights.h5) restored."""
+    rate has reached its end by then), with TensorBoard logs in output_dir. With `eval_data`:
+    early stopping, and the weights of the best epoch by `monitor` (kept in
+    output_dir/best.weights.h5) restored at the end."""
     import keras
 
-    best = os.path.join(config.output_dir, "best.weights.h5")
-    callbacks = [keras.callbacks.ModelCheckpoint(best, monitor=monitor, mode="max",
-                                                 save_best_only=True, save_weights_only=True),
-                 keras.callbacks.TensorBoard(config.output_dir)]
-    if config.early_stopping_patience > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=monitor, mode="max", patience=config.early_stopping_patience))
+    callbacks = [keras.callbacks.TensorBoard(config.output_dir)]
+    if eval_data is not None:
+        best = os.path.join(config.output_dir, "best.weights.h5")
+        callbacks.append(keras.callbacks.ModelCheckpoint(
+            best, monitor=monitor, mode="max", save_best_only=True, save_weights_only=True))
+        if config.early_stopping_patience > 0:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor=monitor, mode="max", patience=config.early_stopping_patience))
     model.fit(train_data, validation_data=eval_data,
               epochs=max(math.ceil(config.num_train_epochs), 1),
               steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=2)
-    model.load_weights(best)
+    if eval_data is not None:
+        model.load_weights(best)
+
+
+def save_run(model, bert_config, source: EncoderSource, output_dir, task, **record):
+    """The finetuned model as a run directory (ckpt-0 of the whole model, bert_config.json,
+    vocab.txt, run_config.json with "task" and `record`): --init_checkpoint of a later run of the
+    task, `python -m bert_tf.export --output_dir` for its text-in export, or
+    convert_checkpoint's input."""
+    import tensorflow as tf
+
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), output_dir, 1)
+    manager.save(checkpoint_number=0)
+    run_dir.write(output_dir, bert_config, source.vocab_file,
+                  do_lower_case=source.do_lower_case, task=task, **record)
 
 
 def write_tsv(path, header, rows) -> None:

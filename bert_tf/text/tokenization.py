@@ -169,11 +169,38 @@ class WordpieceTokenizer(tf.Module):
     def tokenize(self, texts):
         texts = normalize_text(tf.convert_to_tensor(texts, tf.string), self.do_lower_case)
         maybe_long = tf.reduce_any(tf.strings.regex_full_match(texts, _MAYBE_LONG_WORD))
-        return tf.cond(maybe_long, lambda: self._tokenize_unk_long_words(texts),
+        return tf.cond(maybe_long, lambda: self._tokenize_unk_long_words(texts)[0],
                        lambda: self._tokenizer.tokenize(texts))
 
+    def tokenize_with_offsets(self, texts):
+        """Like `tokenize`, with where each piece lies in the original text: ids, starts, ends,
+        each [N, (pieces)] int64, the offsets in characters (code points), ends exclusive.
+
+        The text is normalized one character at a time, so that every byte of the normalized
+        text maps back to the character it came from. That equals normalizing it whole except
+        for context-dependent lower-casing (a Greek capital sigma ending a word), where a
+        piece can differ from `tokenize`'s.
+        """
+        texts = tf.convert_to_tensor(texts, tf.string)
+        chars = tf.strings.unicode_split(texts, "UTF-8")  # [N, (C)]
+        normalized = normalize_text(chars.flat_values, self.do_lower_case)  # [C total]
+        lengths = tf.strings.length(normalized)  # bytes each character became (0: dropped)
+        total = tf.cumsum(tf.cast(lengths, tf.int64))
+        row_base = tf.gather(tf.concat([[0], total], 0), chars.row_starts())
+        char_ends = chars.with_flat_values(total - tf.gather(row_base, chars.value_rowids()))
+        char_starts = char_ends - chars.with_flat_values(tf.cast(lengths, tf.int64))
+        ids, starts, ends = self._tokenize_unk_long_words(
+            tf.strings.reduce_join(chars.with_flat_values(normalized), axis=1))
+        # Normalized bytes -> characters: a piece starts in the first character that ends after
+        # its first byte, and ends after the last character that starts before its end.
+        never = tf.int64.max
+        return (ids,
+                ids.with_flat_values(_ragged_searchsorted(char_ends, starts, "right", never)),
+                ids.with_flat_values(_ragged_searchsorted(char_starts, ends, "left", never)))
+
     def _tokenize_unk_long_words(self, texts):
-        """Tokenizes, then replaces the pieces of each word of over 200 characters by [UNK]."""
+        """Tokenizes, then replaces the pieces of each word of over 200 characters by [UNK];
+        returns ids, byte starts and ends, each [N, (pieces)]."""
         pieces, starts, ends = self._tokenizer.tokenize_with_offsets(texts)
         ids = pieces.flat_values  # [P]
         rows = pieces.value_rowids()  # [P]
@@ -193,8 +220,22 @@ class WordpieceTokenizer(tf.Module):
         piece_in_long_word = tf.gather(long_word, word)
         keep = word_starts | ~piece_in_long_word
         ids = tf.where(piece_in_long_word, self._unk_id, ids)
-        return tf.RaggedTensor.from_value_rowids(
-            tf.boolean_mask(ids, keep), tf.boolean_mask(rows, keep), nrows=pieces.nrows())
+        # the [UNK] of a long word spans the word
+        starts = tf.where(piece_in_long_word, tf.gather(begin, word), starts.flat_values)
+        ends = tf.where(piece_in_long_word, tf.gather(end, word), ends.flat_values)
+        rows = tf.boolean_mask(rows, keep)
+        return tuple(tf.RaggedTensor.from_value_rowids(tf.boolean_mask(x, keep), rows,
+                                                       nrows=pieces.nrows())
+                     for x in (ids, starts, ends))
 
     def __call__(self, texts):
         return self.tokenize(texts)
+
+
+def _ragged_searchsorted(sorted_rows, values, side, pad):
+    """tf.searchsorted row by row for ragged [N, (C)] sorted rows and [N, (P)] values; returns
+    the flat [P total] indices."""
+    dense_rows = sorted_rows.to_tensor(default_value=pad)
+    dense_values = values.to_tensor()
+    found = tf.searchsorted(dense_rows, dense_values, side=side)
+    return tf.RaggedTensor.from_tensor(found, lengths=values.row_lengths()).flat_values

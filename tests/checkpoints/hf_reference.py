@@ -3,12 +3,15 @@
     python tests/hf_reference.py JOBS.json
 
 JOBS.json is a list of jobs, done in order:
-  {"op": "create", "dir": D, "config": {...}, "seed": 0}
-      a randomly initialised BertForPreTraining saved with save_pretrained (safetensors)
+  {"op": "create", "dir": D, "config": {...}, "seed": 0, "model": "BertForPreTraining"}
+      a randomly initialised model (BertForPreTraining unless "model" names another, such as
+      BertForQuestionAnswering or BertForTokenClassification) saved with save_pretrained
   {"op": "run", "dir": D, "model": "BertForPreTraining"|"BertModel", "inputs": X.npz, "outputs": Y.npz}
       inputs: input_word_ids, input_mask, input_type_ids [B, T], masked_lm_positions [B, P];
-      outputs: sequence_output, pooled_output, encoder_outputs_<i> and, for BertForPreTraining,
-      masked_lm_logits [B, P, V] and next_sentence_logits [B, 2]
+      outputs: sequence_output, encoder_outputs_<i>, pooled_output (when the model has a
+      pooler) and, for BertForPreTraining, masked_lm_logits [B, P, V] and next_sentence_logits
+      [B, 2]; for BertForQuestionAnswering start_logits, end_logits [B, T]; for
+      BertForTokenClassification logits [B, T, labels]
   {"op": "tokenize", "dir": D, "texts": [...], "output": Y.json}
       ids from AutoTokenizer.from_pretrained(D), no special tokens
 
@@ -25,7 +28,8 @@ import transformers
 
 def create(job):
     torch.manual_seed(job.get("seed", 0))
-    model = transformers.BertForPreTraining(transformers.BertConfig(**job["config"]))
+    model_class = getattr(transformers, job.get("model", "BertForPreTraining"))
+    model = model_class(transformers.BertConfig(**job["config"]))
     model.save_pretrained(job["dir"])
 
 
@@ -41,7 +45,8 @@ def run(job):
     with torch.no_grad():
         encoded = bert(**args, output_hidden_states=True)
         outputs["sequence_output"] = encoded.last_hidden_state.numpy()
-        outputs["pooled_output"] = encoded.pooler_output.numpy()
+        if encoded.pooler_output is not None:
+            outputs["pooled_output"] = encoded.pooler_output.numpy()
         for i, hidden in enumerate(encoded.hidden_states[1:]):
             outputs[f"encoder_outputs_{i}"] = hidden.numpy()
         if job["model"] == "BertForPreTraining":
@@ -51,6 +56,12 @@ def run(job):
             outputs["masked_lm_logits"] = torch.gather(
                 logits, 1, positions[:, :, None].expand(-1, -1, logits.shape[-1])).numpy()
             outputs["next_sentence_logits"] = heads.seq_relationship_logits.numpy()
+        if job["model"] == "BertForQuestionAnswering":
+            heads = model(**args)
+            outputs["start_logits"] = heads.start_logits.numpy()
+            outputs["end_logits"] = heads.end_logits.numpy()
+        if job["model"] == "BertForTokenClassification":
+            outputs["logits"] = model(**args).logits.numpy()
     np.savez(job["outputs"], **outputs)
 
 

@@ -23,7 +23,7 @@ from bert_tf.checkpoints.convert import convert
 from bert_tf.checkpoints.names import google_shapes
 from bert_tf.config import BertConfig, ConfigError
 from bert_tf.text.tokenization import SPECIAL_TOKENS, WordpieceTokenizer, load_vocab, write_vocab
-from conftest import random_inputs
+from conftest import REPO_ROOT, assigned_unicode_texts, random_inputs
 
 HF_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hf_reference.py")
 
@@ -287,7 +287,6 @@ def test_tokenizers_differ_only_on_characters_new_to_unicode(work, tmp_path):
     tokenizer classifies ~35 characters added to Unicode since version 9 (new punctuation,
     format marks) differently from google's Python tokenizer, which ours follows. Words of
     101-200 characters are [UNK] in transformers and split by google and us."""
-    from test_tokenization import assigned_unicode_texts
 
     chars = sorted({c for t in assigned_unicode_texts(1500, 0) for c in t})
     texts = ["a" + c + "a" for c in chars] + ["x" * 150]
@@ -498,3 +497,68 @@ def test_init_checkpoint_with_a_google_checkpoint_says_how_to_convert(work):
 
     with pytest.raises(ValueError, match="convert_checkpoint --input_format=google_tf1"):
         run_files.load_model_weights(build_pretrainer(CONFIG), str(work["google"] / "bert_model.ckpt"))
+
+
+# === Finetuned heads: question answering and token classification ===
+
+TASK_MODELS = {"question_answering": ("BertForQuestionAnswering", {}),
+               "tagging": ("BertForTokenClassification",
+                           {"num_labels": 3, "id2label": {"0": "O", "1": "B-PER", "2": "I-PER"}})}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", list(TASK_MODELS))
+def test_huggingface_finetuned_heads_import_serve_and_export_back(task, tmp_path):
+    """A transformers BertForQuestionAnswering / BertForTokenClassification -> bert_tf: the same
+    logits (1e-4); back to Hugging Face bit for bit; and, through `python -m bert_tf.export`,
+    the task's text-in SavedModel."""
+    architecture, extra = TASK_MODELS[task]
+    hf = tmp_path / "hf"
+    hf_reference([{"op": "create", "dir": str(hf), "model": architecture, "seed": 3,
+                   "config": {**CONFIG.to_dict(), "layer_norm_eps": 1e-12, **extra}}], tmp_path)
+    write_vocab(VOCAB, hf / "vocab.txt")
+    (hf / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False}))
+    report = convert("huggingface", str(hf), "bert_tf", str(tmp_path / "ours"),
+                     log=lambda _: None)
+    assert report["task"] == task and report["freshly_initialized"] == ["pooler"]
+    convert("bert_tf", str(tmp_path / "ours"), "huggingface", str(tmp_path / "back"),
+            log=lambda _: None)
+
+    inputs = random_inputs(CONFIG, batch=3, seq_length=12, seed=4)
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    hf_reference([{"op": "run", "dir": str(hf), "model": architecture,
+                   "inputs": str(tmp_path / "inputs.npz"),
+                   "outputs": str(tmp_path / "hf.npz")}], tmp_path)
+    expected = dict(np.load(tmp_path / "hf.npz"))
+    files = run_files.resolve(directory=str(tmp_path / "ours"))
+    model, _ = run_files.load_model(files)
+    ours = model(inputs, training=False)
+    if task == "question_answering":
+        for name in ("start_logits", "end_logits"):
+            np.testing.assert_allclose(ours[name], expected[name], atol=1e-4)
+    else:
+        np.testing.assert_allclose(ours, expected["logits"], atol=1e-4)
+        assert files.record["labels"] == ["O", "B-PER", "I-PER"]
+
+    original, back = load_file(hf / "model.safetensors"), load_file(
+        tmp_path / "back" / "model.safetensors")
+    assert set(back) == set(original)
+    for name, value in original.items():
+        assert back[name].tobytes() == value.tobytes(), name
+    back_config = json.loads((tmp_path / "back" / "config.json").read_text())
+    assert back_config["architectures"] == [architecture]
+
+    result = subprocess.run([sys.executable, "-m", "bert_tf.export",
+                             f"--output_dir={tmp_path / 'ours'}",
+                             f"--export_dir={tmp_path / 'exports'}", "--max_seq_length=32"],
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    name = "squad" if task == "question_answering" else "tagger"
+    served = tf.saved_model.load(str(tmp_path / "exports" / name / "1")).signatures[
+        "serving_default"]
+    if task == "question_answering":
+        answer = served(question=tf.constant(["who?"]), context=tf.constant(["the quick fox"]))
+        assert answer["answer"].numpy()[0].decode() in "the quick fox"
+    else:
+        tagged = served(text=tf.constant(["the quick fox"]))
+        assert int(tagged["num_words"][0]) == 3

@@ -1,13 +1,11 @@
-import random
-import unicodedata
-
 import numpy as np
 import pytest
 import tensorflow as tf
 from official.nlp.tools import tokenization as reference  # google's tokenizer, as in the Model Garden
 
 from bert_tf.text.tokenization import (SPECIAL_TOKENS, VocabError, WordpieceTokenizer, load_vocab,
-                                  write_vocab)
+                                       normalize_text, write_vocab)
+from conftest import assigned_unicode_texts
 
 WORDS = ["the", "quick", "brown", "fox", "jump", "##s", "##ed", "over", "lazy", "dog", "un",
          "##aff", "##able", "cafe", "café", "naive", "resume", "hello", "world", ",", ".", "!",
@@ -38,16 +36,6 @@ def vocab_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("vocab") / "vocab.txt"
     write_vocab(list(SPECIAL_TOKENS) + WORDS, path)
     return str(path)
-
-
-def assigned_unicode_texts(n, seed=0):
-    """Random strings over characters Python's Unicode database knows (category not Cn)."""
-    rng = random.Random(seed)
-    pool = [chr(c) for c in list(range(0x20, 0x3000)) + list(range(0x4e00, 0x4e80))
-            + list(range(0xff00, 0xff60)) if unicodedata.category(chr(c)) not in ("Cn", "Cs")]
-    pool += ["\x07", "\u200b", "\ufeff", "\ufffd", "\x00", "\t", "\n", "\xa0", "😀"]
-    return ["".join(rng.choice(pool) if rng.random() < 0.3 else rng.choice("abcxé fi ss .,")
-                    for _ in range(rng.randint(1, 60))) for _ in range(n)]
 
 
 @pytest.mark.parametrize("do_lower_case", [True, False])
@@ -130,3 +118,30 @@ def test_windows_line_endings(tmp_path):
     path.write_bytes(b"\r\n".join(t.encode() for t in SPECIAL_TOKENS + ("hi",)) + b"\r\n")
     assert load_vocab(path).tokens[-1] == "hi"
     assert np.array_equal(load_vocab(path).ordinary_ids(), [5])
+
+
+@pytest.mark.parametrize("do_lower_case", [True, False])
+def test_offsets_point_at_each_pieces_characters(vocab_file, do_lower_case):
+    """tokenize_with_offsets gives tokenize's pieces, and each piece's characters of the
+    original text normalize to the piece (an [UNK] to a whole word)."""
+    tokenizer = WordpieceTokenizer(load_vocab(vocab_file), do_lower_case)
+    texts = [t for t in TRICKY_TEXTS + assigned_unicode_texts(300, seed=5) if "Σ" not in t]
+    ids, starts, ends = (x.to_list() for x in tokenizer.tokenize_with_offsets(tf.constant(texts)))
+    assert ids == tokenizer.tokenize(tf.constant(texts)).to_list()
+    tokens = tokenizer.vocab.tokens
+    checked = 0
+    for text, row_ids, row_starts, row_ends in zip(texts, ids, starts, ends):
+        assert row_starts == sorted(row_starts) and all(
+            0 <= s < e <= len(text) for s, e in zip(row_starts, row_ends))
+        pieces = [text[s:e] for s, e in zip(row_starts, row_ends)]
+        normalized = normalize_text(tf.constant(pieces or [""]), do_lower_case).numpy()
+        for piece_id, text_piece in zip(row_ids, normalized):
+            token = tokens[piece_id]
+            if token != "[UNK]":
+                assert text_piece.decode() == token.removeprefix("##"), (text, token)
+                checked += 1
+    assert checked > 200
+    ids, starts, ends = tokenizer.tokenize_with_offsets(tf.constant(["Héllo, wörld! fox."]))
+    text = "Héllo, wörld! fox."
+    assert [text[s:e] for s, e in zip(starts[0].numpy(), ends[0].numpy())] == [
+        "Héllo", ",", "wörld", "!", "fox", "."]

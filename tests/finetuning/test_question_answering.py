@@ -1,0 +1,208 @@
+"""Question answering: google-identical features, the official metric, a learnable task, the
+text-in export, bad files."""
+
+import json
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf.finetuning import squad
+from bert_tf.finetuning.labelled_files import InputFileError
+from bert_tf.finetuning.question_answering import QuestionAnsweringConfig, run
+from bert_tf.finetuning.squad_evaluation import evaluate, exact_match, f1, normalize_answer
+from bert_tf.data.sample_corpus import write_corpus
+from bert_tf.text.tokenization import WordpieceTokenizer, load_vocab, write_vocab
+from bert_tf.text.vocab_learning import learn_vocab
+from classification_fixtures import NEUTRAL, make_workspace
+
+COLORS = ["red", "blue", "good", "bad"]
+
+
+def squad_file(path, paragraphs):
+    """A SQuAD v2.0-style file from [(context, [(id, question, answer text or None)])]."""
+    data = [{"title": "t", "paragraphs": [
+        {"context": context, "qas": [
+            {"id": qid, "question": question, "is_impossible": answer is None,
+             "answers": [] if answer is None else [
+                 {"text": answer, "answer_start": context.index(answer)}]}
+            for qid, question, answer in questions]}
+        for context, questions in paragraphs]}]
+    path.write_text(json.dumps({"version": "v2.0", "data": data}))
+    return str(path)
+
+
+def color_paragraphs(rng, n, words=(10, 60), impossible=0.0):
+    """Contexts of neutral words with one color word somewhere (or none, for v2's unanswerable
+    questions); the question asks for it."""
+    paragraphs = []
+    for i in range(n):
+        context = [rng.choice(NEUTRAL) for _ in range(rng.randint(*words))]
+        answer = None
+        if rng.random() >= impossible:
+            answer = rng.choice(COLORS)
+            context.insert(rng.randint(0, len(context)), answer)
+        paragraphs.append((" ".join(context) + " .", [(f"q{i}", "which color ?", answer)]))
+    return paragraphs
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    return make_workspace(tmp_path_factory.mktemp("qa"))
+
+
+# === Features: the Model Garden's squad_lib on the same examples ===
+
+def test_features_equal_the_model_gardens(tmp_path):
+    from official.nlp.data import squad_lib
+    from official.nlp.tools import tokenization as mg_tokenization
+
+    corpus, vocab_file = tmp_path / "corpus.txt", str(tmp_path / "vocab.txt")
+    write_corpus(str(corpus))  # a real vocab (cased, with accents), learned from real text
+    write_vocab(learn_vocab(str(corpus), vocab_size=3000, do_lower_case=False), vocab_file)
+    contexts = [
+        "The leader was John Smith (1895-1943). He led the party through two wars, and "
+        "his deputy, Mary Jones, took over in 1943 when he died.",
+        "Café  naïve\tfaçade —  the Japanese electronics industry is the largest in the world; "
+        "its exports reached 12.5 billion dollars in 1990 " + "and so on " * 12 + "end.",
+        "Short one.",
+    ]
+    paragraphs = [(contexts[0], [("a", "What year was John Smith born?", "1895"),
+                                 ("b", "Who took over?", "Mary Jones"),
+                                 ("c", "How many wars?", None)]),
+                  (contexts[1], [("d", "Which country exports electronics?", "Japan"),
+                                 ("e", "How much were the exports?", "12.5 billion dollars"),
+                                 ("f", "What comes last?", "end.")]),
+                  (contexts[2], [("g", "What is it?", "Short one.")])]
+    path = squad_file(tmp_path / "train.json", paragraphs)
+    settings = dict(max_seq_length=40, doc_stride=12, max_query_length=8)
+    for lower in (True, False):
+        tokenizer = WordpieceTokenizer(load_vocab(vocab_file), lower)
+        reference = mg_tokenization.FullTokenizer(vocab_file, do_lower_case=lower)
+        for is_training in (True, False):
+            ours = squad.make_features(squad.read_squad(path, is_training, True), tokenizer,
+                                       is_training=is_training, **settings)
+            theirs = []
+            squad_lib.convert_examples_to_features(
+                squad_lib.read_squad_examples(path, is_training, True), reference,
+                is_training=is_training, output_fn=lambda f, is_padding=False: theirs.append(f),
+                batch_size=1, **settings)
+            assert len(theirs) == len(ours.example_index) > 8, "several windows per context"
+            np.testing.assert_array_equal(ours.input_word_ids, [f.input_ids for f in theirs])
+            np.testing.assert_array_equal(ours.input_mask, [f.input_mask for f in theirs])
+            np.testing.assert_array_equal(ours.input_type_ids, [f.segment_ids for f in theirs])
+            np.testing.assert_array_equal(ours.start_positions, [f.start_position for f in theirs])
+            np.testing.assert_array_equal(ours.end_positions, [f.end_position for f in theirs])
+            max_context = np.zeros_like(ours.token_is_max_context)
+            for row, feature in enumerate(theirs):
+                for position, flag in feature.token_is_max_context.items():
+                    max_context[row, position] = flag
+            np.testing.assert_array_equal(ours.token_is_max_context, max_context)
+            if is_training:  # "1895" out of "(1895-1943).", found by the improved span
+                ids = ours.input_word_ids[0][ours.start_positions[0]:ours.end_positions[0] + 1]
+                text = " ".join(tokenizer.vocab.tokens[i] for i in ids).replace(" ##", "")
+                assert text == "1895"
+
+
+# === The official metric ===
+
+def test_metric_on_hand_worked_cases():
+    assert normalize_answer("The  Cat, sat!") == "cat sat"
+    assert exact_match("the Cat.", "cat") == 1.0 and exact_match("cats", "cat") == 0.0
+    # "a big red dog" vs "red dog": common {red, dog}: P = 2/3 (big, red, dog), R = 1
+    assert f1("a big red dog", "red dog") == pytest.approx(2 * (2 / 3) / (2 / 3 + 1))
+    assert f1("", "") == 1.0 and f1("x", "") == 0.0
+    gold = {"1": ["red dog", "the red dog"], "2": ["blue"], "3": []}
+    result = evaluate(gold, {"1": "red dog!", "2": "green", "3": ""})
+    assert result["exact_match"] == pytest.approx(200 / 3)
+    assert result["f1"] == pytest.approx(200 / 3)
+    assert (result["HasAns_exact_match"], result["HasAns_total"]) == (50.0, 2)
+    assert (result["NoAns_exact_match"], result["NoAns_total"]) == (100.0, 1)
+    assert evaluate({"1": ["a"]}, {})["exact_match"] == 0.0, "a missing prediction scores 0"
+
+
+# === A learnable task, predictions, the export ===
+
+@pytest.fixture(scope="module")
+def trained(workspace):
+    rng = random.Random(0)
+    train = squad_file(workspace / "qa_train.json", color_paragraphs(rng, 400))
+    # contexts 3x max_seq_length: the answer can be in any window, the last included
+    dev = squad_file(workspace / "qa_dev.json", color_paragraphs(rng, 60, words=(70, 90)))
+    config = QuestionAnsweringConfig(
+        output_dir=str(workspace / "qa_out"), init_checkpoint=str(workspace / "pretrain/ckpt-1"),
+        train_file=train, predict_file=dev, do_train=True, do_predict=True, max_seq_length=32,
+        doc_stride=8, max_query_length=6, train_batch_size=32, learning_rate=3e-3,
+        num_train_epochs=4, random_seed=1)
+    return {"results": run(config, log=lambda _: None), "config": config, "dev": dev}
+
+
+def test_a_color_question_is_learned(trained):
+    results = trained["results"]
+    assert results["exact_match"] >= 90 and results["f1"] >= 90, results
+    out = trained["config"].output_dir
+    predictions = json.loads(tf.io.gfile.GFile(out + "/predictions.json").read())
+    nbest = json.loads(tf.io.gfile.GFile(out + "/nbest_predictions.json").read())
+    assert len(predictions) == 60 and set(nbest) == set(predictions)
+    assert abs(sum(n["probability"] for n in nbest["q0"]) - 1) < 1e-6
+
+
+TF_ONLY = """
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # registers the ops; nothing from bert_tf
+assert "bert_tf" not in sys.modules
+model = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+questions, contexts = json.loads(sys.argv[2])
+out = model(question=tf.constant(questions), context=tf.constant(contexts))
+print(json.dumps({k: [x.decode() if isinstance(x, bytes) else x for x in v.numpy().tolist()]
+                  for k, v in out.items()}))
+"""
+
+
+def test_text_in_export_answers_long_contexts_without_bert_tf(trained):
+    rng = random.Random(7)
+    contexts, answers = [], []
+    for position in ("last", "middle", "first"):
+        words = [rng.choice(NEUTRAL) for _ in range(95)]  # 3x max_seq_length in pieces
+        color = rng.choice(COLORS)
+        words.insert({"last": 93, "middle": 50, "first": 2}[position], color)
+        contexts.append("  ".join(words).capitalize() + ".")
+        answers.append(color)
+    result = subprocess.run(
+        [sys.executable, "-c", TF_ONLY, trained["results"]["export"],
+         json.dumps([["which color ?"] * 3, contexts])],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["answer"] == answers, out
+    for context, start, end, answer in zip(contexts, out["start"], out["end"], answers):
+        assert context[start:end] == answer
+    assert all(out["has_answer"])
+
+
+# === Bad files ===
+
+def test_bad_files_name_the_file_and_entry(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    with pytest.raises(InputFileError, match="bad.json: not a JSON file"):
+        squad.read_squad(str(path), True)
+    context = "the cat sat on the mat"
+    path.write_text(json.dumps({"data": [{"paragraphs": [{"context": context, "qas": [
+        {"id": "1", "question": "who?", "answers": [{"text": "cat", "answer_start": 0}]}]}]}]}))
+    with pytest.raises(InputFileError, match=r"data\[0\].paragraphs\[0\].qas\[0\].answers\[0\]: "
+                                             r"the answer 'cat' is not at answer_start=0"):
+        squad.read_squad(str(path), True)
+    path.write_text(json.dumps({"data": [{"paragraphs": [{"context": context, "qas": [
+        {"id": "1", "answers": []}]}]}]}))
+    with pytest.raises(InputFileError, match=r"qas\[0\]: no 'question'"):
+        squad.read_squad(str(path), False)
+    path.write_text(json.dumps({"data": []}))
+    with pytest.raises(InputFileError, match="bad.json: no questions"):
+        squad.read_squad(str(path), False)
+    with pytest.raises(ValueError, match="give --do_train and/or --do_predict"):
+        QuestionAnsweringConfig(output_dir="x")
