@@ -18,7 +18,7 @@ from packaging.utils import canonicalize_name
 from conftest import REPO_ROOT
 
 REQUIREMENT_FILES = {None: "requirements.txt", "dev": "requirements-dev.txt",
-                     "bench": "requirements-bench.txt"}
+                     "bench": "requirements-bench.txt", "beam": "requirements-beam.txt"}
 
 
 def read_pins(name):

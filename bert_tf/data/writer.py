@@ -10,8 +10,11 @@ file also starts a new document). The corpus is streamed in buffers of about
 `--document_buffer_mb` of text; each buffer is tokenized, made into instances (`dupe_factor`
 passes, random-next segments drawn from the same buffer) and shuffled by a worker process, so
 memory stays bounded whatever the corpus size. Each buffer has its own random stream derived from
-`--random_seed`, and the main process writes the buffers' examples in order, round-robin over the
-shards: output bytes depend on the seed and the flags, not on `--num_workers`.
+`--random_seed`, and the main process writes the buffers' examples in order, each buffer's
+round-robin over the shards from a shard picked by its key (`first_shard`): output bytes depend
+on the seed and the flags, not on `--num_workers`, and a distributed pipeline
+(bert_tf/data/beam_pipeline.py), which cannot count the examples of earlier buffers, writes the
+same shards.
 
 Shards are written under temporary names and renamed when all are complete; the manifest is
 written last and marks the data set complete. A killed run leaves no finished-looking shard, and
@@ -20,6 +23,7 @@ re-running the same command starts over cleanly.
 
 import collections
 import dataclasses
+import hashlib
 import multiprocessing
 import os
 import random
@@ -52,7 +56,8 @@ class DataCreationConfig:
     options: InstanceOptions = InstanceOptions()
     random_seed: int = setting(12345, "Seed; the output is a function of it and the flags.")
     num_shards: int = setting(1, "Number of output shards.")
-    num_workers: int = setting(os.cpu_count() or 1, "Worker processes.")
+    num_workers: int = setting(os.cpu_count() or 1, "Worker processes. With --runner, Beam's "
+                               "option of that name (Dataflow's worker machines) when given.")
     gzip: bool = setting(False, "Write GZIP-compressed shards (.tfrecord.gz).")
     overwrite: bool = setting(False, "Replace a finished data set of the same name.")
     errors: str = setting("strict", "Invalid UTF-8: fail (naming the file and line) or replace "
@@ -60,6 +65,8 @@ class DataCreationConfig:
     document_buffer_mb: float = setting(1.0, "Text per buffer; random-next segments come from "
                                         "the same buffer. Memory per worker grows with it.")
     progress: bool = setting(True, "Show a progress line on stderr.")
+    shuffle: bool = setting(False, "With --runner: shuffle the examples across all shards, "
+                                   "deterministically from --random_seed.")
 
     def __post_init__(self):
         problems = []
@@ -77,11 +84,33 @@ class DataCreationConfig:
 
 # === Reading ===
 
-def read_document_buffers(files, buffer_bytes, errors="strict"):
-    """Yields (documents, n_bytes): about `buffer_bytes` of text as documents of sentence strings.
+def plan_units(files, buffer_bytes):
+    """The corpus split into units that are read on their own: runs of consecutive files of at
+    most `buffer_bytes` together, and each larger file alone. Only file sizes are looked at, so
+    a distributed pipeline splits the corpus without reading it; a unit's buffers never take text
+    from another unit, so each can be read by a different worker."""
+    import tensorflow as tf
 
-    Buffers end at document boundaries; a document over twice `buffer_bytes` is cut at a sentence.
-    Invalid UTF-8 is a `DataError` naming the file and line unless `errors="replace"`.
+    units, current, size = [], [], 0
+    for path in files:
+        length = tf.io.gfile.stat(path).length
+        if current and size + length > buffer_bytes:
+            units.append(current)
+            current, size = [], 0
+        current.append(path)
+        size += length
+    if current:
+        units.append(current)
+    return units
+
+
+def read_unit_buffers(files, buffer_bytes, errors="strict"):
+    """Yields (documents, n_bytes) of one unit: about `buffer_bytes` of text each, as documents
+    of sentence strings.
+
+    Buffers end at document boundaries; a document over twice `buffer_bytes` is cut at a sentence;
+    a new file starts a new document. Invalid UTF-8 is a `DataError` naming the file and line
+    unless `errors="replace"`.
     """
     import tensorflow as tf
 
@@ -113,6 +142,23 @@ def read_document_buffers(files, buffer_bytes, errors="strict"):
             document = []
     if buffer:
         yield buffer, buffer_size
+
+
+def read_document_buffers(files, buffer_bytes, errors="strict"):
+    """Yields ((unit, k), documents, n_bytes) for every buffer of the corpus, in order; the key
+    seeds the buffer's random stream."""
+    for unit, unit_files in enumerate(plan_units(files, buffer_bytes)):
+        for k, (documents, n_bytes) in enumerate(read_unit_buffers(unit_files, buffer_bytes,
+                                                                   errors)):
+            yield (unit, k), documents, n_bytes
+
+
+def first_shard(seed, key, num_shards):
+    """The shard that the first example of buffer `key` = (unit, k) goes to; its next examples go
+    to the next shards, round-robin. A hash of the seed and the key, so shards fill evenly (within
+    one example per buffer) without knowing how many examples earlier buffers made."""
+    digest = hashlib.sha256(f"{seed}:{key[0]}:{key[1]}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % num_shards
 
 
 # === Worker: one buffer of documents -> serialized examples ===
@@ -160,9 +206,10 @@ class BufferProcessor:
                                   np.concatenate([[0], np.cumsum(lengths[keep])]),
                                   np.concatenate([[0], np.cumsum(per_doc)]))
 
-    def __call__(self, buffer_index, documents, n_bytes):
+    def __call__(self, key, documents, n_bytes):
+        """Serialized examples and statistics of the buffer `key` = (unit, k)."""
         tokenized = self.tokenize(documents)
-        rng = random.Random(f"{self.config.random_seed}:{buffer_index}")
+        rng = random.Random(f"{self.config.random_seed}:{key[0]}:{key[1]}")
         stats = {"documents": len(documents), "bytes": n_bytes,
                  "tokens": len(tokenized.tokens), "examples": 0, "random_next": 0, "masked": 0}
         if len(tokenized.document_starts) < 2:  # every sentence tokenized to nothing
@@ -185,16 +232,16 @@ def _init_worker(config, vocab):
 
 
 def _process(task):
-    return _processor(*task)
+    return task[0], *_processor(*task)
 
 
 def _ordered_results(tasks, config, vocab, num_workers):
-    """(buffer_index, documents, n_bytes) tasks -> results in order, with at most 2 per worker in
-    flight (so memory stays bounded)."""
+    """(key, documents, n_bytes) tasks -> (key, records, statistics) in order, with at most 2 per
+    worker in flight (so memory stays bounded)."""
     if num_workers <= 1:
         processor = BufferProcessor(config, vocab)
         for task in tasks:
-            yield processor(*task)
+            yield task[0], *processor(*task)
         return
     context = multiprocessing.get_context("spawn" if _tensorflow_runtime_started() else "fork")
     with context.Pool(num_workers, initializer=_init_worker, initargs=(config, vocab)) as pool:
@@ -256,10 +303,56 @@ class Progress:
 # === The job ===
 
 def create_pretraining_data(config: DataCreationConfig):
-    """Writes shards, `NAME.vocab.txt` and `NAME.manifest.json`; returns the summary dict."""
+    """Writes shards, `NAME.vocab.txt` and `NAME.manifest.json` with local worker processes;
+    returns the summary dict."""
     import tensorflow as tf
 
-    from bert_tf.text.tokenization import load_vocab, write_vocab
+    files, vocab = prepare_output(config)
+    if config.shuffle:
+        raise ValueError("--shuffle needs --runner: the global shuffle is the Beam pipeline's")
+    num_shards = config.num_shards
+    shard_files = [schema.shard_path(config.output_file, i, num_shards, config.gzip)
+                   for i in range(num_shards)]
+    tmp_files = [io.temp_name(path) for path in shard_files]
+    compression = tf.io.TFRecordOptions(compression_type="GZIP" if config.gzip else "")
+    writers = [tf.io.TFRecordWriter(path, compression) for path in tmp_files]
+    counts = [0] * num_shards
+    tracker = Progress(sum(tf.io.gfile.stat(f).length for f in files), enabled=config.progress)
+    try:
+        tasks = read_document_buffers(files, int(config.document_buffer_mb * 1e6), config.errors)
+        for key, records, stats in _ordered_results(tasks, config, vocab, config.num_workers):
+            start = first_shard(config.random_seed, key, num_shards)
+            for j, record in enumerate(records):
+                shard = (start + j) % num_shards
+                writers[shard].write(record)
+                counts[shard] += 1
+                tracker.totals["examples"] += 1
+            tracker.update({k: v for k, v in stats.items() if k != "examples"})
+        for writer in writers:
+            writer.close()
+        check_not_empty(tracker.totals, files)
+    except BaseException:
+        for writer in writers:
+            writer.close()
+        _remove(tmp_files)
+        raise
+    if config.progress:
+        tracker.update({}, final=True)
+        sys.stderr.write("\n")
+    summary = tracker.summary()
+    manifest_file = commit(config, files, vocab, tmp_files, shard_files, counts, summary,
+                           runner="local")
+    return {**summary, "shards": shard_files, "manifest": manifest_file,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def prepare_output(config: DataCreationConfig):
+    """Checks the job before it writes anything: (input files, vocab). A finished data set is
+    kept unless --overwrite; what a killed run left is removed."""
+    import tensorflow as tf
+
+    from bert_tf.text.tokenization import load_vocab
 
     files = io.expand_file_patterns(config.input_file)
     options, output_file = config.options, config.output_file
@@ -270,7 +363,6 @@ def create_pretraining_data(config: DataCreationConfig):
             "--max_predictions_per_seq=%d is below --masked_lm_prob x sequence tokens = %.1f: "
             "long sequences will have fewer than %.0f%% of their tokens masked.",
             options.max_predictions_per_seq, expected_masks, 100 * options.masked_lm_prob)
-
     manifest_file = schema.manifest_path(output_file)
     if tf.io.gfile.exists(manifest_file) and not config.overwrite:
         raise FileExistsError(f"{manifest_file} exists: {output_file} is a finished data set; "
@@ -279,42 +371,26 @@ def create_pretraining_data(config: DataCreationConfig):
     if output_dir:
         tf.io.gfile.makedirs(output_dir)
     _remove(tf.io.gfile.glob(f"{output_file}-*.tmp-*"))  # left by a killed run
+    return files, vocab
 
-    num_shards = config.num_shards
-    shard_files = [schema.shard_path(output_file, i, num_shards, config.gzip)
-                   for i in range(num_shards)]
-    tmp_files = [io.temp_name(path) for path in shard_files]
-    compression = tf.io.TFRecordOptions(compression_type="GZIP" if config.gzip else "")
-    writers = [tf.io.TFRecordWriter(path, compression) for path in tmp_files]
-    counts = [0] * num_shards
-    tracker = Progress(sum(tf.io.gfile.stat(f).length for f in files), enabled=config.progress)
-    try:
-        buffers = read_document_buffers(files, int(config.document_buffer_mb * 1e6), config.errors)
-        tasks = ((index, documents, n_bytes) for index, (documents, n_bytes) in enumerate(buffers))
-        for records, stats in _ordered_results(tasks, config, vocab, config.num_workers):
-            for record in records:
-                shard = tracker.totals["examples"] % num_shards
-                writers[shard].write(record)
-                counts[shard] += 1
-                tracker.totals["examples"] += 1
-            tracker.update({k: v for k, v in stats.items() if k != "examples"})
-        for writer in writers:
-            writer.close()
-        if tracker.totals["documents"] == 0:
-            raise DataError(f"--input_file: no text in {', '.join(files)}")
-        if tracker.totals["examples"] == 0:
-            raise DataError(f"--input_file: no example could be made from {', '.join(files)} "
-                            f"(every document tokenized to nothing)")
-    except BaseException:
-        for writer in writers:
-            writer.close()
-        _remove(tmp_files)
-        raise
-    if config.progress:
-        tracker.update({}, final=True)
-        sys.stderr.write("\n")
 
-    # Commit: the old manifest goes first, so a crash from here on leaves an incomplete set.
+def check_not_empty(totals, files):
+    if totals["documents"] == 0:
+        raise DataError(f"--input_file: no text in {', '.join(files)}")
+    if totals["examples"] == 0:
+        raise DataError(f"--input_file: no example could be made from {', '.join(files)} "
+                        f"(every document tokenized to nothing)")
+
+
+def commit(config, files, vocab, tmp_files, shard_files, counts, summary, runner):
+    """Makes a written data set final: the old manifest goes first (a crash from here on leaves
+    an incomplete set), the shards take their names, the vocab copy, the manifest last."""
+    import tensorflow as tf
+
+    from bert_tf.text.tokenization import write_vocab
+
+    output_file, options = config.output_file, config.options
+    manifest_file = schema.manifest_path(output_file)
     _remove([manifest_file])
     old_shards = [path for suffix in (".tfrecord", ".tfrecord.gz")
                   for path in tf.io.gfile.glob(f"{output_file}-?????-of-?????{suffix}")]
@@ -322,19 +398,16 @@ def create_pretraining_data(config: DataCreationConfig):
     for tmp, path in zip(tmp_files, shard_files):
         tf.io.gfile.rename(tmp, path, overwrite=True)
     write_vocab(vocab.tokens, schema.vocab_copy_path(output_file))
-    summary = tracker.summary()
     flags = {k: v for k, v in flat_dict(config).items() if k not in ("overwrite", "progress")}
     io.write_json(manifest_file, schema.manifest(
         options.max_seq_length, options.max_predictions_per_seq, vocab, config.do_lower_case,
         output_file, counts, shard_files, config.gzip,
-        created_by="bert_tf.create_pretraining_data", random_seed=config.random_seed,
-        options=dataclasses.asdict(options), input_files=files,
+        created_by="bert_tf.create_pretraining_data", runner=runner,
+        random_seed=config.random_seed, options=dataclasses.asdict(options), input_files=files,
         statistics={k: summary[k] for k in ("documents", "bytes", "tokens", "examples",
                                             "random_next", "masked")},
         flags=flags))
-    return {**summary, "shards": shard_files, "manifest": manifest_file,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "peak_worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    return manifest_file
 
 
 def _remove(paths):
