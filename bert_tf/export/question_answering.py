@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from bert_tf.export.serving import SavedModule, save_version
+from bert_tf.text.preprocessing import same_batch
 from bert_tf.text.tokenization import WordpieceTokenizer
 
 _NONE = -1e9  # the score of an invalid span
@@ -47,9 +48,8 @@ class QuestionAnsweringExport(SavedModule):
 
     def _serve(self, question, context):
         s = self._settings
+        question, context = same_batch("question", question, "context", context)
         batch = tf.shape(question, tf.int64)[0]
-        tf.debugging.assert_equal(batch, tf.shape(context, tf.int64)[0], message=(
-            "question and context must hold the same number of texts"))
         query = self.tokenizer.tokenize(question)[:, :s["query"]]  # [B, (Q)]
         pieces, char_starts, char_ends = self.tokenizer.tokenize_with_offsets(context)  # [B,(P)]
 

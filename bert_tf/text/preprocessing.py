@@ -11,6 +11,19 @@ import tensorflow_text as tf_text
 from bert_tf.text.tokenization import MASK, WordpieceTokenizer
 
 
+def same_batch(first_name, first, second_name, second):
+    """(first, second), once an in-graph check has found that they hold the same number of
+    texts: otherwise a clean InvalidArgumentError naming both and their sizes. Every op that
+    reads the two together waits for the check (tensorflow-text's segment ops read out of
+    bounds on a mismatch: garbage ids, or an aborted process)."""
+    first_size, second_size = tf.size(first), tf.size(second)
+    check = tf.debugging.Assert(tf.equal(first_size, second_size), [
+        f"inputs {first_name} and {second_name} must hold the same number of texts; got",
+        first_size, "and", second_size])
+    with tf.control_dependencies([check]):
+        return tf.identity(first), tf.identity(second)
+
+
 class Preprocessor(tf.Module):
     """Tokenizes with the same `WordpieceTokenizer` as the data pipeline, trims a pair
     round-robin (the longer text loses tokens first, as google's `_truncate_seq_pair`), lays out
@@ -44,6 +57,7 @@ class Preprocessor(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
                                   tf.TensorSpec([None], tf.string, name="text_b")])
     def pair(self, text, text_b):
+        text, text_b = same_batch("text", text, "text_b", text_b)
         return self.pack([self.tokenizer.tokenize(text), self.tokenizer.tokenize(text_b)])
 
     def tokenize_with_masks(self, text):

@@ -152,6 +152,25 @@ def test_edge_inputs_and_batches(exported):
         serve(text=tf.constant([1, 2]))
 
 
+def mismatch_error(first, second, a, b):
+    return (rf"inputs {first} and {second} must hold the same number of texts; got\W+{a}\W+and"
+            rf"\W+{b}\W")
+
+
+def test_pair_signatures_refuse_batches_of_different_sizes(exported):
+    """A pair with 2 texts and 1 text_b once read out of bounds (garbage ids that changed from
+    call to call, or an aborted process): now a clean error naming both inputs, in the graph."""
+    for name in ("bert_preprocessor", "bert"):
+        pair = tf.saved_model.load(exported["paths"][name]).signatures["pair"]
+        for a, b in ((["hello world", "the cat sat"], ["ok"]), (["x"], ["a", "b", "c"]),
+                     ([], ["a"])):
+            with pytest.raises(tf.errors.InvalidArgumentError,
+                               match=mismatch_error("text", "text_b", len(a), len(b))):
+                pair(text=tf.constant(a, tf.string), text_b=tf.constant(b, tf.string))
+        ok = pair(text=tf.constant(["hello world"]), text_b=tf.constant(["the cat"]))
+        assert all(np.isfinite(v.numpy()).all() for v in ok.values())
+
+
 def test_rest_payloads_through_the_signature(exported):
     """The JSON bodies the README documents, decoded as TF Serving does, then the signature."""
     model = tf.saved_model.load(exported["paths"]["bert"])

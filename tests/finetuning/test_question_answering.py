@@ -184,6 +184,14 @@ def test_text_in_export_answers_long_contexts_without_bert_tf(trained):
     assert all(out["has_answer"])
 
 
+def test_question_and_context_batches_must_match(trained):
+    model = tf.saved_model.load(trained["results"]["export"]).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"inputs question and context must hold the same number of texts; "
+                             r"got\W+2\W+and\W+1\W"):
+        model(question=tf.constant(["which color ?", "what ?"]), context=tf.constant(["Red."]))
+
+
 # === Bad files ===
 
 def test_bad_files_name_the_file_and_entry(tmp_path):
