@@ -1,6 +1,6 @@
 """Side-by-side speed figures: bert_tf against the Model Garden and keras-hub, in one run.
 
-    python tools/benchmark.py [--parts=train,input,data,serving,finetune,tasks]
+    python tools/benchmark.py [--parts=train,input,data,serving,finetune,tasks,packing]
         [--configs=tiny,mini,small,base] [--jit=off,on] [--output=benchmark.json]
 
 Peers (requirements-bench.txt): tf-models-official's BertEncoder + BertPretrainerV2 with its NSP
@@ -17,6 +17,9 @@ under the same settings (oneDNN, threads, XLA), so only the ratios measured here
   data      create_pretraining_data input MB/s against the Model Garden's (tools/benchmark_data.py).
   serving   p50/p99 latency of the text-in export against the encoder alone, batch 1 and 32.
   finetune  examples/s of classifier training on short texts, length-bucketed vs padded.
+  packing   effective throughput on the embedded default's real shards (seq 128): real
+            (non-padding) tokens/s and sequences/s of bert_tf packed (4 per row) and unpacked,
+            and of the Model Garden's model on the same unpacked batches (tiny, mini, small).
 
 Warm-up calls (tracing, XLA compilation) are excluded; each figure is the median of --repeats.
 """
@@ -34,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bert_tf  # noqa: E402,F401  (the project's environment defaults, for every implementation)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("parts", ["train", "input", "data", "serving", "finetune", "tasks"],
+flags.DEFINE_list("parts", ["train", "input", "data", "serving", "finetune", "tasks", "packing"],
                   "What to measure.")
 flags.DEFINE_list("configs", ["tiny", "mini", "small", "base"], "configs/bert_<name>.json")
 flags.DEFINE_list("jit", ["off", "on"], "XLA settings for the train step.")
@@ -143,7 +146,10 @@ def _peer_loop(model, loss_fn, variables, optimizer, batch, jit):
     masked-LM (and NSP) predictions."""
     import tensorflow as tf
 
-    features, labels = batch
+    iterator = None if isinstance(batch, tuple) else batch  # an iterator of real batches
+
+    def next_batch():
+        return next(iterator) if iterator is not None else batch
 
     @tf.function(jit_compile=jit or None)
     def gradients(features, labels):
@@ -155,6 +161,7 @@ def _peer_loop(model, loss_fn, variables, optimizer, batch, jit):
     def loop(steps):
         total = tf.constant(0.0)
         for _ in tf.range(steps):
+            features, labels = next_batch()
             grads, loss, correct = gradients(features, labels)
             grads, _ = tf.clip_by_global_norm(grads, 1.0)
             optimizer.apply_gradients(zip(grads, variables))
@@ -185,7 +192,7 @@ def _mlm_nsp_loss(mlm_logits, nsp_logits, labels):
     return loss, correct
 
 
-def model_garden(config, batch, seq, predictions, jit):
+def model_garden(config, batch, seq, predictions, jit, batches=None):
     """tf-models-official: BertEncoder + BertPretrainerV2 with its NSP ClassificationHead, as its
     BERT pretraining task builds them; tf-keras AdamW."""
     import tensorflow as tf
@@ -215,7 +222,7 @@ def model_garden(config, batch, seq, predictions, jit):
         return _mlm_nsp_loss(outputs["mlm_logits"], outputs["next_sentence"], labels)
 
     return _peer_loop(model, loss_fn, model.trainable_variables, optimizer,
-                      (features, labels), jit)
+                      batches or (features, labels), jit)
 
 
 def keras_hub(config, batch, seq, predictions, jit):
@@ -513,13 +520,116 @@ def bench_tasks(log):
     return results
 
 
+# === Packing: learning per second on real data ===
+
+def _real_data_runs(config, batch, files, jit):
+    """run(steps) callables on the embedded default's shards (seq 128, 20 predictions) for
+    bert_tf unpacked, bert_tf packed, and the Model Garden's model fed the unpacked batches, with
+    the average real tokens and sequences in one of each one's batches."""
+    import numpy as np
+    import tensorflow as tf
+
+    from bert_tf.data import input_pipeline, packing
+    from bert_tf.modeling import build_pretrainer
+    from bert_tf.training import optimization
+    from bert_tf.training.trainer import Trainer, TrainOptions
+
+    seq, predictions = 128, 20
+    pack = (4, packing.default_predictions_per_row(predictions, 4))
+    datasets = {"bert_tf": input_pipeline.make_dataset(files, batch, seq, predictions, seed=0),
+                "bert_tf_packed": input_pipeline.make_dataset(files, batch, seq, predictions,
+                                                              seed=0, packing=pack)}
+    datasets["model_garden"] = datasets["bert_tf"]
+    per_batch = {}
+    for name, dataset in datasets.items():
+        sample = list(dataset.take(300))  # about what the timed calls consume
+        per_batch[name] = {
+            "tokens": float(np.mean([(f["input_mask"].numpy() > 0).sum() for f, _ in sample])),
+            "sequences": float(np.mean([l["next_sentence_weights"].numpy().sum()
+                                        if "next_sentence_weights" in l else batch
+                                        for _, l in sample]))}
+    runs = {}
+    strategy = tf.distribute.get_strategy()
+    for name in ("bert_tf", "bert_tf_packed"):
+        pretrainer = build_pretrainer(config, packed=name.endswith("packed"))
+        optimizer = optimization.create_optimizer("adamw", 1e-4, 10 ** 6, 0, clip_norm=0.0)
+        trainer = Trainer(strategy, pretrainer, optimizer, TrainOptions(
+            output_dir=tempfile.mkdtemp(), num_train_steps=10 ** 6, jit_compile=jit))
+        iterator = iter(strategy.experimental_distribute_dataset(datasets[name]))
+        runs[name] = (lambda t, i: lambda steps: t.train_steps(i, steps))(trainer, iterator)
+    if installed("model_garden"):
+        iterator = iter(datasets["model_garden"])
+        fixed = model_garden(config, batch, seq, predictions, jit, batches=iterator)
+        runs["model_garden"] = fixed
+    return runs, per_batch
+
+
+def bench_packing(log):
+    """Effective throughput (real tokens/s, sequences/s) on real data: bert_tf packed and
+    unpacked against the Model Garden's unpacked pipeline, same model and batch size, timed
+    interleaved."""
+    import gc
+
+    import keras
+
+    from bert_tf.config import BertConfig
+    from bert_tf.data.sample_data import make_sample_data
+
+    from bert_tf import io
+
+    files = io.expand_file_patterns(make_sample_data(128, 20, lambda *_: None))
+    rows = []
+    for config_name in [c for c in FLAGS.configs if c in ("tiny", "mini", "small")]:
+        config = BertConfig.from_json_file(os.path.join(REPO, "configs",
+                                                        f"bert_{config_name}.json"))
+        keras.utils.set_random_seed(0)
+        runs, per_batch = _real_data_runs(config, FLAGS.batch_size, files, jit=False)
+        steps = {}
+        for name, run in runs.items():
+            float(run(1))
+            start = time.perf_counter()
+            float(run(2))
+            steps[name] = max(1, round(FLAGS.seconds / ((time.perf_counter() - start) / 2)))
+        times = {name: [] for name in runs}
+        for _ in range(FLAGS.repeats):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                float(run(steps[name]))
+                times[name].append((time.perf_counter() - start) / steps[name])
+        result = {"config": config_name}
+        for name in runs:
+            step = statistics.median(times[name])
+            result[name] = {"rows_per_second": FLAGS.batch_size / step,
+                            "effective_tokens_per_second": per_batch[name]["tokens"] / step,
+                            "effective_sequences_per_second": per_batch[name]["sequences"] / step,
+                            "fill": per_batch[name]["tokens"] / (FLAGS.batch_size * 128)}
+            log(f"packing {config_name:5s} {name:15s} {result[name]['rows_per_second']:7.1f} "
+                f"rows/s {result[name]['effective_tokens_per_second']:9.0f} real tokens/s "
+                f"{result[name]['effective_sequences_per_second']:7.1f} sequences/s "
+                f"fill {result[name]['fill']:.0%}")
+        base = result.get("model_garden") or result["bert_tf"]
+        for name in ("bert_tf", "bert_tf_packed"):
+            result[f"{name}_effective_tokens_ratio"] = (
+                result[name]["effective_tokens_per_second"] / base["effective_tokens_per_second"])
+            result[f"{name}_effective_sequences_ratio"] = (
+                result[name]["effective_sequences_per_second"]
+                / base["effective_sequences_per_second"])
+        log(f"packing {config_name:5s} packed/{'model_garden' if 'model_garden' in result else 'unpacked'}: "
+            f"{result['bert_tf_packed_effective_tokens_ratio']:.2f}x real tokens/s, "
+            f"{result['bert_tf_packed_effective_sequences_ratio']:.2f}x sequences/s")
+        rows.append(result)
+        del runs
+        gc.collect()
+    return {"seq_length": 128, "batch_size": FLAGS.batch_size, "rows": rows}
+
+
 def main(argv):
     del argv
     results = {"environment": environment()}
     print(json.dumps(results["environment"]))
     parts = {"train": bench_train, "input": lambda log: bench_input(log, results.get("train")),
              "data": bench_data, "serving": bench_serving, "finetune": bench_finetune,
-             "tasks": bench_tasks}
+             "tasks": bench_tasks, "packing": bench_packing}
     for part in FLAGS.parts:
         if part in parts:
             results[part] = parts[part](print)

@@ -12,6 +12,7 @@ record's shapes.
 import tensorflow as tf
 from absl import logging
 
+from bert_tf.data import packing as packing_lib
 from bert_tf.data import schema
 
 # google's feature names -> the model's (TF Hub) input names
@@ -61,9 +62,13 @@ def decode(serialized, max_seq_length, max_predictions_per_seq):
 
 
 def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_training=True,
-                 input_context=None, seed=None, shuffle_buffer=10_000):
+                 input_context=None, seed=None, shuffle_buffer=10_000, packing=None,
+                 packing_window=1024):
     """A dataset of (features, labels) batches of `batch_size` (per replica when
     `input_context` is given, as `strategy.distribute_datasets_from_function` passes it).
+
+    `packing` = (max_sequences_per_row, max_predictions_per_row) packs the examples of each
+    window of `packing_window` into rows (bert_tf.data.packing); batches are then of rows.
 
     Each input pipeline (host) reads its own share of the files, so the number of files should
     be a multiple of the number of hosts; with fewer files than hosts, each host reads them all
@@ -98,6 +103,14 @@ def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_
             deterministic=seed is not None or not is_training)
     if is_training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed).repeat()
+    if packing:
+        dataset = dataset.batch(packing_window)
+        dataset = dataset.map(lambda x: decode(x, max_seq_length, max_predictions_per_seq),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = packing_lib.pack_windows(dataset, *packing)
+        if is_training:
+            dataset = dataset.shuffle(packing_window, seed=seed)
+        return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     dataset = dataset.batch(batch_size, drop_remainder=True)
     dataset = dataset.map(lambda x: decode(x, max_seq_length, max_predictions_per_seq),
                           num_parallel_calls=tf.data.AUTOTUNE)

@@ -2,6 +2,9 @@
 
     inputs   input_word_ids [B,T] int32, input_mask [B,T] int32 (1 = real token, 0 = padding),
              input_type_ids [B,T] int32 (segment A = 0, B = 1)
+             A packed row (several sequences in one row, see layers.PackedSequenceMask) numbers
+             its sequences' tokens 1, 2, ... in input_mask: each attends only to its own
+             sequence, with positions from 0; an ordinary row is one sequence.
     outputs  sequence_output [B,T,H]   the last block's hidden states
              pooled_output   [B,H]     tanh dense on the [CLS] state
              encoder_outputs [[B,T,H]] * L, one per block (the last equals sequence_output)
@@ -67,17 +70,20 @@ class BertEncoder(keras.Model):
                 layer_norm_eps=config.layer_norm_eps, name=f"transformer_layer_{i}", dtype=dtype)
             for i in range(config.num_hidden_layers)]
         pooler = layers.Pooler(config.initializer_range, name="pooler", dtype=dtype)
+        packed_mask = layers.PackedSequenceMask(name="packed_sequence_mask", dtype=dtype)
 
         # === Functional model ===
         inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
                   for name in INPUT_NAMES}
+        attention_mask, positions = packed_mask(inputs["input_mask"])  # [B, T, T], [B, T]
         words = word_embeddings(inputs["input_word_ids"])  # [B, T, H]
         hidden = keras.layers.Add(name="embeddings_sum", dtype=dtype)(
-            [words, position_embedding(words), type_embeddings(inputs["input_type_ids"])])
+            [words, position_embedding(words, positions),
+             type_embeddings(inputs["input_type_ids"])])
         hidden = embeddings_dropout(embeddings_layer_norm(hidden))
         encoder_outputs = []
         for block in blocks:
-            hidden = block(hidden, inputs["input_mask"])
+            hidden = block(hidden, attention_mask)
             encoder_outputs.append(hidden)
         outputs = {"sequence_output": hidden, "pooled_output": pooler(hidden),
                    "encoder_outputs": encoder_outputs}

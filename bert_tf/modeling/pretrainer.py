@@ -5,6 +5,12 @@
     labels   masked_lm_ids [B,P], masked_lm_weights [B,P] (1.0 real, 0.0 padding),
              next_sentence_labels [B] or [B,1] (0 = B follows A, 1 = B is random)
 
+Packed (`packed=True`, rows of up to K sequences, see data.packing): input_mask numbers the
+sequences, and
+    inputs   + next_sentence_positions [B,K] int32, each sequence's [CLS]
+    outputs  next_sentence_logits [B,K,2]
+    labels   next_sentence_labels [B,K], next_sentence_weights [B,K] (1.0 real, 0.0 padding)
+
 `fit()` takes `(features, labels)` with those dicts; its losses and accuracies are those of
 `bert_tf.modeling.objective`, the same the pretraining loop logs.
 """
@@ -36,7 +42,7 @@ class BertPretrainer(keras.Model):
         pretrainer.fit(dataset_of_features_and_labels)
     """
 
-    def __init__(self, encoder, **kwargs):
+    def __init__(self, encoder, packed=False, **kwargs):
         config = encoder.config
         dtype = kwargs.get("dtype", encoder.dtype_policy)
         kwargs["dtype"] = dtype
@@ -53,17 +59,22 @@ class BertPretrainer(keras.Model):
 
         # === Functional model ===
         inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
-                  for name in INPUT_NAMES + ("masked_lm_positions",)}
+                  for name in INPUT_NAMES + packed_input_names(packed)}
         encoded = encoder({name: inputs[name] for name in INPUT_NAMES})
         hidden = masked_lm_transform(encoded["sequence_output"],
                                      inputs["masked_lm_positions"])  # [B, P, H]
         logits = encoder.word_embeddings(hidden, reverse=True)  # [B, P, V], tied
+        if packed:  # the pooler on each sequence's [CLS]: [B, K, H]
+            pooled = encoder.pooler(encoded["sequence_output"], inputs["next_sentence_positions"])
+        else:
+            pooled = encoded["pooled_output"]  # [B, H]
         outputs = {"masked_lm_logits": masked_lm_output_bias(logits),
-                   "next_sentence_logits": next_sentence(encoded["pooled_output"])}
+                   "next_sentence_logits": next_sentence(pooled)}
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         set_dtype_policy(self, dtype)
 
         self.encoder = encoder
+        self.packed = packed
         self.masked_lm_transform = masked_lm_transform
         self.masked_lm_output_bias = masked_lm_output_bias
         self.next_sentence = next_sentence
@@ -80,7 +91,7 @@ class BertPretrainer(keras.Model):
 
     def __call__(self, inputs, *args, **kwargs):
         check_encoder_inputs(inputs, self.config.max_position_embeddings,
-                             extra_names=("masked_lm_positions",))
+                             extra_names=packed_input_names(self.packed))
         return super().__call__(inputs, *args, **kwargs)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -103,7 +114,7 @@ class BertPretrainer(keras.Model):
 
     def get_config(self):
         return {"encoder": keras.saving.serialize_keras_object(self.encoder),
-                **model_base_config(self)}
+                "packed": self.packed, **model_base_config(self)}
 
     @classmethod
     def from_config(cls, config):
@@ -112,6 +123,11 @@ class BertPretrainer(keras.Model):
         return cls(**config)
 
 
-def build_pretrainer(config: BertConfig, **kwargs) -> BertPretrainer:
+def packed_input_names(packed):
+    """The pretrainer's inputs beyond the encoder's."""
+    return ("masked_lm_positions",) + (("next_sentence_positions",) if packed else ())
+
+
+def build_pretrainer(config: BertConfig, packed=False, **kwargs) -> BertPretrainer:
     """A fresh encoder and heads from a config; `kwargs` go to both models (e.g. `dtype`)."""
-    return BertPretrainer(BertEncoder(config, **kwargs), **kwargs)
+    return BertPretrainer(BertEncoder(config, **kwargs), packed=packed, **kwargs)

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from bert_tf import io, run_dir
 from bert_tf.config import BertConfig, configs_dir
-from bert_tf.data import input_pipeline
+from bert_tf.data import input_pipeline, packing
 from bert_tf.data.sample_data import make_sample_data
 from bert_tf.modeling import build_pretrainer
 from bert_tf.settings import flat_dict, setting
@@ -47,6 +47,12 @@ class PretrainingConfig(TrainOptions):
     init_checkpoint: str | None = setting(None, "Start from these weights (fresh optimizer).")
     max_seq_length: int = setting(128, "Must match the data.")
     max_predictions_per_seq: int = setting(20, "Must match the data.")
+    # packing (bert_tf/data/packing.py)
+    pack_sequences: bool = setting(False, "Pack several sequences into each training row "
+                                          "(attention kept within each); batches are of rows.")
+    max_sequences_per_row: int = setting(4, "With --pack_sequences: sequences per row at most.")
+    max_predictions_per_row: int = setting(0, "With --pack_sequences: masked positions per row; "
+                                              "0: --max_predictions_per_seq.")
     # batches
     train_batch_size: int = setting(32, "Global batch size.")
     eval_batch_size: int = setting(32, "Global eval batch size.")
@@ -75,7 +81,7 @@ class PretrainingConfig(TrainOptions):
         problems = []
         for name in ("train_batch_size", "eval_batch_size", "num_train_steps", "steps_per_loop",
                      "save_checkpoints_steps", "keep_checkpoint_max", "log_steps",
-                     "gradient_accumulation_steps", "max_eval_steps"):
+                     "gradient_accumulation_steps", "max_eval_steps", "max_sequences_per_row"):
             if getattr(self, name) < 1:
                 problems.append(f"--{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.num_warmup_steps <= self.num_train_steps:
@@ -91,8 +97,20 @@ class PretrainingConfig(TrainOptions):
         if self.eval_batch_size % num_replicas:
             problems.append(f"--eval_batch_size={self.eval_batch_size} does not divide into "
                             f"{num_replicas} replica(s)")
+        if self.max_predictions_per_row < 0:
+            problems.append(f"--max_predictions_per_row must be 0 (automatic) or more, got "
+                            f"{self.max_predictions_per_row}")
         if problems:
             raise ValueError("; ".join(problems))
+
+    @property
+    def packing(self):
+        """(max_sequences_per_row, max_predictions_per_row) when packing, else None."""
+        if not self.pack_sequences:
+            return None
+        return (self.max_sequences_per_row, self.max_predictions_per_row
+                or packing.default_predictions_per_row(self.max_predictions_per_seq,
+                                                       self.max_sequences_per_row))
 
 
 def run(config: PretrainingConfig, log=print):
@@ -127,7 +145,7 @@ def run(config: PretrainingConfig, log=print):
     keras.utils.set_random_seed(config.random_seed)
     keras.mixed_precision.set_global_policy(config.mixed_precision)
     with strategy.scope():
-        pretrainer = build_pretrainer(bert_config)
+        pretrainer = build_pretrainer(bert_config, packed=config.pack_sequences)
         optimizer = optimization.create_optimizer(
             config.optimizer, config.learning_rate, config.num_train_steps,
             config.num_warmup_steps, config.end_learning_rate, config.weight_decay_rate, 0.0,
@@ -135,12 +153,15 @@ def run(config: PretrainingConfig, log=print):
     trainer = Trainer(strategy, pretrainer, optimizer, config)
     log(trainer.restore(config.init_checkpoint))
 
-    def distributed_dataset(input_files, batch_size):
+    def distributed_dataset(input_files, batch_size, training=True):
         def fn(context):
-            return input_pipeline.make_dataset(
+            dataset = input_pipeline.make_dataset(
                 input_files, context.get_per_replica_batch_size(batch_size),
                 config.max_seq_length, config.max_predictions_per_seq, True, context,
-                seed=config.random_seed)
+                seed=config.random_seed, packing=config.packing if training else None)
+            if config.pack_sequences and not training:  # evaluated as it comes, one per row
+                dataset = dataset.map(packing.as_one_sequence_rows)
+            return dataset
         return strategy.distribute_datasets_from_function(fn)
 
     try:
@@ -158,7 +179,8 @@ def run(config: PretrainingConfig, log=print):
                                              "--eval_input_file")
         input_pipeline.check_data(eval_files, config.max_seq_length,
                                   config.max_predictions_per_seq, "--eval_input_file")
-        eval_metrics = trainer.evaluate(distributed_dataset(eval_files, config.eval_batch_size),
+        eval_metrics = trainer.evaluate(distributed_dataset(eval_files, config.eval_batch_size,
+                                                            training=False),
                                         config.max_eval_steps, output_dir)
         log("eval: " + format_metrics(eval_metrics))
         metrics = {**metrics, **{f"eval_{k}": v for k, v in eval_metrics.items()}}

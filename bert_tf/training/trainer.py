@@ -5,17 +5,19 @@ distributed iterator and calls `strategy.run(replica_step)`. TPUs need many step
 Keras `fit()` under MirroredStrategy could not give them here (see DEVELOPERS.md), so the loop is
 written out, as the Model Garden does.
 
-The replica step: forward and backward (in `gradient_accumulation_steps` parts), one all-reduce
-of the gradients, their global norm and clipping, the optimizer update, and the sums the logs
+The replica step: the global batch's loss denominators (a scalar all-reduce, so that every
+replica's loss is its exact share of the global mean), forward and backward (in
+`gradient_accumulation_steps` parts), one all-reduce of the gradients, their global norm and clipping, the optimizer update, and the sums the logs
 need. On a TPU all of it is one XLA program (TPUStrategy compiles what `strategy.run` runs).
 With `jit_compile` on one device, the whole replica step is XLA-compiled the same way, which is
 how the TPU program is checked on CPU; under mirrored or multi-worker strategies only forward
 and backward are (an XLA program cannot span the replicas' devices).
 
 What is optimised and reported comes from an objective (default: BERT pretraining's,
-`bert_tf.modeling.objective`): `statistics(labels, outputs, batch_labels, parts)` gives a batch's
-"loss" and other figures, every one of them additive over parts, replicas and steps, named in
-its MEANS (per-batch means) and COUNTS; `metrics(sums, steps)` turns sums into logged figures.
+`bert_tf.modeling.objective`): `batch_sums(labels)` gives what a batch's mean losses divide by,
+`statistics(labels, outputs, sums)` a part's "loss" and other figures as its share of the batch
+whose sums are `sums`, every one of them additive over parts, replicas and steps, named in its
+MEANS (means) and COUNTS; `metrics(sums, steps)` turns sums into logged figures.
 """
 
 import dataclasses
@@ -65,7 +67,7 @@ class Trainer:
         self.chief = is_chief(strategy)
         # Summed over steps: the objective's figures, the gradient norm, the examples seen.
         self._sums = tuple(objective.MEANS) + tuple(objective.COUNTS) + (
-            "gradient_norm", "examples")
+            "gradient_norm", "examples", "tokens")
         with strategy.scope():
             optimizer.build(model.trainable_variables)  # so a restore fills its slots
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
@@ -94,9 +96,12 @@ class Trainer:
 
     # === Compiled steps ===
 
-    def gradients(self, features, labels):
+    def gradients(self, features, labels, sums=None):
         """Forward and backward on one replica's batch, in `gradient_accumulation_steps` parts;
-        returns (gradients, the objective's statistics summed over the parts)."""
+        returns (gradients, the objective's statistics summed over the parts). `sums`: the
+        global batch's `batch_sums` (default: this batch's)."""
+        if sums is None:
+            sums = self.objective.batch_sums(labels)
         parts = self.options.gradient_accumulation_steps
         variables = self.model.trainable_variables
         scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
@@ -107,9 +112,9 @@ class Trainer:
                       for d in (features, labels)]
             with tf.GradientTape() as tape:
                 outputs = self.model(sliced[0], training=True)
-                stats = self.objective.statistics(sliced[1], outputs, labels, parts)
-                # Summed over replicas below: each replica contributes its share of the mean.
-                loss = stats["loss"] / self.strategy.num_replicas_in_sync
+                # This part's share of the global batch's mean: the parts and replicas add up.
+                stats = self.objective.statistics(sliced[1], outputs, sums)
+                loss = stats["loss"]
                 if scaled:
                     loss = self.optimizer.scale_loss(loss)
             part_gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
@@ -120,8 +125,16 @@ class Trainer:
                 totals = {name: totals[name] + stats[name] for name in totals}
         return gradients, totals
 
+    def _global_sums(self, labels):
+        """The global batch's `batch_sums`: one scalar all-reduce across replicas."""
+        sums = self.objective.batch_sums(labels)
+        if self.strategy.num_replicas_in_sync == 1:
+            return sums
+        context = tf.distribute.get_replica_context()
+        return tuple(context.all_reduce(tf.distribute.ReduceOp.SUM, list(sums)))
+
     def _replica_step(self, features, labels):
-        gradients, totals = self._gradients(features, labels)
+        gradients, totals = self._gradients(features, labels, self._global_sums(labels))
         context = tf.distribute.get_replica_context()
         gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
         scale = (self.optimizer.scale_loss(tf.constant(1.0))
@@ -139,13 +152,13 @@ class Trainer:
         return self._replica_totals(totals, features)
 
     def _replica_totals(self, totals, features):
-        """Means become each replica's share, so that the sum over replicas is the global mean."""
-        replicas = self.strategy.num_replicas_in_sync
-        totals = {name: value / replicas if name in self.objective.MEANS else value
-                  for name, value in totals.items()}
+        """What a replica adds to the sums over replicas: its statistics (its means are already
+        its share of the global ones), the examples and real tokens it saw."""
+        totals = dict(totals)
         if "gradient_norm" in totals:  # the same on every replica
-            totals["gradient_norm"] /= replicas
+            totals["gradient_norm"] /= self.strategy.num_replicas_in_sync
         totals["examples"] = tf.cast(tf.shape(features["input_word_ids"])[0], tf.float32)
+        totals["tokens"] = tf.reduce_sum(tf.cast(features["input_mask"] > 0, tf.float32))
         return totals
 
     def _loop(self, iterator, steps):
@@ -162,7 +175,8 @@ class Trainer:
         sums = {name: tf.constant(0.0) for name in names}
 
         def replica_eval(features, labels):
-            stats = self.objective.statistics(labels, self.model(features, training=False))
+            stats = self.objective.statistics(labels, self.model(features, training=False),
+                                              self._global_sums(labels))
             return self._replica_totals(stats, features)
 
         for _ in tf.range(steps):
@@ -216,6 +230,9 @@ class Trainer:
                     metrics = {**self.objective.metrics(window, window_steps),
                                "gradient_norm": window["gradient_norm"] / window_steps,
                                "examples_per_second": window["examples"] / elapsed,
+                               # packed rows hold several sequences: what was learnt from
+                               "sequences_per_second": window["next_sentence_count"] / elapsed,
+                               "tokens_per_second": window["tokens"] / elapsed,
                                "learning_rate": float(self.optimizer.learning_rate)}
                     eta = (time.time() - start) / max(done - start_step, 1) * (
                         options.num_train_steps - done)

@@ -21,7 +21,8 @@ from conftest import REPO_ROOT
 from pretraining_fixtures import flag_values, make_tiny_data, tiny_config_file
 
 TAGS = {"loss", "masked_lm_loss", "masked_lm_accuracy", "next_sentence_loss",
-        "next_sentence_accuracy", "learning_rate", "examples_per_second", "gradient_norm"}
+        "next_sentence_accuracy", "learning_rate", "examples_per_second", "gradient_norm",
+        "sequences_per_second", "tokens_per_second"}
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +132,21 @@ def test_jit_compiled_step_trains(data, tmp_path):
     metrics = run(flag_values(data["glob"], data["config"], tmp_path, num_train_steps=10,
                               jit_compile=True, do_eval=False), log=lambda _: None)
     assert metrics["step"] == 10 and np.isfinite(metrics["loss"])
+
+
+def test_packed_sequences_train_compiled_and_resume_unpacked(data, tmp_path):
+    """--pack_sequences: the XLA step on packed rows, more sequences than rows, then the same
+    checkpoint goes on unpacked (packing adds no weights)."""
+    lines = []
+    metrics = run(flag_values(data["glob"], data["config"], tmp_path, num_train_steps=10,
+                              jit_compile=True, pack_sequences=True, max_sequences_per_row=3),
+                  log=lines.append)
+    assert metrics["step"] == 10 and np.isfinite(metrics["loss"])
+    assert 0 <= metrics["eval_masked_lm_accuracy"] <= 1
+    assert metrics["sequences_per_second"] >= metrics["examples_per_second"]
+    more = run(flag_values(data["glob"], data["config"], tmp_path, num_train_steps=20),
+               log=lines.append)
+    assert more["step"] == 20 and np.isfinite(more["loss"])
 
 
 def test_bad_flags_and_data(data, tmp_path):
