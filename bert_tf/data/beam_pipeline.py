@@ -26,7 +26,6 @@ A worker holds one buffer and its examples, or one shard's examples while writin
 bounded by --document_buffer_mb and the shard size, not by the corpus.
 """
 
-import hashlib
 import os
 import re
 import resource
@@ -38,7 +37,7 @@ from bert_tf import io
 from bert_tf.data import schema
 from bert_tf.data.writer import (BufferProcessor, DataCreationConfig, DataError, check_not_empty,
                                  commit, first_shard, plan_units, prepare_output,
-                                 read_unit_buffers)
+                                 read_unit_buffers, record_options, remove_files, stable_hash)
 
 STATISTICS = ("documents", "bytes", "tokens", "examples", "random_next", "masked", "buffers",
               "buffer_seconds")
@@ -76,8 +75,7 @@ class _MakeExamples(beam.DoFn):
 
 
 def _shuffle_key(seed, key, j):
-    digest = hashlib.sha256(f"{seed}:{key[0]}:{key[1]}:{j}".encode()).digest()
-    return int.from_bytes(digest[:8], "big")
+    return stable_hash(f"{seed}:{key[0]}:{key[1]}:{j}")
 
 
 def _to_shards(element, num_shards, seed, shuffle):
@@ -102,9 +100,8 @@ class _WriteShard(beam.DoFn):
         import tensorflow as tf
 
         shard, items = element
-        options = tf.io.TFRecordOptions(compression_type="GZIP" if self.gzip else "")
         count = 0
-        with tf.io.TFRecordWriter(self.paths[shard], options) as writer:
+        with tf.io.TFRecordWriter(self.paths[shard], record_options(self.gzip)) as writer:
             for _, record in sorted(items, key=lambda item: item[0]):
                 writer.write(record)
                 count += 1
@@ -159,7 +156,7 @@ def create_pretraining_data_beam(config: DataCreationConfig, pipeline_options):
                      written=beam.pvalue.AsSingleton(written)))
         results = io.read_json(results_file)
     except BaseException as e:
-        _remove_existing(tmp_files + [results_file])
+        remove_files(tmp_files + [results_file])
         data_error = _data_error(e)
         if data_error:
             raise data_error from e
@@ -172,12 +169,11 @@ def create_pretraining_data_beam(config: DataCreationConfig, pipeline_options):
     try:
         check_not_empty(totals, files)
     except ValueError:
-        _remove_existing(tmp_files + [results_file])
+        remove_files(tmp_files + [results_file])
         raise
     for shard, path in enumerate(tmp_files):  # a shard no example went to is still a shard
         if not tf.io.gfile.exists(path):
-            with tf.io.TFRecordWriter(path, tf.io.TFRecordOptions(
-                    compression_type="GZIP" if config.gzip else "")):
+            with tf.io.TFRecordWriter(path, record_options(config.gzip)):
                 pass
     summary = {**totals, "seconds": seconds, "mb_per_second": totals["bytes"] / 1e6 / seconds,
                "examples_per_second": totals["examples"] / seconds, "runner": runner,
@@ -188,7 +184,7 @@ def create_pretraining_data_beam(config: DataCreationConfig, pipeline_options):
                "peak_worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
     manifest_file = commit(config, files, vocab, tmp_files, shard_files, counts, summary,
                            runner=runner)
-    _remove_existing([results_file])
+    remove_files([results_file])
     return {**summary, "shards": shard_files, "manifest": manifest_file}
 
 
@@ -199,14 +195,6 @@ def _data_error(error):
         return error
     match = re.search(r"DataError: (.+)", str(error))
     return DataError(match.group(1).strip()) if match else None
-
-
-def _remove_existing(paths):
-    import tensorflow as tf
-
-    for path in paths:
-        if tf.io.gfile.exists(path):
-            tf.io.gfile.remove(path)
 
 
 def pipeline_options(runner, beam_args):

@@ -157,8 +157,19 @@ def first_shard(seed, key, num_shards):
     """The shard that the first example of buffer `key` = (unit, k) goes to; its next examples go
     to the next shards, round-robin. A hash of the seed and the key, so shards fill evenly (within
     one example per buffer) without knowing how many examples earlier buffers made."""
-    digest = hashlib.sha256(f"{seed}:{key[0]}:{key[1]}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % num_shards
+    return stable_hash(f"{seed}:{key[0]}:{key[1]}") % num_shards
+
+
+def stable_hash(text):
+    """A 64-bit integer from `text`, the same in every process and on every run (Python's
+    hash() of a string is salted per process)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def record_options(gzip):
+    import tensorflow as tf
+
+    return tf.io.TFRecordOptions(compression_type="GZIP" if gzip else "")
 
 
 # === Worker: one buffer of documents -> serialized examples ===
@@ -314,7 +325,7 @@ def create_pretraining_data(config: DataCreationConfig):
     shard_files = [schema.shard_path(config.output_file, i, num_shards, config.gzip)
                    for i in range(num_shards)]
     tmp_files = [io.temp_name(path) for path in shard_files]
-    compression = tf.io.TFRecordOptions(compression_type="GZIP" if config.gzip else "")
+    compression = record_options(config.gzip)
     writers = [tf.io.TFRecordWriter(path, compression) for path in tmp_files]
     counts = [0] * num_shards
     tracker = Progress(sum(tf.io.gfile.stat(f).length for f in files), enabled=config.progress)
@@ -334,7 +345,7 @@ def create_pretraining_data(config: DataCreationConfig):
     except BaseException:
         for writer in writers:
             writer.close()
-        _remove(tmp_files)
+        remove_files(tmp_files)
         raise
     if config.progress:
         tracker.update({}, final=True)
@@ -370,7 +381,7 @@ def prepare_output(config: DataCreationConfig):
     output_dir = os.path.dirname(output_file)
     if output_dir:
         tf.io.gfile.makedirs(output_dir)
-    _remove(tf.io.gfile.glob(f"{output_file}-*.tmp-*"))  # left by a killed run
+    remove_files(tf.io.gfile.glob(f"{output_file}-*.tmp-*"))  # left by a killed run
     return files, vocab
 
 
@@ -391,10 +402,10 @@ def commit(config, files, vocab, tmp_files, shard_files, counts, summary, runner
 
     output_file, options = config.output_file, config.options
     manifest_file = schema.manifest_path(output_file)
-    _remove([manifest_file])
+    remove_files([manifest_file])
     old_shards = [path for suffix in (".tfrecord", ".tfrecord.gz")
                   for path in tf.io.gfile.glob(f"{output_file}-?????-of-?????{suffix}")]
-    _remove(set(old_shards) - set(shard_files))
+    remove_files(set(old_shards) - set(shard_files))
     for tmp, path in zip(tmp_files, shard_files):
         tf.io.gfile.rename(tmp, path, overwrite=True)
     write_vocab(vocab.tokens, schema.vocab_copy_path(output_file))
@@ -410,7 +421,8 @@ def commit(config, files, vocab, tmp_files, shard_files, counts, summary, runner
     return manifest_file
 
 
-def _remove(paths):
+def remove_files(paths):
+    """Removes those of `paths` that exist (temporary or superseded files)."""
     import tensorflow as tf
 
     for path in paths:
