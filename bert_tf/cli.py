@@ -3,7 +3,14 @@
 import functools
 import sys
 
+from bert_tf import io
 from bert_tf.settings import define_flags, from_flags  # noqa: F401  (the CLIs' flag plumbing)
+
+
+# TensorFlow's errors about files and resources (a full disk, a file gone, a corrupt record),
+# whose message names the file: reported as one line like the errors bert_tf raises itself.
+FILE_ERRORS = ("NotFoundError", "PermissionDeniedError", "ResourceExhaustedError",
+               "DataLossError", "AlreadyExistsError", "FailedPreconditionError")
 
 
 def reports_errors(program, errors=(ValueError, OSError)):
@@ -16,5 +23,10 @@ def reports_errors(program, errors=(ValueError, OSError)):
                 return main(argv)
             except errors as e:
                 sys.exit(f"{program}: error: {e}")
+            except Exception as e:
+                if type(e).__name__ not in FILE_ERRORS or "tensorflow" not in type(e).__module__:
+                    raise
+                sys.exit(f"{program}: error: {io.one_line(e.message)}")
         return wrapped
     return decorate
+

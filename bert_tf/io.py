@@ -11,6 +11,7 @@ directory) a target with some files missing, but never a half-written file.
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -22,18 +23,56 @@ def is_local(path) -> bool:
     return "://" not in os.fspath(path)
 
 
-def temp_name(path) -> str:
-    """The temporary name `path` is written under: beside it, unique to this process."""
-    return f"{path}.tmp-{os.getpid()}"
+def temp_name(path, tag=None) -> str:
+    """The temporary name `path` is written under: beside it, hidden (a leading dot, so no glob
+    of the final names matches it), unique to this process or to `tag`."""
+    directory, name = os.path.split(os.fspath(path))
+    return os.path.join(directory, f".{name}.tmp-{tag or os.getpid()}")
+
+
+def temp_pattern(path) -> str:
+    """A glob of the temporary names of `path` (a file name or a file-name glob)."""
+    return temp_name(path, "*")
 
 
 def write_file(path, data) -> None:
-    """Writes `data` (str or bytes) to `path` through a temporary file, renamed when complete."""
+    """Writes `data` (str or bytes) to `path` through a temporary file, renamed when complete;
+    on failure (a full disk) the temporary file is removed."""
     path = os.fspath(path)
     tmp = temp_name(path)
-    with tf.io.gfile.GFile(tmp, "wb" if isinstance(data, bytes) else "w") as f:
-        f.write(data)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    try:
+        with tf.io.gfile.GFile(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+
+
+def remove_all(paths) -> None:
+    """Removes files and directories (a killed run's temporary ones)."""
+    for path in paths:
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        elif tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+
+
+def one_line(message) -> str:
+    """TensorFlow's "{{function_node ...}} path; No space left on device [Op:SaveV2]" as
+    "path: No space left on device"."""
+    lines = str(message).strip().splitlines() or ["unknown error"]
+    line = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\]", "", lines[0])
+    return line.replace("; ", ": ", 1)
+
+
+def remove_quietly(path) -> None:
+    """Removes a file if it is there; cleanup that must not hide the error being raised."""
+    try:
+        if tf.io.gfile.exists(path):
+            tf.io.gfile.remove(path)
+    except (OSError, tf.errors.OpError):
+        pass
 
 
 def write_json(path, values) -> None:
@@ -54,8 +93,12 @@ def read_text(path) -> str:
 def copy_file(source, target) -> None:
     """Copies through a temporary file, renamed when complete (the target may exist)."""
     tmp = temp_name(target)
-    tf.io.gfile.copy(os.fspath(source), tmp, overwrite=True)
-    tf.io.gfile.rename(tmp, os.fspath(target), overwrite=True)
+    try:
+        tf.io.gfile.copy(os.fspath(source), tmp, overwrite=True)
+        tf.io.gfile.rename(tmp, os.fspath(target), overwrite=True)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
 
 
 @contextlib.contextmanager
@@ -63,9 +106,7 @@ def directory_written_atomically(target, tmp=None):
     """Yields an empty temporary directory to write into; on success `target` is replaced by it,
     on failure it is removed and `target` is left untouched. `tmp` defaults to a hidden sibling."""
     target = os.fspath(target)
-    if tmp is None:
-        parent, name = os.path.split(target.rstrip("/"))
-        tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}")
+    tmp = tmp or temp_name(target.rstrip("/"))
     if tf.io.gfile.exists(tmp):
         tf.io.gfile.rmtree(tmp)
     tf.io.gfile.makedirs(tmp)
@@ -111,6 +152,17 @@ def local_copies(paths):
         yield [local.get(p, p) for p in paths]
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def file_in(directory, name, source) -> str:
+    """`name`, read from the file `source`, as a file beside it in `directory`. Only a plain file
+    name is accepted: a path (absolute, into a folder, or up with "..") is refused, so a data
+    file cannot make a tool read or copy a file outside its own directory."""
+    if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name
+            or "\0" in name):
+        raise ValueError(f"{source}: {name!r} is not a file name; the files this one lists must "
+                         f"be beside it, in {directory}")
+    return os.path.join(directory, name)
 
 
 def expand_file_patterns(patterns, flag="--input_file") -> list:

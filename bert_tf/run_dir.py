@@ -143,8 +143,6 @@ def load_model_weights(model, path, flag="--init_checkpoint"):
     try:
         status = tf.train.Checkpoint(model=model).read(path)
         status.assert_existing_objects_matched()
-    except tf.errors.NotFoundError:
-        raise ValueError(f"{flag} {path}: no such checkpoint") from None
     except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
         names = set(checkpoint_reader(path).get_variable_to_shape_map())
         if "bert/embeddings/word_embeddings" in names:
@@ -154,4 +152,12 @@ def load_model_weights(model, path, flag="--init_checkpoint"):
                 f"--output_format=bert_tf --output=DIR") from None
         raise ValueError(f"{flag} {path} does not match the model "
                          f"(--bert_config_file?): {e}") from None
+    except tf.errors.OpError as e:  # a file missing or damaged (NotFound, DataLoss, unknown)
+        if not tf.io.gfile.exists(f"{path}.index"):
+            raise ValueError(f"{flag} {path}: no such checkpoint") from None
+        if not tf.io.gfile.glob(f"{path}.data-*"):
+            raise ValueError(f"{flag} {path}: the checkpoint is incomplete (its .index is there, "
+                             f"its .data file is not)") from None
+        raise ValueError(f"{flag} {path}: the checkpoint cannot be read: "
+                         f"{io.one_line(e.message)}") from None
     status.expect_partial()

@@ -11,6 +11,7 @@ records that runs keep (run_config.json, the data manifest). The dataclass valid
 """
 
 import dataclasses
+import math
 import types
 import typing
 
@@ -79,7 +80,10 @@ def _build(config_class, values):
         if dataclasses.is_dataclass(kind):
             kwargs[field.name] = _build(kind, values)
         elif field.name in values:
-            kwargs[field.name] = values[field.name]
+            value = values[field.name]
+            if kind is float and value is not None and not math.isfinite(value):
+                raise ValueError(f"--{field.name} must be a finite number, got {value}")
+            kwargs[field.name] = value
     return config_class(**kwargs)
 
 

@@ -14,7 +14,7 @@ import os
 import keras
 import tensorflow as tf
 
-from bert_tf import io, run_dir
+from bert_tf import io, locks, run_dir
 from bert_tf.checkpoints.google_tf1 import read_google_tf1, write_google_tf1
 from bert_tf.checkpoints.huggingface import read_huggingface, write_huggingface
 from bert_tf.checkpoints.names import assign_to_model, check_tensors, model_tensors
@@ -35,6 +35,14 @@ def convert(input_format, input_path, output_format, output_dir, bert_config_fil
         raise ValueError(f"--input_format must be one of {', '.join(READERS)} and "
                          f"--output_format one of {', '.join(OUTPUT_FORMATS)}; got "
                          f"{input_format!r}, {output_format!r}")
+    with locks.sibling_lock(output_dir, "--output"):
+        io.remove_all(tf.io.gfile.glob(io.temp_pattern(output_dir.rstrip("/"))))  # a killed run's
+        return _convert(input_format, input_path, output_format, output_dir, bert_config_file,
+                        vocab_file, do_lower_case, overwrite, log)
+
+
+def _convert(input_format, input_path, output_format, output_dir, bert_config_file, vocab_file,
+             do_lower_case, overwrite, log):
     if tf.io.gfile.exists(output_dir) and not overwrite:
         raise FileExistsError(f"--output {output_dir} exists; pass --overwrite to replace it")
     source = READERS[input_format](input_path, bert_config_file, vocab_file, do_lower_case)

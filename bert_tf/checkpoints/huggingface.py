@@ -25,8 +25,11 @@ def _safetensors_files(directory):
     if tf.io.gfile.exists(single):
         return [single]
     if tf.io.gfile.exists(index):
-        shards = sorted(set(io.read_json(index)["weight_map"].values()))
-        return [os.path.join(directory, shard) for shard in shards]
+        weight_map = io.read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ValueError(f"{index}: no weight_map")
+        return [io.file_in(directory, shard, index)
+                for shard in sorted(set(weight_map.values()), key=str)]
     others = [n for n in ("pytorch_model.bin", "tf_model.h5") if tf.io.gfile.exists(
         os.path.join(directory, n))]
     raise ValueError(f"--input {directory}: no model.safetensors (or its index)"
@@ -50,11 +53,18 @@ def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case
     task, labels = task_from_huggingface(values)
     arrays = {}
     for file in _safetensors_files(path):
-        if io.is_local(file):
-            arrays.update(load_file(file))
-        else:  # gs://: safetensors reads local files or bytes
-            with tf.io.gfile.GFile(file, "rb") as f:
-                arrays.update(load(f.read()))
+        try:
+            if io.is_local(file):
+                arrays.update(load_file(file))
+            else:  # gs://: safetensors reads local files or bytes
+                with tf.io.gfile.GFile(file, "rb") as f:
+                    arrays.update(load(f.read()))
+        except (tf.errors.NotFoundError, FileNotFoundError):
+            raise ValueError(f"--input {path}: {file} is missing") from None
+        except Exception as e:  # safetensors' SafetensorError: truncated, bad header, ...
+            if type(e).__name__ != "SafetensorError":
+                raise
+            raise ValueError(f"--input {file}: not a complete safetensors file ({e})") from None
     prefix = "bert." if any(n.startswith("bert.") for n in arrays) else ""
     expected = google_shapes(config, task, len(labels))
     google_of = {}

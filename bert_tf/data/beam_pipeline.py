@@ -33,7 +33,7 @@ import time
 
 import apache_beam as beam
 
-from bert_tf import io
+from bert_tf import io, locks
 from bert_tf.data import schema
 from bert_tf.data.writer import (BufferProcessor, DataCreationConfig, DataError, check_not_empty,
                                  commit, first_shard, plan_units, prepare_output,
@@ -118,7 +118,12 @@ def _sum_statistics(stats):
 
 def create_pretraining_data_beam(config: DataCreationConfig, pipeline_options):
     """Runs the pipeline and, when it has succeeded, commits the data set; returns the summary
-    dict (as the local path's)."""
+    dict (as the local path's). The launcher holds the data set's lock throughout."""
+    with locks.sibling_lock(config.output_file, "--output_file"):
+        return _create_pretraining_data_beam(config, pipeline_options)
+
+
+def _create_pretraining_data_beam(config, pipeline_options):
     import tensorflow as tf
 
     files, vocab = prepare_output(config)
@@ -128,8 +133,8 @@ def create_pretraining_data_beam(config: DataCreationConfig, pipeline_options):
     shard_files = [schema.shard_path(config.output_file, i, num_shards, config.gzip)
                    for i in range(num_shards)]
     job = f"{os.getpid()}-{int(time.time())}"
-    tmp_files = [f"{path}.tmp-beam-{job}" for path in shard_files]
-    results_file = f"{config.output_file}-results.tmp-beam-{job}.json"
+    tmp_files = [io.temp_name(path, f"beam-{job}") for path in shard_files]
+    results_file = io.temp_name(f"{config.output_file}-results.json", f"beam-{job}")
     start = time.monotonic()
     try:
         with make_pipeline(pipeline_options) as pipeline:

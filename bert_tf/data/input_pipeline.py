@@ -9,9 +9,12 @@ compares the data with the flags: the manifest beside shards made by bert_tf, el
 record's shapes.
 """
 
+import os
+
 import tensorflow as tf
 from absl import logging
 
+from bert_tf import io
 from bert_tf.data import packing as packing_lib
 from bert_tf.data import schema
 
@@ -26,27 +29,77 @@ class DataMismatchError(ValueError):
 
 
 def check_data(files, max_seq_length, max_predictions_per_seq, flag="--input_file"):
-    """Returns the manifest (or None for foreign data) after checking lengths against the flags."""
-    prefix = schema.dataset_prefix(files[0])
+    """Returns the manifest (or None for foreign data) after checking the data against the flags:
+    every data set `files` draw from is complete (its manifest's shards, or all N of names
+    `-of-N`), its vocab is the one recorded, and its lengths are the flags'."""
+    missing = schema.missing_shards(files)
+    if missing:
+        raise DataMismatchError(
+            f"{flag}: incomplete data set: {len(missing)} shard(s) missing "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); was its creation "
+            f"interrupted? Run it again")
+    first_manifest = None
+    for prefix in dict.fromkeys(schema.dataset_prefix(f) for f in files):
+        manifest = _check_data_set(prefix, [f for f in files
+                                            if schema.dataset_prefix(f) == prefix],
+                                   (max_seq_length, max_predictions_per_seq), flag)
+        if first_manifest is None and manifest is not None:
+            first_manifest = manifest
+        elif manifest is not None and manifest["vocab"]["sha256"] != first_manifest["vocab"][
+                "sha256"]:
+            raise DataMismatchError(f"{flag}: {prefix} was made with another vocab than "
+                                    f"the data before it")
+    return first_manifest
+
+
+def data_vocab_file(files):
+    """The vocab beside the first of `files`' data sets that has a manifest (checked), or None."""
+    for prefix in dict.fromkeys(schema.dataset_prefix(f) for f in files):
+        manifest_file = schema.manifest_path(prefix)
+        if tf.io.gfile.exists(manifest_file):
+            return schema.manifest_vocab_file(manifest_file, schema.read_manifest(manifest_file))
+    return None
+
+
+def _check_data_set(prefix, files, asked, flag):
     manifest_file = schema.manifest_path(prefix)
     manifest = None
     if tf.io.gfile.exists(manifest_file):
         manifest = schema.read_manifest(manifest_file)
         held = (manifest["max_seq_length"], manifest["max_predictions_per_seq"])
         source = manifest_file
+        directory = os.path.dirname(manifest_file)
+        absent = [shard["file"] for shard in manifest["shards"]
+                  if not tf.io.gfile.exists(io.file_in(directory, shard["file"], manifest_file))]
+        if absent:
+            raise DataMismatchError(f"{flag}: {manifest_file} lists shards that are gone: "
+                                    f"{', '.join(absent[:3])}")
+        schema.manifest_vocab_file(manifest_file, manifest)
     else:  # e.g. made by google's script: trust the first record
         try:
             held = schema.infer_lengths(files[0])
         except (ValueError, tf.errors.OpError) as e:
             raise DataMismatchError(f"{flag}: cannot read {files[0]}: {e}") from None
         source = f"{files[0]} (first record; no manifest)"
-    asked = (max_seq_length, max_predictions_per_seq)
     if held != asked:
         raise DataMismatchError(
             f"{flag}: the data holds max_seq_length={held[0]}, max_predictions_per_seq="
             f"{held[1]} ({source}), but the flags ask --max_seq_length={asked[0]} "
             f"--max_predictions_per_seq={asked[1]}")
     return manifest
+
+
+def largest_token_id(files, max_seq_length, max_predictions_per_seq, examples=1000) -> int:
+    """The largest token id among the first `examples` records of (up to 8) files (input_ids and
+    masked_lm_ids): checks data without a manifest against the config's vocab_size."""
+    largest = 0
+    for path in files[:8]:
+        dataset = tf.data.TFRecordDataset(path, compression_type=schema.compression_type(path))
+        for batch in dataset.take(examples).batch(examples):
+            inputs, labels = decode(batch, max_seq_length, max_predictions_per_seq)
+            largest = max(largest, int(tf.reduce_max(inputs["input_word_ids"])),
+                          int(tf.reduce_max(labels["masked_lm_ids"])))
+    return largest
 
 
 def decode(serialized, max_seq_length, max_predictions_per_seq):

@@ -26,18 +26,29 @@ def sample_prefix():
 def make_sample_data(max_seq_length, max_predictions_per_seq, log=print):
     """Makes the sample data once (3 MB of text, a 30,522-token vocab, 4 shards); returns the
     shards' glob."""
+    from bert_tf import locks
     from bert_tf.data import schema
-    from bert_tf.data.instances import InstanceOptions
-    from bert_tf.data.sample_corpus import write_corpus
-    from bert_tf.data.writer import DataCreationConfig, create_pretraining_data
-    from bert_tf.text.tokenization import write_vocab
-    from bert_tf.text.vocab_learning import learn_vocab
 
     common = sample_prefix()
     prefix = f"{common}_{max_seq_length}_{max_predictions_per_seq}"
     if os.path.exists(schema.manifest_path(prefix)):
         return f"{prefix}-*-of-*.tfrecord"
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    # Two runs started at once: the second waits for the first's data.
+    lock = os.path.join(os.path.dirname(prefix), f".{os.path.basename(prefix)}.making.lock")
+    with locks.output_lock(lock, "the sample data", wait=3600):
+        if not os.path.exists(schema.manifest_path(prefix)):
+            _make(common, prefix, max_seq_length, max_predictions_per_seq, log)
+    return f"{prefix}-*-of-*.tfrecord"
+
+
+def _make(common, prefix, max_seq_length, max_predictions_per_seq, log):
+    from bert_tf.data.instances import InstanceOptions
+    from bert_tf.data.sample_corpus import write_corpus
+    from bert_tf.data.writer import DataCreationConfig, create_pretraining_data
+    from bert_tf.text.tokenization import write_vocab
+    from bert_tf.text.vocab_learning import learn_vocab
+
     corpus = f"{common}_corpus.txt"
     log(f"Making the sample data under {os.path.dirname(prefix)} (once) ...")
     write_corpus(corpus, 3_000_000)
@@ -48,4 +59,3 @@ def make_sample_data(max_seq_length, max_predictions_per_seq, log=print):
             max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions_per_seq,
             dupe_factor=3), num_shards=4, num_workers=min(2, os.cpu_count() or 1),
         overwrite=True, progress=False))
-    return f"{prefix}-*-of-*.tfrecord"

@@ -15,6 +15,7 @@ A data set is shards `NAME-00000-of-00008.tfrecord` (`.tfrecord.gz` when gzipped
 """
 
 import os
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -146,6 +147,37 @@ def read_manifest(path) -> dict:
     if manifest.get("format") != MANIFEST_FORMAT:
         raise ValueError(f"{path}: not a bert_tf pretraining-data manifest")
     return manifest
+
+
+def manifest_vocab_file(path, manifest) -> str:
+    """The vocab a manifest at `path` records, beside it, after checking its sha256."""
+    from bert_tf.text.tokenization import load_vocab
+
+    vocab = manifest["vocab"]
+    vocab_file = io.file_in(os.path.dirname(path), vocab["file"], path)
+    digest = load_vocab(vocab_file).sha256()
+    if digest != vocab["sha256"]:
+        raise ValueError(f"{vocab_file}: not the vocab the data was made with ({path} records "
+                         f"sha256 {vocab['sha256'][:12]}..., the file has {digest[:12]}...)")
+    return vocab_file
+
+
+SHARD_NAME = re.compile(r"^(?P<prefix>.*)-(?P<index>\d{5})-of-(?P<count>\d{5})"
+                        r"(?P<suffix>\.tfrecord(\.gz)?)$")
+
+
+def missing_shards(files) -> list:
+    """The shards absent from disk of every `NAME-iiiii-of-NNNNN` set that `files` draw from (a
+    run killed while renaming can leave part of a set under final names). Selecting some shards
+    of a complete set on purpose is fine."""
+    missing = []
+    for prefix, count, suffix in sorted({
+            (m["prefix"], int(m["count"]), m["suffix"])
+            for m in map(SHARD_NAME.match, map(str, files)) if m}):
+        present = set(tf.io.gfile.glob(f"{prefix}-?????-of-{count:05d}{suffix}"))
+        missing.extend(name for name in (f"{prefix}-{i:05d}-of-{count:05d}{suffix}"
+                                         for i in range(count)) if name not in present)
+    return missing
 
 
 def dataset_prefix(shard):

@@ -22,6 +22,7 @@ re-running the same command starts over cleanly.
 """
 
 import collections
+import contextlib
 import dataclasses
 import hashlib
 import multiprocessing
@@ -33,7 +34,7 @@ import time
 
 from absl import logging
 
-from bert_tf import io
+from bert_tf import io, locks
 from bert_tf.data import schema
 from bert_tf.data.instances import (InstanceOptions, TokenIds, TokenizedDocuments,
                                     create_examples)
@@ -316,11 +317,16 @@ class Progress:
 def create_pretraining_data(config: DataCreationConfig):
     """Writes shards, `NAME.vocab.txt` and `NAME.manifest.json` with local worker processes;
     returns the summary dict."""
+    if config.shuffle:
+        raise ValueError("--shuffle needs --runner: the global shuffle is the Beam pipeline's")
+    with locks.sibling_lock(config.output_file, "--output_file"):
+        return _create_pretraining_data(config)
+
+
+def _create_pretraining_data(config):
     import tensorflow as tf
 
     files, vocab = prepare_output(config)
-    if config.shuffle:
-        raise ValueError("--shuffle needs --runner: the global shuffle is the Beam pipeline's")
     num_shards = config.num_shards
     shard_files = [schema.shard_path(config.output_file, i, num_shards, config.gzip)
                    for i in range(num_shards)]
@@ -343,9 +349,11 @@ def create_pretraining_data(config: DataCreationConfig):
             writer.close()
         check_not_empty(tracker.totals, files)
     except BaseException:
-        for writer in writers:
-            writer.close()
-        remove_files(tmp_files)
+        for writer in writers:  # closing flushes, which fails again on a full disk
+            with contextlib.suppress(tf.errors.OpError):
+                writer.close()
+        for path in tmp_files:
+            io.remove_quietly(path)
         raise
     if config.progress:
         tracker.update({}, final=True)
@@ -381,7 +389,7 @@ def prepare_output(config: DataCreationConfig):
     output_dir = os.path.dirname(output_file)
     if output_dir:
         tf.io.gfile.makedirs(output_dir)
-    remove_files(tf.io.gfile.glob(f"{output_file}-*.tmp-*"))  # left by a killed run
+    remove_files(tf.io.gfile.glob(io.temp_pattern(f"{output_file}-*")))  # left by a killed run
     return files, vocab
 
 

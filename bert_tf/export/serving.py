@@ -1,6 +1,6 @@
 """TF Serving's layout: `<model_dir>/<version>/saved_model.pb`, one integer directory per version,
 each written to a temporary directory and renamed when complete (a server never loads half of
-one). And the base of every exported module.
+one), by one exporter at a time (a lock in model_dir). And the base of every exported module.
 """
 
 import os
@@ -8,7 +8,7 @@ import re
 
 import tensorflow as tf
 
-from bert_tf import io
+from bert_tf import io, locks
 
 
 class SavedModule(tf.Module):
@@ -30,11 +30,13 @@ def next_version(model_dir) -> int:
 def save_version(module, signatures, model_dir, version=None, overwrite=False) -> str:
     """Saves to model_dir/<version> (default: one above the highest present) through a
     temporary directory; returns the path."""
-    version = version or next_version(model_dir)
-    target = os.path.join(model_dir, str(version))
-    if tf.io.gfile.exists(target) and not overwrite:
-        raise FileExistsError(f"{target} exists; pass --overwrite or another --version")
-    tmp = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}")
-    with io.directory_written_atomically(target, tmp):
-        tf.saved_model.save(module, tmp, signatures=signatures)
+    with locks.output_lock(os.path.join(model_dir, ".bert_tf.lock"), f"--export_dir {model_dir}"):
+        io.remove_all(tf.io.gfile.glob(os.path.join(model_dir, ".tmp-*")))  # a killed export's
+        version = version or next_version(model_dir)
+        target = os.path.join(model_dir, str(version))
+        if tf.io.gfile.exists(target) and not overwrite:
+            raise FileExistsError(f"{target} exists; pass --overwrite or another --version")
+        tmp = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}")
+        with io.directory_written_atomically(target, tmp):
+            tf.saved_model.save(module, tmp, signatures=signatures)
     return target

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import io
+from bert_tf import io, locks
 from bert_tf.finetuning import harness
 from bert_tf.finetuning.labelled_files import Columns, label_ids, read_examples
 from bert_tf.modeling import INPUT_NAMES
@@ -134,6 +134,7 @@ class ClassificationConfig(harness.FinetuningConfig):
     model_name: str = setting("classifier", "Name of the exported model.")
 
 
+@locks.holds_run_lock
 def run(config: ClassificationConfig, log=print):
     """Finetunes, evaluates, predicts and exports; returns the eval metrics, the export's path
     and the labels."""

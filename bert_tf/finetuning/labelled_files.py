@@ -49,24 +49,35 @@ def read_examples(path, input_format, columns: Columns, require_label=True) -> l
               if c]
     rows = []
     if input_format == "jsonl":
-        for number, line in enumerate(text.splitlines(), start=1):
+        for number, line in enumerate(records(text), start=1):
             if line.strip():
                 try:
                     rows.append((number, json.loads(line)))
                 except json.JSONDecodeError as e:
                     raise InputFileError(f"{path}:{number}: not JSON ({e.msg})") from None
     elif input_format in ("tsv", "csv"):
-        reader = csv.reader(text.splitlines(), delimiter="\t" if input_format == "tsv" else ",",
+        reader = csv.reader([line + "\n" for line in records(text)],
+                            delimiter="\t" if input_format == "tsv" else ",",
                             quoting=csv.QUOTE_NONE if input_format == "tsv" else csv.QUOTE_MINIMAL)
-        lines = list(reader)
+        try:
+            lines = [(reader.line_num, values) for values in reader]
+        except csv.Error as e:
+            raise InputFileError(f"{path}:{reader.line_num}: {e}") from None
         if not lines:
             raise InputFileError(f"{path}: empty file")
-        header = lines[0]
+        header = lines[0][1]
         missing = [c for c in wanted if c not in header]
         if missing:
             raise InputFileError(f"{path}:1: missing column(s) {', '.join(missing)}; the header "
                                  f"has {', '.join(header)}")
-        for number, values in enumerate(lines[1:], start=2):
+        separator = "tab" if input_format == "tsv" else "comma"
+        for number, values in lines[1:]:
+            if values and len(values) != len(header):
+                raise InputFileError(
+                    f"{path}:{number}: {len(values)} {separator}-separated fields, but the "
+                    f"header has {len(header)} ({', '.join(header)})"
+                    + ("; a field holding a tab cannot be written in tsv: use jsonl"
+                       if input_format == "tsv" and len(values) > len(header) else ""))
             if values:
                 rows.append((number, dict(zip(header, values))))
     else:
@@ -85,6 +96,15 @@ def read_examples(path, input_format, columns: Columns, require_label=True) -> l
     if not examples:
         raise InputFileError(f"{path}: no examples")
     return examples
+
+
+def records(text):
+    """The records of a text file: only a newline ends one ("\\r\\n" too). str.splitlines()
+    would also split at U+2028, U+0085, form feeds, ..., which may stand inside a field."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def label_ids(examples, labels, path, allow_unknown=False, log=print):

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import io, run_dir
+from bert_tf import io, locks, run_dir
 from bert_tf.finetuning import harness, squad
 from bert_tf.finetuning.squad_evaluation import evaluate
 from bert_tf.modeling import INPUT_NAMES
@@ -76,6 +76,7 @@ class QuestionAnsweringConfig(harness.FinetuningConfig):
                              f"context after --max_query_length={self.max_query_length}")
 
 
+@locks.holds_run_lock
 def run(config: QuestionAnsweringConfig, log=print):
     """Trains and/or predicts; returns the eval results (with "export": the SavedModel's path)."""
     from bert_tf.export.question_answering import export_question_answerer

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import io
+from bert_tf import io, locks
 from bert_tf.finetuning import harness
 from bert_tf.finetuning.tagged_files import SCHEMES, read_tagged
 from bert_tf.finetuning.tagging_metrics import tagging_metrics
@@ -120,6 +120,7 @@ class TaggingConfig(harness.FinetuningConfig):
     model_name: str = setting("tagger", "Name of the exported model.")
 
 
+@locks.holds_run_lock
 def run(config: TaggingConfig, log=print):
     """Finetunes, evaluates, predicts and exports; returns the eval metrics, the export's path
     and the labels."""

@@ -10,13 +10,14 @@ the embedded default's sample data. The same settings again resume from the late
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 
 import keras
 import tensorflow as tf
 
-from bert_tf import io, run_dir
+from bert_tf import io, locks, run_dir
 from bert_tf.config import BertConfig, configs_dir
 from bert_tf.data import input_pipeline, packing
 from bert_tf.data.sample_data import make_sample_data
@@ -119,6 +120,13 @@ def run(config: PretrainingConfig, log=print):
     strategy = strategies.make_strategy(config.distribution_strategy, config.tpu,
                                         config.num_gpus)
     config.validate(strategy.num_replicas_in_sync)
+    # One writer per run directory: the chief holds its lock (the workers write elsewhere).
+    with (locks.run_lock(config.output_dir) if strategies.is_chief(strategy)
+          else contextlib.nullcontext()):
+        return _run(strategy, config, log)
+
+
+def _run(strategy, config: PretrainingConfig, log):
     if not config.input_file:
         config = dataclasses.replace(config, input_file=make_sample_data(
             config.max_seq_length, config.max_predictions_per_seq, log))
@@ -130,6 +138,18 @@ def run(config: PretrainingConfig, log=print):
         raise ValueError(f"--input_file: the data's vocab has {manifest['vocab']['size']} tokens, "
                          f"more than vocab_size={bert_config.vocab_size} of "
                          f"{config.bert_config_file}")
+    if manifest is None:  # no vocab recorded: look at the ids themselves
+        largest = input_pipeline.largest_token_id(files, config.max_seq_length,
+                                                  config.max_predictions_per_seq)
+        if largest >= bert_config.vocab_size:
+            raise ValueError(f"--input_file: the data holds token id {largest}, outside "
+                             f"vocab_size={bert_config.vocab_size} of {config.bert_config_file}")
+    eval_files = None
+    if config.do_eval:  # checked now, not after the whole training run
+        eval_files = io.expand_file_patterns(config.eval_input_file or config.input_file,
+                                             "--eval_input_file")
+        input_pipeline.check_data(eval_files, config.max_seq_length,
+                                  config.max_predictions_per_seq, "--eval_input_file")
     if config.max_seq_length > bert_config.max_position_embeddings:
         raise ValueError(f"--max_seq_length={config.max_seq_length} exceeds "
                          f"max_position_embeddings={bert_config.max_position_embeddings}")
@@ -175,10 +195,6 @@ def run(config: PretrainingConfig, log=print):
     if trainer.preempted:
         return {"preempted": True, "step": trainer.step, **metrics}
     if config.do_eval:
-        eval_files = io.expand_file_patterns(config.eval_input_file or config.input_file,
-                                             "--eval_input_file")
-        input_pipeline.check_data(eval_files, config.max_seq_length,
-                                  config.max_predictions_per_seq, "--eval_input_file")
         eval_metrics = trainer.evaluate(distributed_dataset(eval_files, config.eval_batch_size,
                                                             training=False),
                                         config.max_eval_steps, output_dir)
@@ -194,5 +210,5 @@ def write_run_files(output_dir, bert_config, config: PretrainingConfig, files, m
     vocab_file = None
     if manifest is not None:
         record.update(do_lower_case=manifest["vocab"]["do_lower_case"], data_manifest=manifest)
-        vocab_file = os.path.join(os.path.dirname(files[0]), manifest["vocab"]["file"])
+        vocab_file = input_pipeline.data_vocab_file(files)
     run_dir.write(output_dir, bert_config, vocab_file, **record)

@@ -20,6 +20,7 @@ whose sums are `sums`, every one of them additive over parts, replicas and steps
 MEANS (means) and COUNTS; `metrics(sums, steps)` turns sums into logged figures.
 """
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -29,7 +30,7 @@ import time
 import keras
 import tensorflow as tf
 
-from bert_tf import run_dir
+from bert_tf import io, run_dir
 from bert_tf.modeling import objective as pretraining_objective
 from bert_tf.settings import setting
 from bert_tf.training.strategy import is_chief
@@ -188,12 +189,24 @@ class Trainer:
     # === The host loop ===
 
     def restore(self, init_checkpoint=None):
-        """Resumes from output_dir's latest checkpoint, else loads `init_checkpoint`'s model
-        weights (fresh optimizer). Returns what was restored, for the log."""
-        latest = tf.train.latest_checkpoint(self.options.output_dir)  # the chief's, for all
-        if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-            return f"resumed from {latest} at step {self.step}"
+        """Resumes from output_dir's latest readable checkpoint (one whose files were damaged
+        is skipped, and said so), else loads `init_checkpoint`'s model weights (fresh optimizer).
+        Returns what was restored, for the log."""
+        state = tf.train.get_checkpoint_state(self.options.output_dir)  # the chief's, for all
+        saved = list(reversed(state.all_model_checkpoint_paths)) if state else []
+        unreadable = []
+        for path in saved:
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except tf.errors.OpError as e:  # a file missing or damaged
+                if isinstance(e, tf.errors.InvalidArgumentError):  # does not fit the model
+                    raise
+                unreadable.append(f"{path} ({io.one_line(e.message)})")
+                continue
+            skipped = f"; skipped unreadable {', '.join(unreadable)}" if unreadable else ""
+            return f"resumed from {path} at step {self.step}{skipped}"
+        if unreadable:
+            raise OSError(f"--output_dir: no checkpoint can be read: {', '.join(unreadable)}")
         if init_checkpoint:
             run_dir.load_model_weights(self.model, init_checkpoint)
             return f"initialized from {init_checkpoint}"
@@ -261,7 +274,19 @@ class Trainer:
         return metrics
 
     def save(self):
-        path = self.manager.save(checkpoint_number=self.optimizer.iterations)
+        """Saves checkpoint ckpt-STEP; a failed save (a full disk) leaves no part of it behind
+        and is an OSError naming the directory and the last complete checkpoint."""
+        try:
+            path = self.manager.save(checkpoint_number=self.optimizer.iterations)
+        except tf.errors.OpError as e:
+            prefix = os.path.join(self.manager.directory, f"ckpt-{self.step}")
+            for leftover in tf.io.gfile.glob(f"{prefix}_temp*") + tf.io.gfile.glob(f"{prefix}.*"):
+                with contextlib.suppress(tf.errors.OpError):
+                    (tf.io.gfile.rmtree if tf.io.gfile.isdir(leftover) else tf.io.gfile.remove)(
+                        leftover)
+            raise OSError(f"--output_dir: saving checkpoint {prefix} failed: "
+                          f"{io.one_line(e.message)}. The last complete checkpoint is "
+                          f"{tf.train.latest_checkpoint(self.manager.directory)}") from None
         if not self.chief:  # every worker takes part in saving; only the chief's copy stays
             tf.io.gfile.rmtree(self.manager.directory)
         return path

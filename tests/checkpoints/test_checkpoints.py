@@ -397,6 +397,34 @@ def test_bad_sources_name_the_variable_or_file(work, tmp_path):
     assert leftovers == [], leftovers
 
 
+def test_files_named_by_a_source_stay_in_its_directory(work, tmp_path):
+    """A model.safetensors.index.json's weight_map names files beside it, nothing else; a
+    broken safetensors file is named in one line."""
+    hf = work["hf"]
+    other = copy_into(tmp_path / "other", hf, ("config.json", "vocab.txt", "model.safetensors"))
+    sharded = copy_into(tmp_path / "sharded", hf)
+    names = list(load_file(hf / "model.safetensors"))
+    for target in ("/etc/passwd", "../other/model.safetensors", str(other / "model.safetensors"),
+                   "sub/../../other/model.safetensors"):
+        (sharded / "model.safetensors.index.json").write_text(json.dumps(
+            {"metadata": {}, "weight_map": dict.fromkeys(names, target)}))
+        expect_error("is not a file name; the files this one lists must be beside it",
+                     "huggingface", str(sharded), "bert_tf", str(tmp_path / "o"))
+    data = (hf / "model.safetensors").read_bytes()
+    broken = copy_into(tmp_path / "broken", hf)
+    (broken / "model.safetensors").write_bytes(data[:len(data) // 2])  # truncated
+    message = expect_error("not a complete safetensors file", "huggingface", str(broken),
+                           "bert_tf", str(tmp_path / "o"))
+    assert str(broken / "model.safetensors") in message
+    header = json.dumps({"x": {"dtype": "F32", "shape": [2 ** 60],
+                               "data_offsets": [0, 2 ** 62]}}).encode()
+    (broken / "model.safetensors").write_bytes(
+        len(header).to_bytes(8, "little") + header + bytes(16))  # claims 2^62 bytes
+    expect_error("not a complete safetensors file", "huggingface", str(broken), "bert_tf",
+                 str(tmp_path / "o"))
+    assert not (tmp_path / "o").exists()
+
+
 def test_tied_decoder_copy_is_accepted(work, tmp_path):
     """Checkpoints saved with the tied decoder written out (older transformers) convert too."""
     tied = copy_into(tmp_path / "tied", work["hf"])

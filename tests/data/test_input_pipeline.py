@@ -61,6 +61,67 @@ def test_data_without_manifest_is_checked_from_its_first_record(data, tmp_path):
         check_data([str(copy)], SEQ, 20)
 
 
+def copy_data_set(data, directory, shards=None):
+    """A copy of the tiny data set (all shards, or those of `shards`) with its manifest and vocab
+    in `directory`; returns the copied shards."""
+    prefix = data[0].rsplit("-", 3)[0]
+    for suffix in (".manifest.json", ".vocab.txt"):
+        shutil.copy(prefix + suffix, directory)
+    copies = []
+    for index, shard in enumerate(data):
+        if shards is None or index in shards:
+            copies.append(str(shutil.copy(shard, directory)))
+    return copies
+
+
+def test_incomplete_set_is_refused_naming_the_missing_shards(data, tmp_path):
+    # a run killed while renaming: some shards final, no manifest
+    (tmp_path / "a").mkdir()
+    first = copy_data_set(data, tmp_path / "a", shards=[0])
+    (tmp_path / "a" / "tiny.manifest.json").unlink()
+    files = io.expand_file_patterns(str(tmp_path / "a" / "tiny-*.tfrecord"))
+    with pytest.raises(DataMismatchError, match=r"incomplete data set: 1 shard.s. missing "
+                                                r"\(.*tiny-00001-of-00002.tfrecord\)"):
+        check_data(files, SEQ, PREDICTIONS)
+    # a manifest whose shards are not all there
+    shutil.copy(data[0].rsplit("-", 3)[0] + ".manifest.json", tmp_path / "a")
+    with pytest.raises(DataMismatchError, match="incomplete data set"):
+        check_data(first, SEQ, PREDICTIONS)
+    # some shards of a complete set, chosen on purpose, are fine
+    (tmp_path / "b").mkdir()
+    copies = copy_data_set(data, tmp_path / "b")
+    assert check_data(copies[:1], SEQ, PREDICTIONS)["max_seq_length"] == SEQ
+
+
+def test_manifest_paths_stay_beside_it_and_its_vocab_hash_is_checked(data, tmp_path):
+    import json
+    copies = copy_data_set(data, tmp_path)
+    manifest_file = tmp_path / "tiny.manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    for name in ("../../../../../etc/passwd", "/etc/passwd", "sub/vocab.txt", ".."):
+        manifest_file.write_text(json.dumps({**manifest, "vocab": {**manifest["vocab"],
+                                                                   "file": name}}))
+        with pytest.raises(ValueError, match="is not a file name; the files this one lists"):
+            check_data(copies, SEQ, PREDICTIONS)
+    manifest_file.write_text(json.dumps({**manifest, "shards": [
+        {**manifest["shards"][0], "file": "/etc/passwd"}] + manifest["shards"][1:]}))
+    with pytest.raises(ValueError, match="is not a file name"):
+        check_data(copies, SEQ, PREDICTIONS)
+    manifest_file.write_text(json.dumps(manifest))
+    vocab = tmp_path / "tiny.vocab.txt"
+    vocab.write_text(vocab.read_text().replace("the\n", "thee\n", 1))
+    with pytest.raises(ValueError, match="tiny.vocab.txt: not the vocab the data was made with"):
+        check_data(copies, SEQ, PREDICTIONS)
+
+
+def test_largest_token_id_is_sampled_from_the_records(data):
+    from bert_tf.data.input_pipeline import largest_token_id
+    ids = [int(v) for record in tf.data.TFRecordDataset(data[:1]).take(50)
+           for v in tf.train.Example.FromString(record.numpy()).features.feature[
+               "input_ids"].int64_list.value]
+    assert largest_token_id(data[:1], SEQ, PREDICTIONS, examples=50) >= max(ids) > 100
+
+
 def test_corrupt_shard_is_found(data, tmp_path):
     bad = tmp_path / "bad-00000-of-00001.tfrecord"
     raw = open(data[0], "rb").read()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -231,6 +232,14 @@ def test_bad_inputs(run_dir, tmp_path):
                                vocab_file=str(run_dir / "vocab.txt"), do_lower_case=True)
     with pytest.raises(ValueError, match=r"nope\.txt: vocab file not found"):
         load_pretrainer(str(run_dir), vocab_file=str(tmp_path / "nope.txt"))
+    # a run whose checkpoint lost its .data file but kept its .index
+    broken = tmp_path / "broken_run"
+    shutil.copytree(run_dir, broken)
+    for data_file in broken.glob("ckpt-7.data-*"):
+        data_file.unlink()
+    with pytest.raises(ValueError, match=r"ckpt-7: the checkpoint is incomplete \(its \.index "
+                                         r"is there, its \.data file is not\)"):
+        load_pretrainer(str(broken))
 
 
 def test_encoder_export_rebuilds_as_keras(exported):

@@ -138,6 +138,14 @@ def test_bad_inputs(workspace, tmp_path):
     jsonl.write_text('{"text": "a", "label": "p"}\n{"label": "q"}\n')
     with pytest.raises(labelled_files.InputFileError, match=r"x.jsonl:2: missing column 'text'"):
         labelled_files.read_examples(str(jsonl), "jsonl", columns)
+    bad.write_text("text\tlabel\nhello\tworld\tneg\n")  # a stray tab: not a third class
+    with pytest.raises(labelled_files.InputFileError,
+                       match=r"bad.tsv:2: 3 tab-separated fields, but the header has 2"):
+        labelled_files.read_examples(str(bad), "tsv", columns)
+    bad.write_text("text,label\n\"one, two\",pos\nthree,four,neg\n")
+    with pytest.raises(labelled_files.InputFileError,
+                       match=r"bad.tsv:3: 3 comma-separated fields, but the header has 2"):
+        labelled_files.read_examples(str(bad), "csv", columns)
     examples = [("a", None, "p", 2), ("b", None, "zzz", 3)]
     with pytest.raises(labelled_files.InputFileError, match=r"dev.tsv:3: label 'zzz' is not in"):
         labelled_files.label_ids(examples, ["p"], "dev.tsv")
@@ -149,6 +157,21 @@ def test_bad_inputs(workspace, tmp_path):
         run(values(workspace, "single", tmp_path / "o", init_checkpoint=None))
     with pytest.raises(ValueError, match="got both"):
         run(values(workspace, "single", tmp_path / "o", encoder_saved_model=str(tmp_path)))
+
+
+def test_only_a_newline_ends_a_record(tmp_path):
+    """U+2028, U+0085 and form feeds are str.splitlines() breaks, but may stand in a field."""
+    columns = labelled_files.Columns("text", "label")
+    odd = "one\u2028two\x85three\x0cfour\x1cfive"
+    tsv, jsonl = tmp_path / "odd.tsv", tmp_path / "odd.jsonl"
+    tsv.write_bytes(f"text\tlabel\r\n{odd}\tneg\r\nplain\tpos\n".encode())
+    jsonl.write_bytes((json.dumps({"text": odd, "label": "neg"}, ensure_ascii=False)
+                       + "\n" + json.dumps({"text": "plain", "label": "pos"}) + "\n").encode())
+    for path, input_format in ((tsv, "tsv"), (jsonl, "jsonl")):
+        examples = labelled_files.read_examples(str(path), input_format, columns)
+        assert [(e.text_a, e.label, e.line) for e in examples] == [
+            (odd, "neg", 2 if input_format == "tsv" else 1),
+            ("plain", "pos", 3 if input_format == "tsv" else 2)]
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +16,8 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from bert_tf import io
+from bert_tf.config import BertConfig
 from bert_tf.data.input_pipeline import DataMismatchError
 from bert_tf.training.pretraining import run
 from conftest import REPO_ROOT
@@ -94,6 +97,22 @@ def test_resume_continues_to_the_new_end(trained, data):
     assert not [line for line in again if line.startswith("step ")], "nothing left to do"
 
 
+def test_a_damaged_latest_checkpoint_is_skipped_on_resume(trained, data, tmp_path):
+    """Its .data file lost: the resume goes back to the checkpoint before it, and says so."""
+    output_dir = tmp_path / "run"
+    shutil.copytree(trained["dir"], output_dir)
+    latest = tf.train.latest_checkpoint(str(output_dir))
+    for data_file in glob.glob(latest + ".data-*"):
+        os.remove(data_file)
+    lines = []
+    metrics = run(flag_values(data["glob"], data["config"], output_dir, num_train_steps=45,
+                              do_eval=False), log=lines.append)
+    resumed = [line for line in lines if line.startswith("resumed from")]
+    assert resumed and "skipped unreadable" in resumed[0] and os.path.basename(latest) in \
+        resumed[0], lines
+    assert metrics["step"] == 45
+
+
 def test_init_checkpoint_loads_weights_with_a_fresh_optimizer(trained, data, tmp_path):
     lines = []
     run(flag_values(data["glob"], data["config"], tmp_path, num_train_steps=10,
@@ -163,6 +182,56 @@ def test_bad_flags_and_data(data, tmp_path):
     blocker.write_text("")
     with pytest.raises(OSError, match="is not writable"):
         run(flag_values(data["glob"], data["config"], blocker / "run"))
+
+
+def test_late_failures_are_caught_before_training(data, tmp_path):
+    """Settings and data that would fail after minutes or hours of training fail at once."""
+    from bert_tf import settings
+    from bert_tf.training.pretraining import PretrainingConfig
+    for value in ("nan", "inf", "-inf"):
+        with pytest.raises(ValueError, match=f"--learning_rate must be a finite number, got "
+                                             f"{value}"):
+            settings.from_flat(PretrainingConfig, {"learning_rate": float(value)})
+    # a missing eval file: before the first step (no checkpoint written)
+    with pytest.raises(FileNotFoundError, match="--eval_input_file: no files match"):
+        run(flag_values(data["glob"], data["config"], tmp_path / "a",
+                        eval_input_file=str(tmp_path / "missing-*")))
+    assert not list((tmp_path / "a").glob("ckpt-*"))
+    # data without a manifest whose ids do not fit the config's vocab_size
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    for shard in io.expand_file_patterns(data["glob"]):
+        shutil.copy(shard, foreign)
+    small = BertConfig.from_json_file(data["config"])
+    small = BertConfig(**{**small.to_dict(), "vocab_size": 100})
+    small.to_json_file(tmp_path / "small.json")
+    with pytest.raises(ValueError, match=r"the data holds token id \d+, outside vocab_size=100"):
+        run(flag_values(str(foreign / "*.tfrecord"), str(tmp_path / "small.json"),
+                        tmp_path / "b"))
+    assert not list((tmp_path / "b").glob("ckpt-*"))
+
+
+def test_second_writer_of_a_run_directory_is_refused(data, tmp_path):
+    from bert_tf import locks
+    output_dir = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        output_dir.mkdir()
+        (output_dir / ".bert_tf.lock").write_text(json.dumps(
+            {"host": socket.gethostname(), "pid": holder.pid, "started": "then",
+             "command": "run_pretraining (the first)"}))
+        with pytest.raises(locks.LockedError, match=rf"--output_dir {output_dir} is being written "
+                                                    rf"by another process: pid {holder.pid}"):
+            run(flag_values(data["glob"], data["config"], output_dir, num_train_steps=2,
+                            num_warmup_steps=0))
+        assert not list(output_dir.glob("ckpt-*")) and not (output_dir / "train").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # its holder is gone (killed): the lock is stale and taken over
+    metrics = run(flag_values(data["glob"], data["config"], output_dir, num_train_steps=2,
+                              num_warmup_steps=0, do_eval=False, log_steps=1))
+    assert metrics["step"] == 2 and not (output_dir / ".bert_tf.lock").exists()
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
