@@ -35,6 +35,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bert_tf  # noqa: E402,F401  (the project's environment defaults, for every implementation)
+from bench_common import synthetic_batch, train_flops_per_sequence  # noqa: E402,F401
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("parts", ["train", "input", "data", "serving", "finetune", "tasks", "packing"],
@@ -89,33 +90,6 @@ def matmul_peak(n=2048, repeats=5):
         ten(a, b).numpy()
         times.append(time.perf_counter() - start)
     return 10 * 2 * n ** 3 / min(times) / 1e9
-
-
-def train_flops_per_sequence(config, seq, predictions):
-    H, L, I, V = (config.hidden_size, config.num_hidden_layers, config.intermediate_size,  # noqa
-                  config.vocab_size)
-    block_params = 4 * H * H + 4 * H + 2 * H * I + I + H + 4 * H
-    return (6 * L * block_params * seq + 12 * L * H * seq * seq
-            + 6 * predictions * (H * H + H * V))
-
-
-# === Synthetic pretraining batches ===
-
-def synthetic_batch(config, batch, seq, predictions, seed=0):
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    features = {
-        "input_word_ids": rng.integers(5, config.vocab_size, (batch, seq)).astype("int32"),
-        "input_mask": np.ones((batch, seq), "int32"),
-        "input_type_ids": (np.arange(seq)[None, :] >= seq // 2).repeat(batch, 0).astype("int32"),
-        "masked_lm_positions": np.sort(rng.choice(seq - 1, (batch, predictions)) + 1, 1
-                                       ).astype("int32")}
-    labels = {"masked_lm_ids": rng.integers(5, config.vocab_size, (batch, predictions)
-                                            ).astype("int32"),
-              "masked_lm_weights": np.ones((batch, predictions), "float32"),
-              "next_sentence_labels": rng.integers(0, 2, (batch, 1)).astype("int32")}
-    return features, labels
 
 
 # === The three implementations, each as run(steps) on a repeated batch ===

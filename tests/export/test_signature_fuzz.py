@@ -62,6 +62,7 @@ def exports(tmp_path_factory):
 FUZZ_SCRIPT = r"""
 import json, random, sys
 import numpy as np
+import tensorflow as tf
 import tensorflow_text  # registers the ops; nothing from bert_tf
 
 paths, vocab_size, calls, seed = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), \

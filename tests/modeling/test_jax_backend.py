@@ -1,0 +1,166 @@
+"""The model code on Keras's JAX backend: same weights, same outputs; fit() trains under XLA.
+
+The encoder, heads and pretrainer use keras.layers / keras.ops only. Each test saves weights
+(`.weights.h5`) and outputs from this TensorFlow-backend process, then runs a child process with
+KERAS_BACKEND=jax that builds the same model from the same config, loads the weights and compares
+(1e-5), or trains. The child also checks that the model code imported no TensorFlow.
+jax and jaxlib (CPU) are pinned in requirements-dev.txt.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bert_tf.modeling import BertEncoder, build_pretrainer
+from conftest import REPO_ROOT, random_inputs, tiny_config
+
+pytestmark = pytest.mark.slow
+
+CHILD = r"""
+import json, sys
+import numpy as np
+import keras
+assert keras.backend.backend() == "jax", keras.backend.backend()
+from bert_tf.config import BertConfig
+from bert_tf.modeling import BertEncoder, build_pretrainer
+
+results = []
+for job in json.loads(sys.argv[1]):
+    config = BertConfig(**job["config"])
+    inputs = dict(np.load(job["inputs"]))
+    result = {}
+    if job["op"] == "outputs":
+        if job["model"] == "encoder":
+            model = BertEncoder(config)
+        else:
+            model = build_pretrainer(config, packed=job["model"] == "packed_pretrainer")
+        model.load_weights(job["weights"])
+        outputs = model(inputs)
+        np.savez(job["outputs"], **{k: keras.ops.convert_to_numpy(v)
+                                    for k, v in outputs.items() if not isinstance(v, list)})
+    elif job["op"] == "fit":
+        labels = dict(np.load(job["labels"]))
+        keras.utils.set_random_seed(0)
+        model = build_pretrainer(config)
+        model.compile(optimizer=keras.optimizers.Adam(3e-3), jit_compile=True)
+        history = model.fit(inputs, labels, batch_size=8, epochs=job["epochs"], verbose=0)
+        result["loss"] = history.history["loss"]
+        result["metrics"] = sorted(history.history)
+        result["jit_compile"] = bool(model.jit_compile)
+    # before any fit(), whose data adapters import TensorFlow when it is there (Keras's choice)
+    result["tensorflow_imported"] = "tensorflow" in sys.modules
+    results.append(result)
+print("RESULT " + json.dumps(results))
+"""
+
+
+def run_on_jax(jobs):
+    """Runs `jobs` in one KERAS_BACKEND=jax child; returns their results."""
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(jobs)], cwd=REPO_ROOT, capture_output=True,
+        text=True, timeout=600,
+        env={**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+             "CUDA_VISIBLE_DEVICES": ""})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.split("RESULT ", 1)[1])
+
+
+def pretraining_features(config, batch=4, seq=16, predictions=5, seed=0):
+    rng = np.random.default_rng(seed)
+    features = random_inputs(config, batch, seq, seed=seed)
+    features["masked_lm_positions"] = np.stack([
+        rng.choice(np.arange(1, int(features["input_mask"][b].sum())), predictions,
+                   replace=False) for b in range(batch)]).astype("int32")
+    return features
+
+
+def packed_features(config):
+    """Two rows of 16: row 0 packs sequences of 7 and 6 tokens, row 1 holds one of 10."""
+    mask = np.zeros((2, 16), "int32")
+    mask[0, :7], mask[0, 7:13], mask[1, :10] = 1, 2, 1
+    rng = np.random.default_rng(3)
+    ids = rng.integers(5, config.vocab_size, (2, 16)).astype("int32") * (mask > 0)
+    types = np.zeros((2, 16), "int32")
+    types[0, 4:7], types[0, 10:13], types[1, 5:10] = 1, 1, 1
+    return {"input_word_ids": ids, "input_mask": mask, "input_type_ids": types,
+            "masked_lm_positions": np.array([[2, 9, 11], [3, 8, 0]], "int32"),
+            "next_sentence_positions": np.array([[0, 7], [0, 0]], "int32")}
+
+
+MODELS = {"encoder": lambda config: BertEncoder(config),
+          "pretrainer": lambda config: build_pretrainer(config),
+          "packed_pretrainer": lambda config: build_pretrainer(config, packed=True)}
+
+
+@pytest.fixture(scope="module")
+def on_both(tmp_path_factory):
+    """Each model's outputs on the TensorFlow backend and, from its saved weights, on JAX (all
+    in one child process, before the fit() job, so the TensorFlow-free check holds)."""
+    tmp = tmp_path_factory.mktemp("jax")
+    config = tiny_config()
+    features = {"encoder": random_inputs(config, batch=3, seq_length=16),
+                "pretrainer": pretraining_features(config),
+                "packed_pretrainer": packed_features(config)}
+    expected, jobs = {}, []
+    for name, make in MODELS.items():
+        model = make(config)
+        model.save_weights(str(tmp / f"{name}.weights.h5"))
+        np.savez(tmp / f"{name}_inputs.npz", **features[name])
+        expected[name] = {k: np.asarray(v) for k, v in model(features[name]).items()
+                          if not isinstance(v, list)}
+        jobs.append({"op": "outputs", "model": name, "config": config.to_dict(),
+                     "weights": str(tmp / f"{name}.weights.h5"),
+                     "inputs": str(tmp / f"{name}_inputs.npz"),
+                     "outputs": str(tmp / f"{name}_jax.npz")})
+    reports = run_on_jax(jobs)
+    return {name: {"expected": expected[name], "got": dict(np.load(tmp / f"{name}_jax.npz")),
+                   "report": report, "config": config}
+            for name, report in zip(MODELS, reports)}
+
+
+def assert_agree(result):
+    # The model code pulls in no TensorFlow on JAX: it runs where TensorFlow is not installed.
+    assert not result["report"]["tensorflow_imported"]
+    assert set(result["got"]) == set(result["expected"])
+    for name, expected in result["expected"].items():
+        np.testing.assert_allclose(result["got"][name], expected, atol=1e-5, rtol=1e-5,
+                                   err_msg=name)
+
+
+def test_encoder_outputs_agree_on_jax(on_both):
+    assert_agree(on_both["encoder"])
+    assert {"sequence_output", "pooled_output"} <= set(on_both["encoder"]["expected"])
+
+
+def test_pretrainer_outputs_agree_on_jax(on_both):
+    assert_agree(on_both["pretrainer"])
+    config = on_both["pretrainer"]["config"]
+    assert on_both["pretrainer"]["got"]["masked_lm_logits"].shape == (4, 5, config.vocab_size)
+
+
+def test_packed_batch_outputs_agree_on_jax(on_both):
+    assert_agree(on_both["packed_pretrainer"])
+    assert on_both["packed_pretrainer"]["got"]["next_sentence_logits"].shape == (2, 2, 2)
+
+
+def test_fit_trains_on_jax_under_xla(tmp_path):
+    config = tiny_config()
+    features = pretraining_features(config, batch=16, seed=1)
+    rng = np.random.default_rng(1)
+    labels = {"masked_lm_ids": rng.integers(5, config.vocab_size, (16, 5)).astype("int32"),
+              "masked_lm_weights": np.ones((16, 5), "float32"),
+              "next_sentence_labels": rng.integers(0, 2, (16, 1)).astype("int32")}
+    np.savez(tmp_path / "inputs.npz", **features)
+    np.savez(tmp_path / "labels.npz", **labels)
+    (report,) = run_on_jax([{"op": "fit", "config": config.to_dict(), "epochs": 30,
+                             "inputs": str(tmp_path / "inputs.npz"),
+                             "labels": str(tmp_path / "labels.npz")}])
+    assert report["jit_compile"]
+    assert {"masked_lm_loss", "masked_lm_accuracy", "next_sentence_loss",
+            "next_sentence_accuracy"} <= set(report["metrics"])
+    losses = report["loss"]
+    assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0], losses
