@@ -46,10 +46,22 @@ def run_to_end(command, expect_ok=True):
     return result
 
 
-def kill_at(command, seconds):
-    """Starts `command` and SIGKILLs it after `seconds` (if it has not ended); True if killed."""
+def wait_for(process, started, timeout=300):
+    """Polls until `started()` (or the process ended); the time it took."""
+    begin = time.monotonic()
+    while started is not None and not started() and process.poll() is None:
+        if time.monotonic() - begin > timeout:
+            break
+        time.sleep(0.02)
+    return time.monotonic() - begin
+
+
+def kill_at(command, seconds, started=None):
+    """Starts `command` and SIGKILLs it `seconds` after `started()` holds (after the start when
+    None), if it has not ended; True if killed."""
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=ENV, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
+    wait_for(process, started)
     try:
         process.wait(timeout=seconds)
         return False
@@ -59,10 +71,26 @@ def kill_at(command, seconds):
         return True
 
 
-def timed(command):
-    start = time.monotonic()
-    run_to_end(command)
-    return time.monotonic() - start
+def timed(command, window=None):
+    """Seconds a clean run takes from its start to its end, or between the two conditions of
+    `window` = (started(), finished())."""
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    wait_for(process, window and window[0])
+    begin = time.monotonic()
+    wait_for(process, window and window[1])
+    seconds = time.monotonic() - begin
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+    return seconds if window else time.monotonic() - begin
+
+
+def training_window(out):
+    """Pretraining's kills fall between its first and last checkpoints: TensorFlow's start-up,
+    tracing and exit would otherwise take most of the moments, and few kills would meet a save
+    (one every 2 steps)."""
+    return (lambda: os.path.exists(os.path.join(out, "checkpoint")),
+            lambda: os.path.exists(os.path.join(out, "ckpt-30.index")))
 
 
 def files_under(directory):
@@ -88,6 +116,7 @@ def work(tmp_path_factory):
     write_corpus(str(corpus), max_bytes=150_000)
     write_vocab(learn_vocab(str(corpus), vocab_size=2000), str(vocab))
     config = tiny_config_file(str(root))
+    windows = {"pretraining": training_window}
     commands = {
         "data": lambda out: tool(
             "create_pretraining_data", f"--input_file={corpus}", f"--vocab_file={vocab}",
@@ -97,8 +126,8 @@ def work(tmp_path_factory):
             "run_pretraining", f"--input_file={data or root / 'clean_data' / 'd-*.tfrecord'}",
             f"--bert_config_file={config}", f"--output_dir={out}", "--max_seq_length=32",
             "--max_predictions_per_seq=5", "--train_batch_size=8", "--num_train_steps=30",
-            "--num_warmup_steps=0", "--save_checkpoints_steps=5", "--steps_per_loop=5",
-            "--log_steps=5", "--nodo_eval", "--mixed_precision=float32"),
+            "--num_warmup_steps=0", "--save_checkpoints_steps=2", "--steps_per_loop=2",
+            "--log_steps=2", "--nodo_eval", "--mixed_precision=float32"),
         "export": lambda out: tool(
             "export", f"--output_dir={root / 'clean_run'}", f"--export_dir={out}",
             "--max_seq_length=32"),
@@ -106,14 +135,16 @@ def work(tmp_path_factory):
             "convert_checkpoint", "--input_format=bert_tf", f"--input={root / 'clean_run'}",
             "--output_format=huggingface", f"--output={out}/hf", "--overwrite"),
     }
-    seconds = {name: timed(commands[name](root / f"clean_{suffix}"))
+    seconds = {name: timed(commands[name](root / f"clean_{suffix}"), windows.get(name) and
+                           windows[name](root / f"clean_{suffix}"))
                for name, suffix in (("data", "data"), ("pretraining", "run"),
                                     ("export", "export"), ("convert", "hf"))}
-    return {"root": root, "commands": commands, "seconds": seconds}
+    return {"root": root, "commands": commands, "seconds": seconds, "windows": windows}
 
 
 def trials(work, name, check_after_kill, check_recovered, tmp_path):
-    """TRIALS kills of tool `name` at seeded moments in [0.5 s, its clean time], each followed
+    """TRIALS kills of tool `name` at seeded moments in [0.5 s, its clean time] (pretraining's
+    in the time from its first to its last checkpoint, counted from the first), each followed
     by a check of what the kill left and a re-run of the same command to the end (which a data
     set finished before the kill refuses: it is kept, not remade), then a check of the result."""
     rng = random.Random(f"{SEED}-{name}")
@@ -122,8 +153,9 @@ def trials(work, name, check_after_kill, check_recovered, tmp_path):
     for trial in range(TRIALS):
         out = tmp_path / f"trial{trial}"
         out.mkdir()
-        moment = rng.uniform(0.5, work["seconds"][name])
-        killed = kill_at(command(out), moment)
+        window = work["windows"].get(name)
+        moment = rng.uniform(0.0 if window else 0.5, work["seconds"][name])
+        killed = kill_at(command(out), moment, window and window(out)[0])
         state = check_after_kill(out)
         result = run_to_end(command(out), expect_ok=False)
         if result.returncode:  # only a finished data set may refuse to be made again
@@ -131,7 +163,8 @@ def trials(work, name, check_after_kill, check_recovered, tmp_path):
         check_recovered(out)
         assert not leftovers(out), leftovers(out)
         report.append(f"{moment:.1f}s{'' if killed else ' (ended first)'}: {state}")
-    print(f"\n{name}: {TRIALS} kills, clean run {work['seconds'][name]:.1f}s; "
+    print(f"\n{name}: {TRIALS} kills, clean run {work['seconds'][name]:.1f}s"
+          f"{' between its first and last checkpoints' if name in work['windows'] else ''}; "
           + "; ".join(report))
 
 
@@ -154,11 +187,15 @@ def test_data_creation_killed_and_rerun_gives_the_same_bytes(work, tmp_path):
     trials(work, "data", after_kill, recovered, tmp_path)
 
 
-def readable_checkpoints(run_dir):
-    """Every checkpoint the run's `checkpoint` file lists reads in full."""
+def readable_checkpoints(run_dir, while_sweeping=False):
+    """Every checkpoint the run's `checkpoint` file lists reads in full. `while_sweeping`: right
+    after a kill, an old one may be half deleted (TensorFlow's CheckpointManager removes the
+    oldest before it rewrites the list); the latest must read all the same."""
     state = tf.train.get_checkpoint_state(str(run_dir))
     paths = list(state.all_model_checkpoint_paths) if state else []
     for path in paths:
+        if while_sweeping and path != paths[-1] and not os.path.exists(path + ".index"):
+            continue
         reader = tf.train.load_checkpoint(path)
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
@@ -167,8 +204,12 @@ def readable_checkpoints(run_dir):
 
 def test_pretraining_killed_and_rerun_finishes_from_a_complete_checkpoint(work, tmp_path):
     def after_kill(out):
-        paths = readable_checkpoints(out)
-        return f"latest {os.path.basename(paths[-1])}" if paths else "no checkpoint"
+        paths = readable_checkpoints(out, while_sweeping=True)
+        saving = [n for n in os.listdir(out) if n.endswith("_temp")]
+        sweeping = [p for p in paths if not os.path.exists(p + ".index")]
+        return (f"latest {os.path.basename(paths[-1])}" if paths else "no checkpoint") + (
+            f", killed while saving {saving[0][:-5]}" if saving else "") + (
+            f", killed while deleting {os.path.basename(sweeping[0])}" if sweeping else "")
 
     def recovered(out):
         assert os.path.basename(readable_checkpoints(out)[-1]) == "ckpt-30"

@@ -52,3 +52,14 @@ def test_expand_file_patterns(tmp_path):
     assert [f.rsplit("/", 1)[1] for f in files] == ["a.txt", "b.txt", "c.md"]
     with pytest.raises(FileNotFoundError, match="--input_file: no files match"):
         io.expand_file_patterns(f"{tmp_path}/*.json")
+
+
+def test_temporary_names_match_no_glob_of_the_final_names(tmp_path):
+    """A killed run's leftovers must not be read as data: `d-*` or `*.tfrecord` never match."""
+    final = tmp_path / "d-00000-of-00004.tfrecord"
+    tmp = io.temp_name(str(final))
+    open(tmp, "w").close()
+    assert os.path.dirname(tmp) == str(tmp_path) and ".tmp-" in tmp
+    for pattern in ("d-*", "d-*.tfrecord", "*.tfrecord", "d-?????-of-?????.tfrecord"):
+        assert tf.io.gfile.glob(str(tmp_path / pattern)) == [], pattern
+    assert tf.io.gfile.glob(io.temp_pattern(str(tmp_path / "d-*"))) == [tmp]
