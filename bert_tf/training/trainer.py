@@ -192,6 +192,9 @@ class Trainer:
         """Resumes from output_dir's latest readable checkpoint (one whose files were damaged
         is skipped, and said so), else loads `init_checkpoint`'s model weights (fresh optimizer).
         Returns what was restored, for the log."""
+        if self.chief:  # a save killed after its files were merged leaves its temp directory
+            for leftover in tf.io.gfile.glob(os.path.join(self.manager.directory, "ckpt-*_temp")):
+                tf.io.gfile.rmtree(leftover)
         state = tf.train.get_checkpoint_state(self.options.output_dir)  # the chief's, for all
         saved = list(reversed(state.all_model_checkpoint_paths)) if state else []
         unreadable = []

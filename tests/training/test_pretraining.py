@@ -98,12 +98,14 @@ def test_resume_continues_to_the_new_end(trained, data):
 
 
 def test_a_damaged_latest_checkpoint_is_skipped_on_resume(trained, data, tmp_path):
-    """Its .data file lost: the resume goes back to the checkpoint before it, and says so."""
+    """Its .data file lost: the resume goes back to the checkpoint before it, and says so; a
+    killed save's leftover temp directory is removed."""
     output_dir = tmp_path / "run"
     shutil.copytree(trained["dir"], output_dir)
     latest = tf.train.latest_checkpoint(str(output_dir))
     for data_file in glob.glob(latest + ".data-*"):
         os.remove(data_file)
+    (output_dir / "ckpt-40_temp").mkdir()  # a save killed after merging, before cleaning up
     lines = []
     metrics = run(flag_values(data["glob"], data["config"], output_dir, num_train_steps=45,
                               do_eval=False), log=lines.append)
@@ -111,6 +113,7 @@ def test_a_damaged_latest_checkpoint_is_skipped_on_resume(trained, data, tmp_pat
     assert resumed and "skipped unreadable" in resumed[0] and os.path.basename(latest) in \
         resumed[0], lines
     assert metrics["step"] == 45
+    assert not (output_dir / "ckpt-40_temp").exists()
 
 
 def test_init_checkpoint_loads_weights_with_a_fresh_optimizer(trained, data, tmp_path):
