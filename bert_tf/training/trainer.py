@@ -193,8 +193,7 @@ class Trainer:
         is skipped, and said so), else loads `init_checkpoint`'s model weights (fresh optimizer).
         Returns what was restored, for the log."""
         if self.chief:  # a save killed after its files were merged leaves its temp directory
-            for leftover in tf.io.gfile.glob(os.path.join(self.manager.directory, "ckpt-*_temp")):
-                tf.io.gfile.rmtree(leftover)
+            io.remove_all(tf.io.gfile.glob(os.path.join(self.manager.directory, "ckpt-*_temp")))
         state = tf.train.get_checkpoint_state(self.options.output_dir)  # the chief's, for all
         saved = list(reversed(state.all_model_checkpoint_paths)) if state else []
         unreadable = []
@@ -283,10 +282,9 @@ class Trainer:
             path = self.manager.save(checkpoint_number=self.optimizer.iterations)
         except tf.errors.OpError as e:
             prefix = os.path.join(self.manager.directory, f"ckpt-{self.step}")
-            for leftover in tf.io.gfile.glob(f"{prefix}_temp*") + tf.io.gfile.glob(f"{prefix}.*"):
-                with contextlib.suppress(tf.errors.OpError):
-                    (tf.io.gfile.rmtree if tf.io.gfile.isdir(leftover) else tf.io.gfile.remove)(
-                        leftover)
+            with contextlib.suppress(tf.errors.OpError):
+                io.remove_all(tf.io.gfile.glob(f"{prefix}_temp*")
+                              + tf.io.gfile.glob(f"{prefix}.*"))
             raise OSError(f"--output_dir: saving checkpoint {prefix} failed: "
                           f"{io.one_line(e.message)}. The last complete checkpoint is "
                           f"{tf.train.latest_checkpoint(self.manager.directory)}") from None
