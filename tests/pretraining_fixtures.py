@@ -13,15 +13,17 @@ from bert_tf.training.pretraining import PretrainingConfig
 SEQ, PREDICTIONS = 32, 5
 
 
-def make_tiny_data(directory, num_shards=2):
-    """Python's docs as 2 shards of seq-32 examples, with a 2000-token vocab; returns the glob."""
+def make_tiny_data(directory, num_shards=2, dynamic_masking=False):
+    """Python's docs as 2 shards of seq-32 examples, with a 2000-token vocab; returns the glob.
+    `dynamic_masking`: unmasked pairs, masked when read (named tiny_dynamic-*)."""
     corpus = os.path.join(directory, "corpus.txt")
     write_corpus(corpus)
     vocab = os.path.join(directory, "vocab.txt")
     write_vocab(learn_vocab(corpus, vocab_size=2000), vocab)
-    prefix = os.path.join(directory, "tiny")
+    prefix = os.path.join(directory, "tiny_dynamic" if dynamic_masking else "tiny")
     create_pretraining_data(DataCreationConfig(corpus, prefix, vocab, options=InstanceOptions(
-        max_seq_length=SEQ, max_predictions_per_seq=PREDICTIONS, dupe_factor=1),
+        max_seq_length=SEQ, max_predictions_per_seq=PREDICTIONS, dupe_factor=1,
+        dynamic_masking=dynamic_masking),
         num_shards=num_shards, num_workers=1, progress=False))
     return f"{prefix}-*.tfrecord"
 

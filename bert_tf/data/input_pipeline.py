@@ -15,6 +15,7 @@ import tensorflow as tf
 from absl import logging
 
 from bert_tf import io
+from bert_tf.data import masking
 from bert_tf.data import packing as packing_lib
 from bert_tf.data import schema
 
@@ -38,7 +39,7 @@ def check_data(files, max_seq_length, max_predictions_per_seq, flag="--input_fil
             f"{flag}: incomplete data set: {len(missing)} shard(s) missing "
             f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); was its creation "
             f"interrupted? Run it again")
-    first_manifest = None
+    first_manifest, maskings = None, set()
     for prefix in dict.fromkeys(schema.dataset_prefix(f) for f in files):
         manifest = _check_data_set(prefix, [f for f in files
                                             if schema.dataset_prefix(f) == prefix],
@@ -49,6 +50,10 @@ def check_data(files, max_seq_length, max_predictions_per_seq, flag="--input_fil
                 "sha256"]:
             raise DataMismatchError(f"{flag}: {prefix} was made with another vocab than "
                                     f"the data before it")
+        maskings.add(masking.is_dynamic(manifest))
+    if len(maskings) > 1:
+        raise DataMismatchError(f"{flag}: mixes data sets with static masks and data sets made "
+                                f"with --dynamic_masking; train on one kind at a time")
     return first_manifest
 
 
@@ -116,9 +121,17 @@ def decode(serialized, max_seq_length, max_predictions_per_seq):
 
 def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_training=True,
                  input_context=None, seed=None, shuffle_buffer=10_000, packing=None,
-                 packing_window=1024):
+                 packing_window=1024, masking_rules=None, skip_batches=0):
     """A dataset of (features, labels) batches of `batch_size` (per replica when
     `input_context` is given, as `strategy.distribute_datasets_from_function` passes it).
+
+    `masking_rules` (bert_tf.data.masking) masks unmasked (dynamic) data as it is read, each
+    batch (or packing window) by the seed and its number in this pipeline's stream.
+
+    The stream is a function of the files, the seed and the settings alone, so `skip_batches`
+    resumes it exactly: a resumed run skips the batches its steps so far consumed and goes on
+    with the one that would have come next. Unpacked, the skipped batches are only read and
+    shuffled, not decoded or masked; packed, they are packed (rows are shuffled after packing).
 
     `packing` = (max_sequences_per_row, max_predictions_per_row) packs the examples of each
     window of `packing_window` into rows (bert_tf.data.packing); batches are then of rows.
@@ -156,17 +169,27 @@ def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_
             deterministic=seed is not None or not is_training)
     if is_training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed).repeat()
+    masker = masking.Masker(masking_rules) if masking_rules else None
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    pipeline = input_context.input_pipeline_id if input_context else 0
+
+    def decode_batch(number, serialized):
+        features, labels = decode(serialized, max_seq_length, max_predictions_per_seq)
+        if masker is not None:  # this batch's own random stream: (seed, its number)
+            features, labels = masker(features, labels, tf.stack(
+                [tf.constant(seed or 0, tf.int64), number * pipelines + pipeline]))
+        return features, labels
+
     if packing:
-        dataset = dataset.batch(packing_window)
-        dataset = dataset.map(lambda x: decode(x, max_seq_length, max_predictions_per_seq),
-                              num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.batch(packing_window).enumerate()
+        dataset = dataset.map(decode_batch, num_parallel_calls=tf.data.AUTOTUNE)
         dataset = packing_lib.pack_windows(dataset, *packing)
         if is_training:
             dataset = dataset.shuffle(packing_window, seed=seed)
-        return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    dataset = dataset.batch(batch_size, drop_remainder=True)
-    dataset = dataset.map(lambda x: decode(x, max_seq_length, max_predictions_per_seq),
-                          num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.batch(batch_size, drop_remainder=True)
+        return dataset.skip(skip_batches).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=True).enumerate().skip(skip_batches)
+    dataset = dataset.map(decode_batch, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

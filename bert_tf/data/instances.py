@@ -39,6 +39,14 @@ class InstanceOptions:
     short_seq_prob: float = setting(0.1, "Probability of a shorter target sequence length.")
     do_whole_word_mask: bool = setting(False, "Mask whole words rather than word pieces.")
     dupe_factor: int = setting(10, "Passes over the data, each with different masks.")
+    dynamic_masking: bool = setting(False, "Store unmasked pairs, one pass (no dupe_factor "
+                                           "copies): run_pretraining masks them each time they "
+                                           "are read, with the same rules.")
+
+    @property
+    def passes(self):
+        """Passes over the documents: dupe_factor, or one for dynamic masking."""
+        return 1 if self.dynamic_masking else self.dupe_factor
 
     def __post_init__(self):
         problems = []
@@ -66,6 +74,13 @@ class TokenIds:
     mask_id: int
     ordinary_ids: tuple  # candidates for the 10% random replacement
     is_continuation: bytes  # is_continuation[id] == 1 for "##" pieces (whole-word masking)
+
+    @classmethod
+    def from_vocab(cls, vocab):
+        """From a `tokenization.Vocab`."""
+        return cls(cls_id=vocab.cls_id, sep_id=vocab.sep_id, mask_id=vocab.mask_id,
+                   ordinary_ids=tuple(vocab.ordinary_ids().tolist()),
+                   is_continuation=vocab.is_continuation().astype("uint8").tobytes())
 
 
 class Instance(NamedTuple):
@@ -98,8 +113,9 @@ def create_examples(documents: TokenizedDocuments, options: InstanceOptions, ids
                     rng: random.Random):
     """All examples of a buffer, shuffled: google's feature dict of arrays [N, length].
 
-    `dupe_factor` passes over the documents, each with fresh pairs and masks; random-next
-    segments come from the other documents of the same buffer.
+    `dupe_factor` passes over the documents, each with fresh pairs and masks (one unmasked
+    pass with `dynamic_masking`); random-next segments come from the other documents of the
+    same buffer.
     """
     np_rng = np.random.default_rng(rng.getrandbits(64))
     pairs = plan_pairs(documents, options, rng)
@@ -126,7 +142,11 @@ def create_examples(documents: TokenizedDocuments, options: InstanceOptions, ids
     input_mask = j < (a_length + b_length + 3)[:, None]
     segment_ids = (j >= la + 2) & input_mask
 
-    if options.do_whole_word_mask:
+    if options.dynamic_masking:  # masked when read (bert_tf.data.masking)
+        shape = (n, options.max_predictions_per_seq)
+        positions, labels, valid = np.zeros(shape, np.int64), np.zeros(shape, np.int64), \
+            np.zeros(shape, bool)
+    elif options.do_whole_word_mask:
         positions, labels, valid = _mask_whole_words(input_ids, a_length, b_length, options, ids,
                                                      rng)
     else:
@@ -152,7 +172,7 @@ def plan_pairs(documents: TokenizedDocuments, options: InstanceOptions, rng: ran
     num_documents = len(doc_starts) - 1
     max_num_tokens = options.max_seq_length - 3  # [CLS], [SEP], [SEP]
     out = ([], [], [], [], [])  # a_start, a_length, b_start, b_length, is_random_next
-    for _ in range(options.dupe_factor):
+    for _ in range(options.passes):
         for doc in range(num_documents):
             end = doc_starts[doc + 1]
             # Usually fill the sequence; sometimes (short_seq_prob) use a shorter one so that

@@ -192,9 +192,7 @@ class BufferProcessor:
         self.config = config
         # Eager: per slice of 4096 lines, a tf.function is no faster, and tracing it costs ~1 s.
         self._tokenize = WordpieceTokenizer(vocab, config.do_lower_case).tokenize
-        self.ids = TokenIds(cls_id=vocab.cls_id, sep_id=vocab.sep_id, mask_id=vocab.mask_id,
-                            ordinary_ids=tuple(vocab.ordinary_ids().tolist()),
-                            is_continuation=vocab.is_continuation().astype("uint8").tobytes())
+        self.ids = TokenIds.from_vocab(vocab)
 
     def tokenize(self, documents) -> TokenizedDocuments:
         """Documents of strings -> flat token ids; sentences without tokens dropped."""
@@ -422,6 +420,7 @@ def commit(config, files, vocab, tmp_files, shard_files, counts, summary, runner
         options.max_seq_length, options.max_predictions_per_seq, vocab, config.do_lower_case,
         output_file, counts, shard_files, config.gzip,
         created_by="bert_tf.create_pretraining_data", runner=runner,
+        masking="dynamic" if options.dynamic_masking else "static",
         random_seed=config.random_seed, options=dataclasses.asdict(options), input_files=files,
         statistics={k: summary[k] for k in ("documents", "bytes", "tokens", "examples",
                                             "random_next", "masked")},

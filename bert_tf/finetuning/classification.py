@@ -16,11 +16,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import io, locks
+from bert_tf import io, locks, run_dir
 from bert_tf.finetuning import harness
 from bert_tf.finetuning.labelled_files import Columns, label_ids, read_examples
 from bert_tf.modeling import INPUT_NAMES
-from bert_tf.settings import setting
+from bert_tf.settings import flat_dict, setting
 
 
 def build_classifier(encoder, num_classes, dropout_rate=0.1, initializer_range=0.02,
@@ -156,7 +156,10 @@ def run(config: ClassificationConfig, log=print):
     io.write_json(os.path.join(output_dir, "labels.json"), labels)
 
     keras.utils.set_random_seed(config.random_seed)
-    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    precision = harness.set_precision(config, log)
+    io.write_json(os.path.join(output_dir, run_dir.RUN_CONFIG_FILE),
+                  {"task": "classification", "flags": flat_dict(config),
+                   "precision": precision.as_record()})
     steps_per_epoch = max(len(train) // config.train_batch_size, 1)
     with harness.make_strategy(config.distribution_strategy).scope():
         encoder, dropout = harness.load_encoder(source)

@@ -32,10 +32,17 @@ class FinetuningConfig:
     warmup_proportion: float = setting(0.1, "Fraction of steps for linear warmup.")
     distribution_strategy: str = setting("one_device", "Strategy for fit().",
                                          choices=("one_device", "mirrored"))
-    mixed_precision: str = setting("float32", "Keras dtype policy.",
-                                   choices=("float32", "mixed_float16", "mixed_bfloat16"))
+    mixed_precision: str = setting("auto", "Keras dtype policy; auto: mixed_bfloat16 where the "
+                                           "hardware multiplies bfloat16 natively (GPUs of "
+                                           "compute capability 8.0+, CPUs with AMX or "
+                                           "AVX512_BF16), else float32.",
+                                   choices=("auto", "float32", "mixed_float16",
+                                            "mixed_bfloat16"))
     early_stopping_patience: int = setting(0, "Stop after this many epochs without a better "
                                               "eval score; 0: off.")
+    profile_steps: str = setting("", "START,END: a TensorFlow profiler trace of training steps "
+                                     "START..END (1-based) in OUTPUT_DIR/train, for "
+                                     "TensorBoard's profile tab; empty: none.")
     model_name: str = setting("model", "Name of the exported model.")
     random_seed: int = setting(12345, "Seed.")
 
@@ -105,15 +112,32 @@ def make_strategy(name):
             else tf.distribute.get_strategy())
 
 
+def set_precision(config: FinetuningConfig, log=print):
+    """Resolves --mixed_precision (auto: for the devices fit() trains on), sets it as Keras's
+    global dtype policy, logs it; returns the `Precision` (policy and reason) for the records."""
+    import keras
+
+    from bert_tf.training import precision as precision_lib
+
+    precision = precision_lib.resolve(config.mixed_precision,
+                                      devices=precision_lib.training_devices())
+    keras.mixed_precision.set_global_policy(precision.policy)
+    log(f"precision: {precision.policy} ({precision.reason})")
+    return precision
+
+
 def compile_model(model, config: FinetuningConfig, total_steps, **compile_args):
-    """AdamW with warmup and linear decay over `total_steps`, gradients clipped to norm 1;
-    `compile_args` (loss, metrics, ...) go to `model.compile`."""
+    """AdamW with warmup and linear decay over `total_steps`, gradients clipped to norm 1 (loss
+    scaling under the mixed_float16 policy set by `set_precision`); `compile_args` (loss,
+    metrics, ...) go to `model.compile`."""
+    import keras
+
     from bert_tf.training.optimization import create_optimizer
 
     model.compile(optimizer=create_optimizer(
         "adamw", config.learning_rate, total_steps,
         int(config.warmup_proportion * total_steps), clip_norm=1.0,
-        mixed_precision=config.mixed_precision), **compile_args)
+        mixed_precision=keras.mixed_precision.global_policy().name), **compile_args)
 
 
 def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=None,
@@ -124,7 +148,11 @@ def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=
     output_dir/best.weights.h5) restored at the end."""
     import keras
 
-    callbacks = [keras.callbacks.TensorBoard(config.output_dir)]
+    from bert_tf.training.trainer import parse_profile_steps
+
+    profile = parse_profile_steps(config.profile_steps)
+    callbacks = [keras.callbacks.TensorBoard(config.output_dir,
+                                             profile_batch=profile or 0)]
     if eval_data is not None:
         best = os.path.join(config.output_dir, "best.weights.h5")
         callbacks.append(keras.callbacks.ModelCheckpoint(

@@ -87,7 +87,7 @@ def run(config: QuestionAnsweringConfig, log=print):
     tokenizer = WordpieceTokenizer(vocab, source.do_lower_case)
     tf.io.gfile.makedirs(config.output_dir)
     keras.utils.set_random_seed(config.random_seed)
-    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    precision = harness.set_precision(config, log)
     finetuned = (source.checkpoint is not None and source.checkpoint.record.get("task") == TASK)
     if config.do_train:
         examples = squad.read_squad(config.train_file, True, config.version_2_with_negative)
@@ -119,7 +119,7 @@ def run(config: QuestionAnsweringConfig, log=print):
             config.train_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
         harness.fit(model, data, config, steps_per_epoch)
     harness.save_run(model, encoder.config, source, config.output_dir, TASK,
-                     flags=flat_dict(config))
+                     flags=flat_dict(config), precision=precision.as_record())
     results = {}
     if config.do_predict:
         results = predict_file(model, tokenizer, config, log)

@@ -25,7 +25,7 @@ from bert_tf.finetuning import harness
 from bert_tf.finetuning.tagged_files import SCHEMES, read_tagged
 from bert_tf.finetuning.tagging_metrics import tagging_metrics
 from bert_tf.modeling import INPUT_NAMES
-from bert_tf.settings import setting
+from bert_tf.settings import flat_dict, setting
 
 TASK = "tagging"
 
@@ -143,7 +143,7 @@ def run(config: TaggingConfig, log=print):
     eval_features = make_features(evaluation, tokenizer, labels, config.max_seq_length)
 
     keras.utils.set_random_seed(config.random_seed)
-    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    precision = harness.set_precision(config, log)
     steps_per_epoch = max(len(train_features.sentence) // config.train_batch_size, 1)
     with harness.make_strategy(config.distribution_strategy).scope():
         encoder, dropout = harness.load_encoder(source)
@@ -178,7 +178,7 @@ def run(config: TaggingConfig, log=print):
             "".join(f"{w}\t{t}\n" for w, t in zip(s.words, sentence_tags)) + "\n"
             for s, sentence_tags in zip(sentences, tags)))
     harness.save_run(model, encoder.config, source, config.output_dir, TASK,
-                     labels=labels)
+                     labels=labels, flags=flat_dict(config), precision=precision.as_record())
     exported = export_tagger(model, vocab, source.do_lower_case, config.max_seq_length, labels,
                              model_dir=os.path.join(config.output_dir, "export",
                                                     config.model_name))

@@ -19,14 +19,16 @@ import tensorflow as tf
 
 from bert_tf import io, locks, run_dir
 from bert_tf.config import BertConfig, configs_dir
-from bert_tf.data import input_pipeline, packing
+from bert_tf.data import input_pipeline, masking, packing
 from bert_tf.data.sample_data import make_sample_data
 from bert_tf.modeling import build_pretrainer
 from bert_tf.settings import flat_dict, setting
+from bert_tf.text.tokenization import load_vocab
 from bert_tf.training import optimization
+from bert_tf.training import precision as precision_lib
 from bert_tf.training import strategy as strategies
 from bert_tf.training.summaries import format_metrics
-from bert_tf.training.trainer import Trainer, TrainOptions
+from bert_tf.training.trainer import Trainer, TrainOptions, parse_profile_steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,9 +71,11 @@ class PretrainingConfig(TrainOptions):
     tpu: str = setting("local", "With --distribution_strategy=tpu: local (this Cloud TPU VM), a "
                                 "TPU name, or grpc://IP:8470.")
     num_gpus: int = setting(0, "GPUs for one_device/mirrored; 0: CPU (mirrored: all).")
-    mixed_precision: str = setting("float32", "Keras dtype policy: mixed_bfloat16 on TPUs (and "
-                                              "CPUs with AVX-512 BF16), mixed_float16 on GPUs.",
-                                   choices=("float32", "mixed_float16", "mixed_bfloat16"))
+    mixed_precision: str = setting("auto", "Keras dtype policy; auto: mixed_bfloat16 where the "
+                                           "hardware multiplies bfloat16 natively (TPU, GPUs of "
+                                           "compute capability 8.0+, CPUs with AMX or "
+                                           "AVX512_BF16), else float32.",
+                                   choices=precision_lib.POLICIES)
     random_seed: int = setting(12345, "Seed for weights and data order.")
     # evaluation
     do_eval: bool = setting(True, "Evaluate at the end.")
@@ -98,6 +102,10 @@ class PretrainingConfig(TrainOptions):
         if self.eval_batch_size % num_replicas:
             problems.append(f"--eval_batch_size={self.eval_batch_size} does not divide into "
                             f"{num_replicas} replica(s)")
+        try:
+            parse_profile_steps(self.profile_steps)
+        except ValueError as e:
+            problems.append(str(e))
         if self.max_predictions_per_row < 0:
             problems.append(f"--max_predictions_per_row must be 0 (automatic) or more, got "
                             f"{self.max_predictions_per_row}")
@@ -144,41 +152,57 @@ def _run(strategy, config: PretrainingConfig, log):
         if largest >= bert_config.vocab_size:
             raise ValueError(f"--input_file: the data holds token id {largest}, outside "
                              f"vocab_size={bert_config.vocab_size} of {config.bert_config_file}")
-    eval_files = None
+    train_masking = masking_rules(files, manifest)
+    eval_files = eval_masking = None
     if config.do_eval:  # checked now, not after the whole training run
         eval_files = io.expand_file_patterns(config.eval_input_file or config.input_file,
                                              "--eval_input_file")
-        input_pipeline.check_data(eval_files, config.max_seq_length,
-                                  config.max_predictions_per_seq, "--eval_input_file")
+        eval_masking = masking_rules(eval_files, input_pipeline.check_data(
+            eval_files, config.max_seq_length, config.max_predictions_per_seq,
+            "--eval_input_file"))
+    if train_masking:
+        log(f"dynamic masking: masked_lm_prob={train_masking.masked_lm_prob}, whole words: "
+            f"{train_masking.do_whole_word_mask}, new masks every time an example is read")
     if config.max_seq_length > bert_config.max_position_embeddings:
         raise ValueError(f"--max_seq_length={config.max_seq_length} exceeds "
                          f"max_position_embeddings={bert_config.max_position_embeddings}")
+    precision = precision_lib.resolve(config.mixed_precision, strategy)
+    log(f"precision: {precision.policy} ({precision.reason})")
     output_dir = config.output_dir
     try:
         if strategies.is_chief(strategy):
-            write_run_files(output_dir, bert_config, config, files, manifest)
+            write_run_files(output_dir, bert_config, config, files, manifest, precision)
         else:
             tf.io.gfile.makedirs(output_dir)
     except (OSError, tf.errors.OpError) as e:
         raise OSError(f"--output_dir {output_dir} is not writable: {e}") from None
 
     keras.utils.set_random_seed(config.random_seed)
-    keras.mixed_precision.set_global_policy(config.mixed_precision)
+    keras.mixed_precision.set_global_policy(precision.policy)
     with strategy.scope():
         pretrainer = build_pretrainer(bert_config, packed=config.pack_sequences)
         optimizer = optimization.create_optimizer(
             config.optimizer, config.learning_rate, config.num_train_steps,
             config.num_warmup_steps, config.end_learning_rate, config.weight_decay_rate, 0.0,
-            config.mixed_precision)
+            precision.policy)
     trainer = Trainer(strategy, pretrainer, optimizer, config)
     log(trainer.restore(config.init_checkpoint))
 
     def distributed_dataset(input_files, batch_size, training=True):
         def fn(context):
+            # Each step takes one batch per replica from its worker's stream: a resumed run
+            # skips the batches of the steps done and goes on exactly where it would have.
+            consumed = (trainer.step * strategy.num_replicas_in_sync
+                        // context.num_input_pipelines) if training else 0
+            if consumed:
+                log(f"input: the data stream resumes after its first {consumed:,} batches "
+                    f"(those of steps 1-{trainer.step})")
             dataset = input_pipeline.make_dataset(
                 input_files, context.get_per_replica_batch_size(batch_size),
                 config.max_seq_length, config.max_predictions_per_seq, True, context,
-                seed=config.random_seed, packing=config.packing if training else None)
+                seed=config.random_seed, packing=config.packing if training else None,
+                masking_rules=train_masking if training else eval_masking,
+                skip_batches=consumed)
             if config.pack_sequences and not training:  # evaluated as it comes, one per row
                 dataset = dataset.map(packing.as_one_sequence_rows)
             return dataset
@@ -203,10 +227,20 @@ def _run(strategy, config: PretrainingConfig, log):
     return {"step": trainer.step, **metrics}
 
 
-def write_run_files(output_dir, bert_config, config: PretrainingConfig, files, manifest):
-    """The run directory's files: the config, the settings, and the data's vocab and
-    lower-casing (bert_tf data; google's shards carry neither)."""
+def masking_rules(files, manifest):
+    """The masking rules of dynamic data (its manifest's options and vocab), else None."""
+    if not masking.is_dynamic(manifest):
+        return None
+    return masking.rules_from_manifest(manifest, load_vocab(input_pipeline.data_vocab_file(files)))
+
+
+def write_run_files(output_dir, bert_config, config: PretrainingConfig, files, manifest,
+                    precision=None):
+    """The run directory's files: the config, the settings (and the precision they resolved
+    to), and the data's vocab and lower-casing (bert_tf data; google's shards carry neither)."""
     record = {"flags": flat_dict(config)}
+    if precision is not None:
+        record["precision"] = precision.as_record()
     vocab_file = None
     if manifest is not None:
         record.update(do_lower_case=manifest["vocab"]["do_lower_case"], data_manifest=manifest)

@@ -53,6 +53,14 @@ class TrainOptions:
     jit_compile: bool = setting(False, "XLA-compile the step: the whole replica step on one "
                                        "device (as on a TPU, which compiles it anyway), forward "
                                        "and backward under mirrored strategies.")
+    profile_steps: str = setting("", "START,END: a TensorFlow profiler trace of training steps "
+                                     "START..END (1-based, inclusive) in OUTPUT_DIR/train, for "
+                                     "TensorBoard's profile tab; empty: none.")
+
+    @property
+    def profile_range(self):
+        """(first, last) step of --profile_steps, or None."""
+        return parse_profile_steps(self.profile_steps)
 
 
 class Trainer:
@@ -224,13 +232,20 @@ class Trainer:
         metrics, start_step, start = {}, self.step, time.time()
         window = dict.fromkeys(self._sums, 0.0)
         window_steps, window_start = 0, time.time()
+        profile = (Profile(*options.profile_range, os.path.join(summary_dir, "train"))
+                   if options.profile_range and self.chief and summary_dir else None)
         try:
             while self.step < options.num_train_steps and not self.preempted:
                 step = self.step
                 steps = min(options.steps_per_loop, options.num_train_steps - step,
                             _to_next(step, options.log_steps),
                             _to_next(step, options.save_checkpoints_steps))
+                if profile is not None:  # host calls start and end at the profiled range
+                    steps = profile.steps(step, steps)
+                    profile.before(step)
                 sums = self._train_loop(iterator, tf.constant(steps, tf.int32))
+                if profile is not None:
+                    profile.after(self.step, log)
                 sums = {name: float(value) for name, value in sums.items()}
                 if not math.isfinite(sums["loss"]):
                     raise FloatingPointError(
@@ -262,6 +277,8 @@ class Trainer:
         finally:
             signal.signal(signal.SIGTERM, previous)
             report.close()
+            if profile is not None:
+                profile.stop(log)
         return metrics
 
     def train_steps(self, iterator, steps):
@@ -311,6 +328,51 @@ def apply_reduced_gradients(optimizer):
         raise NotImplementedError(f"{type(inner).__name__} has no _all_reduce_sum_gradients: "
                                   f"this Keras reduces gradients differently")
     inner._all_reduce_sum_gradients = list
+
+
+def parse_profile_steps(text, flag="--profile_steps"):
+    """"START,END" -> (START, END), 1-based and inclusive; "" -> None."""
+    if not text:
+        return None
+    try:
+        first, last = (int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"{flag} must be START,END (two step numbers), got {text!r}") from None
+    if not 1 <= first <= last:
+        raise ValueError(f"{flag}={text}: need 1 <= START <= END")
+    return first, last
+
+
+class Profile:
+    """The TensorFlow profiler on for training steps `first`..`last`, its trace in `logdir`
+    (plugins/profile/RUN/, which TensorBoard's profile tab reads)."""
+
+    def __init__(self, first, last, logdir):
+        self.first, self.last, self.logdir = first, last, logdir
+        self.running = False
+
+    def steps(self, step, steps):
+        """`steps` cut so that a host call starts at step `first` and ends at `last`."""
+        for boundary in (self.first - 1, self.last):
+            if step < boundary < step + steps:
+                steps = boundary - step
+        return steps
+
+    def before(self, step):
+        if step == self.first - 1 and not self.running:
+            tf.profiler.experimental.start(self.logdir)
+            self.running = True
+
+    def after(self, step, log):
+        if self.running and step >= self.last:
+            self.stop(log)
+
+    def stop(self, log):
+        if self.running:
+            self.running = False
+            tf.profiler.experimental.stop()
+            log(f"profile of steps {self.first}-{self.last}: {self.logdir}/plugins/profile "
+                f"(tensorboard --logdir {os.path.dirname(self.logdir)}, profile tab)")
 
 
 def _to_next(step, every):

@@ -1,9 +1,12 @@
 import random
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from bert_tf.data.instances import (InstanceOptions, TokenIds, create_instances,
                                       create_masked_lm_predictions, truncated_lengths)
+from bert_tf.data.masking import Masker, MaskingRules
 
 # A toy vocab: 0 [PAD], 1 [UNK], 2 [CLS], 3 [SEP], 4 [MASK], 5..9 [unused0-4], 10..59 words,
 # 60..79 "##" pieces.
@@ -108,16 +111,51 @@ def test_truncation_trims_both_ends_of_a_segment():
     assert starts_mid_sentence > 10 and ends_mid_sentence > 10
 
 
-def masked_split(do_whole_word_mask, trials=3000):
+def static_masking(rows, options, ids, rng):
+    """The static path (data creation): each row masked in place, in Python."""
+    out = []
+    for tokens in rows:
+        tokens = list(tokens)
+        positions, labels = create_masked_lm_predictions(tokens, options, ids, rng)
+        out.append((tokens, positions, labels))
+    return out
+
+
+def dynamic_masking(rows, options, ids, rng):
+    """The dynamic path (run_pretraining's tf.data): all rows as one batch."""
+    rules = MaskingRules(options.masked_lm_prob, options.max_predictions_per_seq,
+                         options.do_whole_word_mask, ids)
+    seq = max(map(len, rows))
+    input_ids = np.zeros((len(rows), seq), np.int32)
+    for i, tokens in enumerate(rows):
+        input_ids[i, :len(tokens)] = tokens
+    features = {"input_word_ids": tf.constant(input_ids),
+                "input_mask": tf.constant((input_ids > 0).astype(np.int32)),
+                "input_type_ids": tf.zeros_like(input_ids)}
+    features, labels = Masker(rules)(features, {}, tf.constant([rng.getrandbits(31), 0],
+                                                               tf.int64))
+    out = []
+    for i, tokens in enumerate(rows):
+        count = int(labels["masked_lm_weights"][i].numpy().sum())
+        out.append((features["input_word_ids"][i, :len(tokens)].numpy().tolist(),
+                    features["masked_lm_positions"][i, :count].numpy().tolist(),
+                    labels["masked_lm_ids"][i, :count].numpy().tolist()))
+    return out
+
+
+MASKINGS = pytest.mark.parametrize("masking", [static_masking, dynamic_masking],
+                                   ids=["static", "dynamic"])
+
+
+def masked_split(masking, do_whole_word_mask, trials=3000):
     options = InstanceOptions(max_seq_length=64, max_predictions_per_seq=20,
                               do_whole_word_mask=do_whole_word_mask)
     rng = random.Random(0)
     counts = {"mask": 0, "random": 0, "keep": 0, "predictions": 0, "candidates": 0}
-    for _ in range(trials):
-        tokens = [CLS] + [rng.randint(10, 59) for _ in range(40)] + [SEP]
-        original = list(tokens)
-        positions, labels = create_masked_lm_predictions(tokens, options, IDS, rng)
+    rows = [[CLS] + [rng.randint(10, 59) for _ in range(40)] + [SEP] for _ in range(trials)]
+    for original, (tokens, positions, labels) in zip(rows, masking(rows, options, IDS, rng)):
         counts["candidates"] += 40
+        assert positions == sorted(set(positions)) and len(positions) == 6  # round(0.15 x 40)
         for position, label in zip(positions, labels):
             assert original[position] == label
             counts["predictions"] += 1
@@ -125,11 +163,14 @@ def masked_split(do_whole_word_mask, trials=3000):
             key = "mask" if shown == MASK else "keep" if shown == label else "random"
             counts[key] += 1
             assert shown in ORDINARY or shown == MASK
+        unmasked = set(range(len(original))) - set(positions)
+        assert all(tokens[p] == original[p] for p in unmasked)
     return counts
 
 
-def test_masking_statistics():
-    counts = masked_split(False)
+@MASKINGS
+def test_masking_statistics(masking):
+    counts = masked_split(masking, False)
     assert counts["predictions"] / counts["candidates"] == pytest.approx(0.15, abs=0.01)
     n = counts["predictions"]
     assert counts["mask"] / n == pytest.approx(0.8, abs=0.02)
@@ -137,23 +178,37 @@ def test_masking_statistics():
     assert counts["keep"] / n == pytest.approx(0.1, abs=0.02)
 
 
-def test_random_replacements_are_ordinary_tokens():
+@MASKINGS
+def test_masked_positions_are_uniform_over_the_candidates(masking):
+    options = InstanceOptions(max_seq_length=64, max_predictions_per_seq=20)
+    rng = random.Random(1)
+    rows = [[CLS] + [rng.randint(10, 59) for _ in range(20)] + [SEP] for _ in range(4000)]
+    hits = np.zeros(22)
+    for _, positions, _ in masking(rows, options, IDS, rng):
+        hits[positions] += 1
+    assert hits[0] == hits[21] == 0  # [CLS] and [SEP] never
+    share = hits[1:21] / hits.sum()  # 3 of 20 per row: 1/20 each
+    assert np.all(np.abs(share - 0.05) < 0.01), share
+
+
+@MASKINGS
+def test_random_replacements_are_ordinary_tokens(masking):
     options = InstanceOptions(max_seq_length=64, max_predictions_per_seq=60, masked_lm_prob=0.9)
     ids = TokenIds(CLS, SEP, MASK, ordinary_ids=(10, 11), is_continuation=IDS.is_continuation)
     rng = random.Random(0)
     replaced = set()
-    for _ in range(200):
-        tokens = [CLS] + [20] * 50 + [SEP]
-        positions, _ = create_masked_lm_predictions(tokens, options, ids, rng)
+    rows = [[CLS] + [20] * 50 + [SEP] for _ in range(200)]
+    for tokens, positions, _ in masking(rows, options, ids, rng):
         replaced |= {tokens[p] for p in positions} - {MASK, 20}
     assert replaced == {10, 11}
 
 
-def test_whole_word_masking_groups_pieces_with_one_decision():
+@MASKINGS
+def test_whole_word_masking_groups_pieces_with_one_decision(masking):
     options = InstanceOptions(max_seq_length=64, max_predictions_per_seq=20,
                               do_whole_word_mask=True, masked_lm_prob=0.3)
     rng = random.Random(0)
-    seen_multi_piece = 0
+    seen_multi_piece, rows, all_words = 0, [], []
     for _ in range(500):
         # words of 1-3 pieces: a word id (10..59) then "##" pieces (60..79)
         words, tokens = [], [CLS]
@@ -162,9 +217,15 @@ def test_whole_word_masking_groups_pieces_with_one_decision():
             words.append(list(range(len(tokens), len(tokens) + len(word))))
             tokens.extend(word)
         tokens.append(SEP)
-        original = list(tokens)
-        positions, _ = create_masked_lm_predictions(tokens, options, IDS, rng)
+        rows.append(tokens)
+        all_words.append(words)
+    budget_used = []
+    for original, words, (tokens, positions, _) in zip(rows, all_words,
+                                                       masking(rows, options, IDS, rng)):
         chosen = set(positions)
+        budget = min(20, round(0.3 * (len(original) - 2)))
+        assert 1 <= len(positions) <= budget
+        budget_used.append(len(positions) / budget)
         for word in words:
             picked = [p in chosen for p in word]
             assert all(picked) or not any(picked), "a word is predicted whole or not at all"
@@ -175,6 +236,7 @@ def test_whole_word_masking_groups_pieces_with_one_decision():
                 # One decision per word (a random draw can equal the original, hence <=).
                 assert len(kinds) == 1 or kinds <= {"random", "keep"}
     assert seen_multi_piece > 100
+    assert np.mean(budget_used) > 0.9  # words that do not fit are skipped, later ones taken
 
 
 def test_options_are_validated():

@@ -1,5 +1,6 @@
 """End to end: real text -> vocab -> TFRecords, checked with google's feature spec and invariants."""
 
+import dataclasses
 import filecmp
 import json
 import logging
@@ -343,3 +344,81 @@ def test_cli_reports_and_rejects(corpus, tmp_path):
     assert again.returncode != 0 and "pass --overwrite" in again.stderr
     manifest = json.loads((tmp_path / "cli.manifest.json").read_text())
     assert manifest["flags"]["dupe_factor"] == 1
+
+
+@pytest.fixture(scope="module")
+def dynamic_dataset(corpus, tmp_path_factory):
+    prefix = tmp_path_factory.mktemp("dynamic") / "topics"
+    summary = make(corpus, prefix, options=dataclasses.replace(OPTIONS, dynamic_masking=True))
+    return {"prefix": str(prefix), "summary": summary,
+            "manifest": schema.read_manifest(schema.manifest_path(str(prefix)))}
+
+
+def test_dynamic_masking_data_is_one_unmasked_pass(dynamic_dataset, dataset):
+    manifest = dynamic_dataset["manifest"]
+    assert manifest["masking"] == "dynamic" and manifest["options"]["dynamic_masking"]
+    assert json.loads(open(schema.manifest_path(dataset["prefix"])).read())["masking"] == "static"
+    batches = list(read_examples(dynamic_dataset["summary"]["shards"], 128, 20))
+    examples = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    # one pass, not dupe_factor=10 copies; no masks stored
+    assert len(examples["input_ids"]) * 8 < len(dataset["examples"]["input_ids"])
+    assert not examples["masked_lm_weights"].any() and not examples["masked_lm_positions"].any()
+    assert not (examples["input_ids"] == dataset["vocab"].mask_id).any()
+
+
+def masked_stream(dynamic_dataset, vocab_file, batches, seed=7):
+    from bert_tf.data.input_pipeline import make_dataset
+    from bert_tf.data.masking import rules_from_manifest
+
+    rules = rules_from_manifest(dynamic_dataset["manifest"], load_vocab(vocab_file))
+    data = make_dataset(dynamic_dataset["summary"]["shards"], 64, 128, 20, seed=seed,
+                        masking_rules=rules)
+    names = {"input_word_ids": "input_ids", "input_type_ids": "segment_ids"}
+    for features, labels in data.take(batches):
+        yield {names.get(k, k): v.numpy() for k, v in {**features, **labels}.items()}
+
+
+def test_dynamic_masks_follow_the_static_statistics(dynamic_dataset, dataset, corpus):
+    vocab = dataset["vocab"]
+    stats = Statistics(vocab.mask_id, {vocab.cls_id, vocab.sep_id, vocab.pad_id}, 128)
+    ordinary = set(vocab.ordinary_ids().tolist())
+    for batch in masked_stream(dynamic_dataset, corpus["vocab"], 60):
+        stats.update(batch)
+        weights = batch["masked_lm_weights"] > 0
+        shown = np.take_along_axis(batch["input_ids"], batch["masked_lm_positions"], 1)[weights]
+        replaced = shown[(shown != vocab.mask_id) & (shown != batch["masked_lm_ids"][weights])]
+        assert set(replaced.tolist()) <= ordinary  # never special or [unusedN]
+    report = stats.report()
+    assert report["masked_fraction"] == pytest.approx(0.15, abs=0.01)
+    assert report["mask_fraction"] == pytest.approx(0.8, abs=0.02)
+    assert report["random_fraction"] == pytest.approx(0.1, abs=0.02)
+    assert report["keep_fraction"] == pytest.approx(0.1, abs=0.02)
+
+
+def test_dynamic_masks_are_new_each_read_and_fixed_by_the_seed(dynamic_dataset, corpus):
+    def masks_by_example(seed, batches):
+        masks = {}
+        for batch in masked_stream(dynamic_dataset, corpus["vocab"], batches, seed):
+            for row in range(len(batch["input_ids"])):
+                original = batch["input_ids"][row].copy()
+                weights = batch["masked_lm_weights"][row] > 0
+                positions = batch["masked_lm_positions"][row][weights]
+                original[positions] = batch["masked_lm_ids"][row][weights]
+                masks.setdefault(original.tobytes(), []).append(tuple(positions))
+        return masks
+
+    examples = dynamic_dataset["summary"]["examples"]
+    passes = masks_by_example(1, 3 * examples // 64)  # about 3 reads of every example
+    again = masks_by_example(1, 3 * examples // 64)
+    assert passes == again  # the seed fixes every mask
+    repeated = [m for m in passes.values() if len(m) >= 2]
+    assert len(repeated) > examples // 2
+    assert sum(len(set(m)) > 1 for m in repeated) > 0.9 * len(repeated)  # new masks per read
+
+
+def test_static_and_dynamic_data_are_not_mixed(dynamic_dataset, dataset):
+    from bert_tf.data.input_pipeline import DataMismatchError, check_data
+
+    files = dataset["summary"]["shards"] + dynamic_dataset["summary"]["shards"]
+    with pytest.raises(DataMismatchError, match="--input_file: mixes data sets with static"):
+        check_data(files, 128, 20)

@@ -1,5 +1,6 @@
 """Finetuning with fit(): learnable single and pair tasks, checkpoint loading, export, metrics."""
 
+import glob
 import json
 import os
 import random
@@ -31,7 +32,8 @@ def workspace(tmp_path_factory):
 def single_run(workspace):
     start = time.time()
     result = run(values(workspace, "single", workspace / "single_out",
-                        predict_file=str(workspace / "single_dev.tsv")), log=lambda _: None)
+                        predict_file=str(workspace / "single_dev.tsv"), profile_steps="3,4"),
+                 log=lambda _: None)
     result["seconds"] = time.time() - start
     return result
 
@@ -48,6 +50,10 @@ def test_single_sentence_task_is_learned(single_run, workspace):
     assert lines[0] == "line\tprediction\tp_negative\tp_positive" and len(lines) == 121
     assert any(name.startswith("events.out") for _, _, files in os.walk(out / "train")
                for name in files)
+    assert glob.glob(str(out / "train" / "plugins" / "profile" / "*" / "*.xplane.pb"))
+    run_config = json.loads((out / "run_config.json").read_text())
+    assert run_config["task"] == "classification" and run_config["flags"]["profile_steps"] == "3,4"
+    assert run_config["precision"] == {"policy": "float32", "reason": "set by --mixed_precision"}
 
 
 @pytest.mark.slow

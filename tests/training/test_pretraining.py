@@ -40,7 +40,8 @@ def trained(data, tmp_path_factory):
     """One 40-step run, shared: its log lines, metrics and output_dir."""
     output_dir = tmp_path_factory.mktemp("run")
     lines = []
-    metrics = run(flag_values(data["glob"], data["config"], output_dir), log=lines.append)
+    metrics = run(flag_values(data["glob"], data["config"], output_dir, profile_steps="12,13"),
+                  log=lines.append)
     return {"dir": output_dir, "lines": lines, "metrics": metrics}
 
 
@@ -68,9 +69,20 @@ def test_run_directory_is_self_contained(trained, data):
     run_config = json.loads((out / "run_config.json").read_text())
     assert run_config["flags"]["num_train_steps"] == 40
     assert run_config["do_lower_case"] is True
+    assert run_config["precision"] == {"policy": "float32", "reason": "set by --mixed_precision"}
+    assert "precision: float32 (set by --mixed_precision)" in trained["lines"]
     vocab = (out / "vocab.txt").read_text()
     assert vocab == (data["dir"] / "vocab.txt").read_text()
     assert not [p for p in os.listdir(out) if ".tmp" in p]
+
+
+def test_profile_steps_write_a_profiler_trace_for_tensorboard(trained, data, tmp_path):
+    traces = glob.glob(str(trained["dir"] / "train" / "plugins" / "profile" / "*" / "*.xplane.pb"))
+    assert len(traces) == 1 and os.path.getsize(traces[0]) > 1000
+    assert any(line.startswith("profile of steps 12-13: ") for line in trained["lines"])
+    for bad in ("5", "3,1", "0,2", "a,b"):
+        with pytest.raises(ValueError, match="--profile_steps"):
+            run(flag_values(data["glob"], data["config"], tmp_path, profile_steps=bad))
 
 
 def test_event_files_hold_the_scalars(trained):
