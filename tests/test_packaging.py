@@ -179,7 +179,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs_the_embedded_default(tmp_
     cache = home / ".cache" / "bert_tf"
     assert f"Making the sample data under {cache}" in out
     assert "step 3/3" in out
-    assert (cache / "sample_128_20.manifest.json").is_file()
+    assert (cache / "sample_128_20_dynamic.manifest.json").is_file()
     run_dir = work / "runs" / "bert_tiny_sample"
     assert (run_dir / "ckpt-3.index").is_file()
     assert re.search(r'"hidden_size": 128', (run_dir / "bert_config.json").read_text())

@@ -23,14 +23,16 @@ def sample_prefix():
     return os.path.join(sample_data_dir(), "sample")
 
 
-def make_sample_data(max_seq_length, max_predictions_per_seq, log=print):
-    """Makes the sample data once (3 MB of text, a 30,522-token vocab, 4 shards); returns the
-    shards' glob."""
+def make_sample_data(max_seq_length, max_predictions_per_seq, log=print, dynamic_masking=False):
+    """Makes the sample data once (3 MB of text, a 30,522-token vocab, 4 shards): static masks
+    (3 masked copies), or with `dynamic_masking` one unmasked pass (masked as it is read); returns
+    the shards' glob."""
     from bert_tf import locks
     from bert_tf.data import schema
 
     common = sample_prefix()
-    prefix = f"{common}_{max_seq_length}_{max_predictions_per_seq}"
+    prefix = (f"{common}_{max_seq_length}_{max_predictions_per_seq}"
+              f"{'_dynamic' if dynamic_masking else ''}")
     if os.path.exists(schema.manifest_path(prefix)):
         return f"{prefix}-*-of-*.tfrecord"
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
@@ -38,24 +40,24 @@ def make_sample_data(max_seq_length, max_predictions_per_seq, log=print):
     lock = os.path.join(os.path.dirname(prefix), f".{os.path.basename(prefix)}.making.lock")
     with locks.output_lock(lock, "the sample data", wait=3600):
         if not os.path.exists(schema.manifest_path(prefix)):
-            _make(common, prefix, max_seq_length, max_predictions_per_seq, log)
+            _make(common, prefix, max_seq_length, max_predictions_per_seq, dynamic_masking, log)
     return f"{prefix}-*-of-*.tfrecord"
 
 
-def _make(common, prefix, max_seq_length, max_predictions_per_seq, log):
+def _make(common, prefix, max_seq_length, max_predictions_per_seq, dynamic_masking, log):
     from bert_tf.data.instances import InstanceOptions
     from bert_tf.data.sample_corpus import write_corpus
     from bert_tf.data.writer import DataCreationConfig, create_pretraining_data
     from bert_tf.text.tokenization import write_vocab
     from bert_tf.text.vocab_learning import learn_vocab
 
-    corpus = f"{common}_corpus.txt"
+    corpus, vocab = f"{common}_corpus.txt", f"{common}_vocab.txt"
     log(f"Making the sample data under {os.path.dirname(prefix)} (once) ...")
-    write_corpus(corpus, 3_000_000)
-    vocab = f"{common}_vocab.txt"
-    write_vocab(learn_vocab(corpus, vocab_size=30522), vocab)
+    if not (os.path.exists(corpus) and os.path.exists(vocab)):  # shared by the data sets
+        write_corpus(corpus, 3_000_000)
+        write_vocab(learn_vocab(corpus, vocab_size=30522), vocab)
     create_pretraining_data(DataCreationConfig(
         corpus, prefix, vocab, options=InstanceOptions(
             max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions_per_seq,
-            dupe_factor=3), num_shards=4, num_workers=min(2, os.cpu_count() or 1),
+            dupe_factor=3, dynamic_masking=dynamic_masking), num_shards=4, num_workers=min(2, os.cpu_count() or 1),
         overwrite=True, progress=False))

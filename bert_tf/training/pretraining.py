@@ -38,8 +38,8 @@ class PretrainingConfig(TrainOptions):
     # the loop (TrainOptions), with the embedded default's values
     output_dir: str = setting(os.path.join("runs", "bert_tiny_sample"),
                               "Checkpoints, TensorBoard logs and the resolved config go here.")
-    num_train_steps: int = setting(300, "Optimizer steps.")
-    save_checkpoints_steps: int = setting(100, "Checkpoint every this many steps.")
+    num_train_steps: int = setting(600, "Optimizer steps.")
+    save_checkpoints_steps: int = setting(200, "Checkpoint every this many steps.")
     log_steps: int = setting(50, "Log and write summaries every this many steps.")
     # data and model
     bert_config_file: str = setting(os.path.join(configs_dir(), "bert_tiny.json"),
@@ -57,11 +57,11 @@ class PretrainingConfig(TrainOptions):
     max_predictions_per_row: int = setting(0, "With --pack_sequences: masked positions per row; "
                                               "0: --max_predictions_per_seq.")
     # batches
-    train_batch_size: int = setting(32, "Global batch size.")
+    train_batch_size: int = setting(16, "Global batch size (of rows, when packing).")
     eval_batch_size: int = setting(32, "Global eval batch size.")
     # optimizer
-    num_warmup_steps: int = setting(30, "Linear warmup steps.")
-    learning_rate: float = setting(1e-3, "Peak learning rate.")
+    num_warmup_steps: int = setting(60, "Linear warmup steps.")
+    learning_rate: float = setting(2e-3, "Peak learning rate.")
     end_learning_rate: float = setting(0.0, "Learning rate at num_train_steps.")
     optimizer: str = setting("adamw", "Optimizer.", choices=("adamw", "lamb"))
     weight_decay_rate: float = setting(0.01, "Decoupled weight decay (not on LayerNorm weights "
@@ -135,9 +135,9 @@ def run(config: PretrainingConfig, log=print):
 
 
 def _run(strategy, config: PretrainingConfig, log):
-    if not config.input_file:
-        config = dataclasses.replace(config, input_file=make_sample_data(
-            config.max_seq_length, config.max_predictions_per_seq, log))
+    if not config.input_file:  # the embedded default: its sample data, masked as read, packed
+        config = dataclasses.replace(config, pack_sequences=True, input_file=make_sample_data(
+            config.max_seq_length, config.max_predictions_per_seq, log, dynamic_masking=True))
     bert_config = BertConfig.from_json_file(config.bert_config_file)
     files = io.expand_file_patterns(config.input_file)
     manifest = input_pipeline.check_data(files, config.max_seq_length,

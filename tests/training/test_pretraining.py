@@ -409,17 +409,21 @@ def test_embedded_default_runs_end_to_end(tmp_path):
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    assert "step 300/300" in out
-    assert "Done at step 300: masked_lm_accuracy" in out
+    assert "step 600/600" in out
+    assert "Done at step 600: masked_lm_accuracy" in out
     assert f"tensorboard --logdir {tmp_path}" in out
     logs = [line for line in out.splitlines() if line.startswith("step ")]
     first_loss = float(logs[0].split("loss=")[1].split()[0])
     last_loss = float(logs[-1].split("loss=")[1].split()[0])
     assert last_loss < first_loss - 2.0, "the loss falls"
     first_mlm = float(logs[0].split("masked_lm_accuracy=")[1].split()[0])
-    final_mlm = float(out.split("Done at step 300: masked_lm_accuracy ")[1].split(",")[0])
-    assert final_mlm > first_mlm + 0.02, "masked-LM accuracy rises"
-    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-300")
+    final_mlm = float(out.split("Done at step 600: masked_lm_accuracy ")[1].split(",")[0])
+    assert final_mlm > first_mlm + 0.05, "masked-LM accuracy rises"
+    assert "dynamic masking: masked_lm_prob=0.15" in out and "precision: " in out
+    run_config = json.loads((tmp_path / "run_config.json").read_text())
+    assert run_config["flags"]["pack_sequences"] and run_config["data_manifest"]["masking"] == \
+        "dynamic"
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-600")
 
 
 def test_corrupt_shard_is_named(data, tmp_path):
