@@ -39,3 +39,20 @@ def test_train_part_times_ours_and_the_model_garden(monkeypatch):
     for row in rows.values():
         assert row["sequences_per_second"] > 0 and 0 < row["mfu"] < 1
     assert result["matmul_peak_gflops"] > 1 and any("seq/s" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_time_to_accuracy_part_gives_curves_for_packed_and_unpacked():
+    benchmark.FLAGS(["benchmark", "--tta_seconds=0.1", "--tta_eval_every=3",
+                     "--tta_eval_batches=2"])
+    lines = []
+    result = benchmark.bench_time_to_accuracy(lines.append)
+    curves = result["curves"]
+    assert set(curves) == {"unpacked", "packed"}
+    for curve in curves.values():
+        assert curve and curve[0]["steps"] == 3 and 0 <= curve[0]["masked_lm_accuracy"] <= 1
+    # the same steps of 16 rows: a packed row holds more than one sequence
+    assert curves["unpacked"][0]["sequences"] == 3 * 16
+    assert curves["packed"][0]["sequences"] > 1.5 * 3 * 16
+    assert result["seconds_to_target"]["unpacked"] is not None
+    assert any(line.startswith("time_to_accuracy packed") for line in lines)

@@ -1,6 +1,7 @@
 """Side-by-side speed figures: bert_tf against the Model Garden and keras-hub, in one run.
 
-    python tools/benchmark.py [--parts=train,input,data,serving,finetune,tasks,packing]
+    python tools/benchmark.py [--parts=train,input,data,serving,finetune,tasks,packing,
+                                       time_to_accuracy]
         [--configs=tiny,mini,small,base] [--jit=off,on] [--output=benchmark.json]
 
 Peers (requirements-bench.txt): tf-models-official's BertEncoder + BertPretrainerV2 with its NSP
@@ -38,7 +39,8 @@ import bert_tf  # noqa: E402,F401  (the project's environment defaults, for ever
 from bench_common import synthetic_batch, train_flops_per_sequence  # noqa: E402,F401
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("parts", ["train", "input", "data", "serving", "finetune", "tasks", "packing"],
+flags.DEFINE_list("parts", ["train", "input", "data", "serving", "finetune", "tasks", "packing",
+                            "time_to_accuracy"],
                   "What to measure.")
 flags.DEFINE_list("configs", ["tiny", "mini", "small", "base"], "configs/bert_<name>.json")
 flags.DEFINE_list("jit", ["off", "on"], "XLA settings for the train step.")
@@ -53,6 +55,9 @@ flags.DEFINE_string("output", None, "Write the figures as JSON here.")
 flags.DEFINE_float("data_megabytes", 11.0, "Corpus size for the data-creation part.")
 flags.DEFINE_list("serving_configs", ["tiny", "base"], "Configs for the serving part.")
 flags.DEFINE_string("finetune_config", "mini", "Config for the finetuning part.")
+flags.DEFINE_float("tta_seconds", 150.0, "time_to_accuracy: training seconds per pipeline.")
+flags.DEFINE_integer("tta_eval_every", 50, "time_to_accuracy: evaluate every this many steps.")
+flags.DEFINE_integer("tta_eval_batches", 40, "time_to_accuracy: held-out eval batches.")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -597,13 +602,98 @@ def bench_packing(log):
     return {"seq_length": 128, "batch_size": FLAGS.batch_size, "rows": rows}
 
 
+def _interpolate_time(curve, accuracy):
+    """Training seconds at which a curve of (seconds, ..., accuracy) points first reaches
+    `accuracy` (linear between evaluations), or None."""
+    previous = (0.0, 0.0)
+    for point in curve:
+        if point["masked_lm_accuracy"] >= accuracy:
+            (t0, a0), (t1, a1) = previous, (point["seconds"], point["masked_lm_accuracy"])
+            return t0 + (t1 - t0) * (accuracy - a0) / max(a1 - a0, 1e-9)
+        previous = (point["seconds"], point["masked_lm_accuracy"])
+    return None
+
+
+def bench_time_to_accuracy(log):
+    """Eval masked-LM accuracy against training time and sequences seen, packed vs unpacked:
+    bert_tiny on the sample corpus's dynamic-masking shards, 3 shards trained on, the 4th held
+    out (read unpacked, with the same masks for both), same optimizer and batch of rows, each
+    pipeline trained for --tta_seconds (one after the other) and evaluated every
+    --tta_eval_every steps (evaluation time not counted)."""
+    import keras
+    import tensorflow as tf
+
+    from bert_tf import io
+    from bert_tf.config import BertConfig
+    from bert_tf.data import input_pipeline, packing
+    from bert_tf.data.sample_data import make_sample_data
+    from bert_tf.modeling import build_pretrainer
+    from bert_tf.training import optimization
+    from bert_tf.training import precision as precision_lib
+    from bert_tf.training.pretraining import masking_rules
+    from bert_tf.training.trainer import Trainer, TrainOptions
+
+    seq, predictions, batch = 128, 20, 16
+    files = io.expand_file_patterns(make_sample_data(seq, predictions, lambda *_: None,
+                                                     dynamic_masking=True))
+    train_files, eval_files = files[:-1], files[-1:]
+    manifest = input_pipeline.check_data(files, seq, predictions)
+    rules = masking_rules(files, manifest)
+    config = BertConfig.from_json_file(os.path.join(REPO, "configs", "bert_tiny.json"))
+    policy = precision_lib.resolve("auto").policy
+    keras.mixed_precision.set_global_policy(policy)
+    curves = {}
+    for name, pack in (("unpacked", None), ("packed", (4, predictions))):
+        keras.utils.set_random_seed(0)
+        strategy = tf.distribute.get_strategy()
+        pretrainer = build_pretrainer(config, packed=pack is not None)
+        optimizer = optimization.create_optimizer("adamw", 2e-3, 10 ** 6, 60, 2e-3,
+                                                  mixed_precision=policy)
+        trainer = Trainer(strategy, pretrainer, optimizer, TrainOptions(
+            output_dir=tempfile.mkdtemp(), num_train_steps=10 ** 6))
+        train = input_pipeline.make_dataset(train_files, batch, seq, predictions, seed=0,
+                                            packing=pack, masking_rules=rules)
+        evaluation = input_pipeline.make_dataset(eval_files, 32, seq, predictions, seed=1,
+                                                 masking_rules=rules)
+        if pack:
+            evaluation = evaluation.map(packing.as_one_sequence_rows)
+        iterator = iter(train)
+        trainer.train_sums(iterator, 1)  # tracing, not timed
+        seconds, sequences, curve = 0.0, 0.0, []
+        while seconds < FLAGS.tta_seconds:
+            start = time.perf_counter()
+            sums = trainer.train_sums(iterator, FLAGS.tta_eval_every)
+            seconds += time.perf_counter() - start
+            sequences += sums["next_sentence_count"]
+            metrics = trainer.evaluate(evaluation, FLAGS.tta_eval_batches)
+            curve.append({"seconds": round(seconds, 2), "sequences": int(sequences),
+                          "steps": trainer.step - 1,
+                          "masked_lm_accuracy": metrics["masked_lm_accuracy"],
+                          "next_sentence_accuracy": metrics["next_sentence_accuracy"]})
+            log(f"time_to_accuracy {name:8s} {seconds:6.1f} s {int(sequences):7d} sequences "
+                f"eval masked_lm_accuracy {metrics['masked_lm_accuracy']:.4f} "
+                f"next_sentence_accuracy {metrics['next_sentence_accuracy']:.4f}")
+        curves[name] = curve
+    # The unpacked run's final accuracy: when each reached it, in seconds and in sequences.
+    target = curves["unpacked"][-1]["masked_lm_accuracy"]
+    reached = {name: _interpolate_time(curve, target) for name, curve in curves.items()}
+    result = {"config": "tiny", "batch_rows": batch, "policy": policy, "target": target,
+              "seconds_to_target": reached, "curves": curves}
+    if reached["packed"]:
+        result["time_to_accuracy_ratio"] = reached["unpacked"] / reached["packed"]
+        log(f"time_to_accuracy: unpacked reaches {target:.4f} in {reached['unpacked']:.0f} s, "
+            f"packed in {reached['packed']:.0f} s ({result['time_to_accuracy_ratio']:.2f}x)")
+    return result
+
+
 def main(argv):
     del argv
     results = {"environment": environment()}
     print(json.dumps(results["environment"]))
     parts = {"train": bench_train, "input": lambda log: bench_input(log, results.get("train")),
              "data": bench_data, "serving": bench_serving, "finetune": bench_finetune,
-             "tasks": bench_tasks, "packing": bench_packing}
+             "tasks": bench_tasks, "packing": bench_packing,
+             "time_to_accuracy": bench_time_to_accuracy}
     for part in FLAGS.parts:
         if part in parts:
             results[part] = parts[part](print)

@@ -286,6 +286,12 @@ class Trainer:
         summed loss. For benchmarks and custom loops."""
         return self._train_loop(iterator, tf.constant(steps, tf.int32))["loss"]
 
+    def train_sums(self, iterator, steps):
+        """Runs `steps` steps in one host call; returns the objective's sums over them as floats
+        (loss, accuracies' counts, next_sentence_count: the sequences learnt from, ...)."""
+        sums = self._train_loop(iterator, tf.constant(steps, tf.int32))
+        return {name: float(value) for name, value in sums.items()}
+
     def evaluate(self, dataset, steps, summary_dir=None):
         sums = self._eval_loop(iter(dataset), tf.constant(steps, tf.int32))
         metrics = self.objective.metrics({name: float(v) for name, v in sums.items()}, steps)
