@@ -501,8 +501,9 @@ def bench_tasks(log):
 
 # === Packing: learning per second on real data ===
 
-def _real_data_runs(config, batch, files, jit):
-    """run(steps) callables on the embedded default's shards (seq 128, 20 predictions) for
+def _real_data_runs(config, batch, files, jit, seq=128, predictions=20):
+    """run(steps) callables on the sample corpus's shards (seq 128, 20 predictions, or those
+    given) for
     bert_tf unpacked, bert_tf packed, and the Model Garden's model fed the unpacked batches, with
     the average real tokens and sequences in one of each one's batches."""
     import numpy as np
@@ -513,7 +514,6 @@ def _real_data_runs(config, batch, files, jit):
     from bert_tf.training import optimization
     from bert_tf.training.trainer import Trainer, TrainOptions
 
-    seq, predictions = 128, 20
     pack = (4, packing.default_predictions_per_row(predictions, 4))
     datasets = {"bert_tf": input_pipeline.make_dataset(files, batch, seq, predictions, seed=0),
                 "bert_tf_packed": input_pipeline.make_dataset(files, batch, seq, predictions,
@@ -556,13 +556,15 @@ def bench_packing(log):
 
     from bert_tf import io
 
-    files = io.expand_file_patterns(make_sample_data(128, 20, lambda *_: None))
+    seq, predictions = FLAGS.seq_length, FLAGS.predictions  # 128 and 20 unless given
+    files = io.expand_file_patterns(make_sample_data(seq, predictions, lambda *_: None))
     rows = []
     for config_name in [c for c in FLAGS.configs if c in ("tiny", "mini", "small")]:
         config = BertConfig.from_json_file(os.path.join(REPO, "configs",
                                                         f"bert_{config_name}.json"))
         keras.utils.set_random_seed(0)
-        runs, per_batch = _real_data_runs(config, FLAGS.batch_size, files, jit=False)
+        runs, per_batch = _real_data_runs(config, FLAGS.batch_size, files, jit=False, seq=seq,
+                                          predictions=predictions)
         steps = {}
         for name, run in runs.items():
             float(run(1))
@@ -581,7 +583,7 @@ def bench_packing(log):
             result[name] = {"rows_per_second": FLAGS.batch_size / step,
                             "effective_tokens_per_second": per_batch[name]["tokens"] / step,
                             "effective_sequences_per_second": per_batch[name]["sequences"] / step,
-                            "fill": per_batch[name]["tokens"] / (FLAGS.batch_size * 128)}
+                            "fill": per_batch[name]["tokens"] / (FLAGS.batch_size * seq)}
             log(f"packing {config_name:5s} {name:15s} {result[name]['rows_per_second']:7.1f} "
                 f"rows/s {result[name]['effective_tokens_per_second']:9.0f} real tokens/s "
                 f"{result[name]['effective_sequences_per_second']:7.1f} sequences/s "
@@ -599,7 +601,7 @@ def bench_packing(log):
         rows.append(result)
         del runs
         gc.collect()
-    return {"seq_length": 128, "batch_size": FLAGS.batch_size, "rows": rows}
+    return {"seq_length": seq, "batch_size": FLAGS.batch_size, "rows": rows}
 
 
 def _interpolate_time(curve, accuracy):
