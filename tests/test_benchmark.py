@@ -31,14 +31,22 @@ def test_flop_count_uses_the_models_own_parameter_count(name):
 def test_train_part_times_ours_and_the_model_garden(monkeypatch):
     benchmark.FLAGS(["benchmark", "--configs=tiny", "--jit=off", "--peers=model_garden",
                      "--seq_length=32", "--batch_size=8", "--predictions=5", "--seconds=0.2",
-                     "--repeats=1"])
+                     "--repeats=1", "--precisions=float32,mixed_bfloat16"])
     lines = []
     result = benchmark.bench_train(lines.append)
-    rows = {row["implementation"]: row for row in result["rows"]}
-    assert set(rows) == {"bert_tf", "model_garden"}
+    rows = {(row["implementation"], row["precision"]): row for row in result["rows"]}
+    assert set(rows) == {(name, policy) for name in ("bert_tf", "model_garden")
+                         for policy in ("float32", "mixed_bfloat16")}
     for row in rows.values():
         assert row["sequences_per_second"] > 0 and 0 < row["mfu"] < 1
-    assert result["matmul_peak_gflops"] > 1 and any("seq/s" in line for line in lines)
+    assert set(result["matmul_peaks_gflops"]) == {"float32", "bfloat16"}
+    assert result["matmul_peak_gflops"] > 1 and result["matmul_bf16_ratio"] > 0
+    ratios = {row["implementation"]: row["bf16_ratio"] for row in result["precision_ratios"]}
+    assert set(ratios) == {"bert_tf", "model_garden"}
+    expected = (rows["bert_tf", "mixed_bfloat16"]["sequences_per_second"]
+                / rows["bert_tf", "float32"]["sequences_per_second"])
+    assert ratios["bert_tf"] == pytest.approx(expected)
+    assert any("bf16 step / fp32 step" in line for line in lines)
 
 
 @pytest.mark.slow

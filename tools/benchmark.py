@@ -9,8 +9,10 @@ head, and keras-hub's BertMaskedLM (MLM only); each is timed when installed, int
 under the same settings (oneDNN, threads, XLA), so only the ratios measured here count.
 
   train     sequences/s of a full training step (forward, backward, global-norm clip, AdamW),
-            many steps per host call for every implementation; MFU = model FLOPs / the peak of
-            a large matmul measured in this process. FLOPs per sequence:
+            many steps per host call for every implementation, in each of --precisions (Keras
+            dtype policies; every implementation, peers included, timed in each, interleaved);
+            the bf16 step / fp32 step ratio beside the matmul's. MFU = model FLOPs / the peak
+            of a large matmul in the step's dtype, measured in this process. FLOPs per sequence:
             6 * non_embedding_params * seq + 12 * layers * hidden * seq^2 + the MLM head
             (6 * predictions * (hidden^2 + hidden * vocab)).
   input     examples/s of our tf.data pipeline over real TFRecord shards, against bert_tiny's
@@ -44,6 +46,9 @@ flags.DEFINE_list("parts", ["train", "input", "data", "serving", "finetune", "ta
                   "What to measure.")
 flags.DEFINE_list("configs", ["tiny", "mini", "small", "base"], "configs/bert_<name>.json")
 flags.DEFINE_list("jit", ["off", "on"], "XLA settings for the train step.")
+flags.DEFINE_list("precisions", ["float32", "mixed_bfloat16"],
+                  "train: Keras dtype policies; every implementation is timed in each, "
+                  "interleaved, and the bfloat16/float32 step ratios are reported.")
 flags.DEFINE_list("peers", ["model_garden", "keras_hub"], "Peers to time when installed.")
 flags.DEFINE_integer("seq_length", 128, "Sequence length.")
 flags.DEFINE_integer("batch_size", 32, "Batch size (train step).")
@@ -75,18 +80,18 @@ def environment():
             "cpus": os.cpu_count()}
 
 
-def matmul_peak(n=2048, repeats=5):
-    """GFLOP/s of an n x n float32 matmul, ten per host call; the best of `repeats` (a peak)."""
+def matmul_peak(n=2048, repeats=5, dtype="float32"):
+    """GFLOP/s of an n x n matmul in `dtype`, ten per host call; the best of `repeats` (a peak)."""
     import tensorflow as tf
 
-    a, b = tf.random.normal([n, n]), tf.random.normal([n, n])
+    a, b = (tf.cast(tf.random.normal([n, n]), dtype) for _ in range(2))
 
     @tf.function
     def ten(a, b):
         c = a
         for _ in range(10):
-            c = tf.matmul(c, b) * 1e-3
-        return tf.reduce_sum(c)
+            c = tf.matmul(c, b) * tf.cast(1e-3, c.dtype)
+        return tf.reduce_sum(tf.cast(c, tf.float32))
 
     ten(a, b).numpy()
     times = []
@@ -174,11 +179,14 @@ def _mlm_nsp_loss(mlm_logits, nsp_logits, labels):
 def model_garden(config, batch, seq, predictions, jit, batches=None):
     """tf-models-official: BertEncoder + BertPretrainerV2 with its NSP ClassificationHead, as its
     BERT pretraining task builds them; tf-keras AdamW."""
+    import keras
     import tensorflow as tf
     import tf_keras
     from official.modeling import tf_utils
     from official.nlp.modeling import layers, models, networks
 
+    # The Model Garden's models follow tf_keras's global policy; ours and keras-hub's Keras's.
+    tf_keras.mixed_precision.set_global_policy(keras.mixed_precision.global_policy().name)
     init = tf_keras.initializers.TruncatedNormal(stddev=config.initializer_range)
     encoder = networks.BertEncoder(
         vocab_size=config.vocab_size, hidden_size=config.hidden_size,
@@ -195,6 +203,7 @@ def model_garden(config, batch, seq, predictions, jit, batches=None):
     features, labels = synthetic_batch(config, batch, seq, predictions)
     features = {k: tf.constant(v) for k, v in features.items()}
     model(features)
+    tf_keras.mixed_precision.set_global_policy("float32")
     optimizer = tf_keras.optimizers.AdamW(1e-4, weight_decay=0.01, epsilon=1e-6)
 
     def loss_fn(outputs, labels):
@@ -221,7 +230,9 @@ def keras_hub(config, batch, seq, predictions, jit):
                 "segment_ids": tf.constant(features["input_type_ids"]),
                 "padding_mask": tf.constant(features["input_mask"] > 0),
                 "mask_positions": tf.constant(features["masked_lm_positions"])}
-    model(features)
+    # A functional model is built already. (Called eagerly under mixed_bfloat16, keras-hub
+    # 0.32's MaskedLMHead adds its float32 bias to bfloat16 logits and fails; in a
+    # tf.function, as timed, it runs.)
     optimizer = keras.optimizers.AdamW(1e-4, weight_decay=0.01, epsilon=1e-6)
     optimizer.build(model.trainable_variables)
 
@@ -251,49 +262,84 @@ def bench_train(log):
 
     from bert_tf.config import BertConfig
 
-    peak = matmul_peak()
-    log(f"matmul peak (2048^3 float32): {peak:.1f} GFLOP/s")
+    peaks = {dtype: matmul_peak(dtype=dtype) for dtype in _matmul_dtypes()}
+    for dtype, peak in peaks.items():
+        log(f"matmul peak (2048^3 {dtype}): {peak:.1f} GFLOP/s")
     names = ["bert_tf"] + [p for p in FLAGS.peers if installed(p)]
     rows = []
     for config_name in FLAGS.configs:
-        config = BertConfig.from_json_file(os.path.join(REPO, "configs", f"bert_{config_name}.json"))
+        config = BertConfig.from_json_file(
+            os.path.join(REPO, "configs", f"bert_{config_name}.json"))
         batch = FLAGS.batch_size if config.hidden_size < 768 else FLAGS.base_batch_size
         flops = train_flops_per_sequence(config, FLAGS.seq_length, FLAGS.predictions)
         for jit in FLAGS.jit:
             runs, steps = {}, {}
             for name in names:  # build and warm up each; size the call to ~--seconds
-                keras.utils.set_random_seed(0)
-                run = IMPLEMENTATIONS[name](config, batch, FLAGS.seq_length, FLAGS.predictions,
-                                            jit == "on")
-                float(run(1))
-                start = time.perf_counter()
-                float(run(1))
-                per_step = time.perf_counter() - start
-                steps[name] = max(1, round(FLAGS.seconds / per_step))
-                float(run(steps[name]))
-                runs[name] = run
-            times = {name: [] for name in names}
-            for _ in range(FLAGS.repeats):  # interleaved, so drift hits all alike
-                for name in names:
+                for policy in FLAGS.precisions:
+                    keras.mixed_precision.set_global_policy(policy)
+                    keras.utils.set_random_seed(0)
+                    run = IMPLEMENTATIONS[name](config, batch, FLAGS.seq_length,
+                                                FLAGS.predictions, jit == "on")
+                    keras.mixed_precision.set_global_policy("float32")
+                    float(run(1))
                     start = time.perf_counter()
-                    float(runs[name](steps[name]))
-                    times[name].append((time.perf_counter() - start) / steps[name])
-            for name in names:
-                seq_per_s = batch / statistics.median(times[name])
+                    float(run(1))
+                    per_step = time.perf_counter() - start
+                    steps[name, policy] = max(1, round(FLAGS.seconds / per_step))
+                    float(run(steps[name, policy]))
+                    runs[name, policy] = run
+            times = {key: [] for key in runs}
+            for _ in range(FLAGS.repeats):  # interleaved, so drift hits all alike
+                for key, run in runs.items():
+                    start = time.perf_counter()
+                    float(run(steps[key]))
+                    times[key].append((time.perf_counter() - start) / steps[key])
+            for name, policy in runs:
+                seq_per_s = batch / statistics.median(times[name, policy])
+                peak = peaks[_matmul_dtype(policy)]
                 rows.append({"config": config_name, "jit": jit, "implementation": name,
-                             "batch": batch, "sequences_per_second": seq_per_s,
+                             "precision": policy, "batch": batch,
+                             "sequences_per_second": seq_per_s,
                              "mfu": seq_per_s * flops / (peak * 1e9)})
-                log(f"{config_name:6s} jit={jit:3s} {name:13s} {seq_per_s:8.2f} seq/s  "
-                    f"MFU {rows[-1]['mfu']:.0%}")
+                log(f"{config_name:6s} jit={jit:3s} {name:13s} {policy:14s} {seq_per_s:8.2f} "
+                    f"seq/s  MFU {rows[-1]['mfu']:.0%}")
             del runs
             gc.collect()
-    peak_after = matmul_peak()
-    if peak_after > peak:  # MFU against the best peak seen in this run
-        for row in rows:
-            row["mfu"] *= peak / peak_after
-        peak = peak_after
-    log(f"matmul peak again after the runs: {peak_after:.1f} GFLOP/s; MFU uses {peak:.1f}")
-    return {"matmul_peak_gflops": peak, "rows": rows}
+    for dtype in peaks:  # MFU against the best peak seen in this run
+        again = matmul_peak(dtype=dtype)
+        log(f"matmul peak ({dtype}) again after the runs: {again:.1f} GFLOP/s")
+        if again > peaks[dtype]:
+            for row in rows:
+                if _matmul_dtype(row["precision"]) == dtype:
+                    row["mfu"] *= peaks[dtype] / again
+            peaks[dtype] = again
+    result = {"matmul_peak_gflops": peaks["float32"], "matmul_peaks_gflops": peaks, "rows": rows}
+    if "bfloat16" in peaks and "float32" in peaks:
+        result["matmul_bf16_ratio"] = peaks["bfloat16"] / peaks["float32"]
+        result["precision_ratios"] = _precision_ratios(rows)
+        log(f"matmul bfloat16/float32: {result['matmul_bf16_ratio']:.2f}x")
+        for row in result["precision_ratios"]:
+            log(f"{row['config']:6s} jit={row['jit']:3s} {row['implementation']:13s} "
+                f"bf16 step / fp32 step: {row['bf16_ratio']:.2f}x")
+    return result
+
+
+def _matmul_dtype(policy):
+    return {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(policy, "float32")
+
+
+def _matmul_dtypes():
+    return ["float32"] + sorted({_matmul_dtype(p) for p in FLAGS.precisions} - {"float32"})
+
+
+def _precision_ratios(rows):
+    """bfloat16 / float32 sequences per second of each (config, jit, implementation)."""
+    rate = {(r["config"], r["jit"], r["implementation"], r["precision"]): r["sequences_per_second"]
+            for r in rows}
+    return [{"config": config, "jit": jit, "implementation": name,
+             "bf16_ratio": rate[config, jit, name, "mixed_bfloat16"] / value}
+            for (config, jit, name, policy), value in rate.items()
+            if policy == "float32" and (config, jit, name, "mixed_bfloat16") in rate]
 
 
 def _median_rate(run, count, repeats):

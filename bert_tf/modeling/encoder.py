@@ -58,7 +58,7 @@ class BertEncoder(keras.Model):
             name="type_embeddings", dtype=dtype)
         embeddings_layer_norm = keras.layers.LayerNormalization(
             epsilon=config.layer_norm_eps, name="embeddings_layer_norm", dtype=dtype)
-        embeddings_dropout = keras.layers.Dropout(
+        embeddings_dropout = layers.Dropout(
             config.hidden_dropout_prob, name="embeddings_dropout", dtype=dtype)
         blocks = [
             layers.TransformerBlock(

@@ -11,10 +11,15 @@ Shapes: B batch, T sequence length, H hidden size, P masked positions per sequen
   MaskedLMOutputBias   float32 logits + the output bias of the masked-LM head, [B,P,V]
 """
 
+import math
+
 import keras
 from keras import ops
 
 from bert_tf.config import ACTIVATIONS
+
+
+HALF_PRECISION = ("bfloat16", "float16")
 
 
 def gelu_tanh(x):
@@ -23,6 +28,12 @@ def gelu_tanh(x):
 
 
 def gelu_exact(x):
+    """GELU with erf; in float32 for half-precision inputs, then cast back: TensorFlow's CPU
+    erf in bfloat16 takes 2.2x as long as in float32 (casts included; tools/benchmark.py's
+    `precision` part)."""
+    if keras.backend.standardize_dtype(x.dtype) in HALF_PRECISION:
+        return ops.cast(keras.activations.gelu(ops.cast(x, "float32"), approximate=False),
+                        x.dtype)
     return keras.activations.gelu(x, approximate=False)
 
 
@@ -33,6 +44,25 @@ def get_activation(name: str):
     if name not in functions:
         raise ValueError(f"hidden_act must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
     return functions[name]
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class Dropout(keras.layers.Dropout):
+    """`keras.layers.Dropout` whose keep mask is drawn in float32 and multiplied in.
+
+    Under mixed precision Keras draws the random numbers in the compute dtype and selects; on
+    CPU, TensorFlow draws bfloat16 uniforms 1.3x slower than float32 ones, and a multiply by
+    the mask is cheaper than a select. The statistics are Keras's: each unit kept with
+    probability 1 - rate and scaled by 1 / (1 - rate).
+    """
+
+    def call(self, inputs, training=False):
+        if not training or self.rate <= 0 or self.noise_shape is not None:
+            return super().call(inputs, training=training)
+        keep = ops.greater_equal(
+            keras.random.uniform(ops.shape(inputs), seed=self.seed_generator), self.rate)
+        scale = ops.cast(1.0 / (1.0 - self.rate), inputs.dtype)
+        return inputs * ops.cast(keep, inputs.dtype) * scale
 
 
 def truncated_normal(stddev: float):
@@ -180,13 +210,13 @@ class SelfAttention(keras.layers.Layer):
             "abcd,cde->abe", (None, hidden_size), bias_axes="e", name="attention_output",
             **common)
         self.attention_output.build((None, None, self.num_heads, self.head_size))
-        self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy)
+        self.dropout = Dropout(self.dropout_rate, dtype=self.dtype_policy)
 
     def call(self, inputs, input_mask, training=None):
         kernel = ops.concatenate([self.query.kernel, self.key.kernel, self.value.kernel],
                                  axis=1)  # [H, 3N, d]
         bias = ops.concatenate([self.query.bias, self.key.bias, self.value.bias], axis=0)
-        qkv = ops.einsum("btc,cmd->btmd", inputs, kernel) + bias  # [B, T, 3N, d]
+        qkv = _project(inputs, kernel, bias)  # [B, T, 3N, d]
         query, key, value = ops.split(qkv, 3, axis=2)  # each [B, T, N, d]
         query = query * ops.cast(1.0 / float(self.head_size) ** 0.5, query.dtype)
         scores = ops.einsum("btnd,bsnd->bnts", query, key)  # [B, N, T, T]
@@ -197,7 +227,8 @@ class SelfAttention(keras.layers.Layer):
             scores = scores + masked[:, None, :, :] * _MASKED_SCORE
         probs = self.dropout(ops.softmax(scores, axis=-1), training=training)
         context = ops.einsum("bnts,bsnd->btnd", probs, value)  # [B, T, N, d]
-        return self.attention_output(context)  # [B, T, H]
+        return _project(context, self.attention_output.kernel,
+                        self.attention_output.bias, input_dims=2)  # [B, T, H]
 
     def compute_output_shape(self, inputs_shape, input_mask_shape=None):
         return inputs_shape
@@ -206,6 +237,21 @@ class SelfAttention(keras.layers.Layer):
         return {**super().get_config(), "num_heads": self.num_heads,
                 "head_size": self.head_size, "dropout": self.dropout_rate,
                 "initializer_range": self.initializer_range}
+
+
+def _project(inputs, kernel, bias, input_dims=1):
+    """inputs [B,T,*in] x kernel [*in,*out] + bias [*out] -> [B,T,*out], as one 2-D matmul.
+
+    What EinsumDense computes, but TensorFlow runs an einsum whose kernel is shared over the
+    batch as a batched matmul, and its kernel gradient as per-example products summed over B:
+    a [B, *in, *out] temporary. The 2-D form takes that gradient as one matmul.
+    """
+    kernel = ops.cast(kernel, inputs.dtype)
+    in_shape, out_shape = tuple(kernel.shape[:input_dims]), tuple(kernel.shape[input_dims:])
+    rows = ops.reshape(inputs, (-1, math.prod(in_shape)))  # [B*T, in]
+    outputs = ops.matmul(rows, ops.reshape(kernel, (math.prod(in_shape), -1)))  # [B*T, out]
+    outputs = outputs + ops.reshape(ops.cast(bias, inputs.dtype), (-1,))
+    return ops.reshape(outputs, (ops.shape(inputs)[0], ops.shape(inputs)[1]) + out_shape)
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -242,7 +288,7 @@ class TransformerBlock(keras.layers.Layer):
             self.attention_probs_dropout_prob, self.initializer_range, name="self_attention",
             **common)
         self.self_attention.build(inputs_shape)
-        self.self_attention_dropout = keras.layers.Dropout(self.hidden_dropout_prob, **common)
+        self.self_attention_dropout = Dropout(self.hidden_dropout_prob, **common)
         self.self_attention_layer_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_eps, name="self_attention_layer_norm", **common)
         self.self_attention_layer_norm.build(inputs_shape)
@@ -254,7 +300,7 @@ class TransformerBlock(keras.layers.Layer):
         self.output_dense = keras.layers.Dense(
             hidden_size, kernel_initializer=init, name="output", **common)
         self.output_dense.build(tuple(inputs_shape)[:-1] + (self.intermediate_size,))
-        self.output_dropout = keras.layers.Dropout(self.hidden_dropout_prob, **common)
+        self.output_dropout = Dropout(self.hidden_dropout_prob, **common)
         self.output_layer_norm = keras.layers.LayerNormalization(
             epsilon=self.layer_norm_eps, name="output_layer_norm", **common)
         self.output_layer_norm.build(inputs_shape)

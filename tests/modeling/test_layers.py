@@ -120,3 +120,33 @@ def test_activations():
     assert 1e-5 < np.abs(exact - approx).max() < 1e-2
     with pytest.raises(ValueError, match="hidden_act must be one of"):
         layers.get_activation("tanh")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_dropout_drops_at_the_rate_and_keeps_the_expectation(dtype):
+    layer = layers.Dropout(0.25, seed=1, dtype="mixed_bfloat16" if dtype == "bfloat16" else None)
+    x = keras.ops.cast(np.ones((200, 500), "float32"), dtype)
+    first = layer(x, training=True)
+    assert keras.backend.standardize_dtype(first.dtype) == dtype
+    out = keras.ops.convert_to_numpy(keras.ops.cast(first, "float32"))
+    kept = out != 0
+    assert abs(kept.mean() - 0.75) < 0.01  # 100,000 draws: 0.0014 standard deviation
+    np.testing.assert_allclose(out[kept], 1 / 0.75, rtol=1e-2 if dtype == "bfloat16" else 1e-6)
+    again = keras.ops.convert_to_numpy(keras.ops.cast(layer(x, training=True), "float32"))
+    assert (again != out).mean() > 0.2  # a new mask each call
+    inference = keras.ops.convert_to_numpy(keras.ops.cast(layer(x, training=False), "float32"))
+    np.testing.assert_array_equal(inference, np.ones((200, 500), "float32"))
+    clone = layers.Dropout.from_config(layer.get_config())
+    assert clone.rate == 0.25
+
+
+def test_exact_gelu_in_bfloat16_rounds_the_float32_result():
+    from math import erf, sqrt
+    x = keras.ops.cast(np.linspace(-4, 4, 101).astype("float32"), "bfloat16")
+    out = layers.get_activation("gelu")(x)
+    assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
+    values = keras.ops.convert_to_numpy(keras.ops.cast(x, "float32")).astype("float64")
+    expected = np.array([v * 0.5 * (1 + erf(v / sqrt(2))) for v in values])
+    got = keras.ops.convert_to_numpy(keras.ops.cast(out, "float32"))
+    # One bfloat16 rounding of the float32 value: within 2^-8 relative (or tiny absolute).
+    np.testing.assert_allclose(got, expected, rtol=2 ** -8, atol=1e-6)
