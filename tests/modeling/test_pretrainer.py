@@ -187,3 +187,26 @@ def test_checkpoint_of_pretrainer_restores_encoder(tmp_path):
     tf.train.Checkpoint(model=fresh).read(path).assert_consumed()
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(fresh(features)["masked_lm_logits"]), expected)
+
+
+def test_sparse_cross_entropy_and_its_gradient_equal_keras():
+    from bert_tf.modeling.objective import sparse_cross_entropy
+
+    rng = np.random.default_rng(3)
+    logits = tf.constant(rng.normal(size=(3, 5, 40)) * 4, tf.float32)  # [B, P, V]
+    labels = tf.constant(rng.integers(0, 40, (3, 5)), tf.int32)
+    upstream = tf.constant(rng.normal(size=(3, 5)), tf.float32)  # a weighted sum, as the loss
+
+    def loss_and_gradient(function):
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            loss = function(labels, logits)
+            total = tf.reduce_sum(loss * upstream)
+        return loss.numpy(), tape.gradient(total, logits).numpy()
+
+    ours = loss_and_gradient(sparse_cross_entropy)
+    expected = loss_and_gradient(lambda y, x: keras.losses.sparse_categorical_crossentropy(
+        y, x, from_logits=True))
+    assert ours[0].shape == (3, 5)
+    np.testing.assert_allclose(ours[0], expected[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours[1], expected[1], rtol=1e-5, atol=1e-6)
