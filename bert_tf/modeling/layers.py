@@ -28,9 +28,9 @@ def gelu_tanh(x):
 
 
 def gelu_exact(x):
-    """GELU with erf; in float32 for half-precision inputs, then cast back: TensorFlow's CPU
-    erf in bfloat16 takes 2.2x as long as in float32 (casts included; tools/benchmark.py's
-    `precision` part)."""
+    """GELU with erf; in float32 for half-precision inputs, then cast back: on [4096, 2048]
+    TensorFlow's CPU erf GELU took 49 ms in bfloat16, 22 ms in float32 and 27 ms with the two
+    casts (README, Performance)."""
     if keras.backend.standardize_dtype(x.dtype) in HALF_PRECISION:
         return ops.cast(keras.activations.gelu(ops.cast(x, "float32"), approximate=False),
                         x.dtype)
