@@ -325,7 +325,10 @@ def bench_train(log):
 
 
 def _matmul_dtype(policy):
-    return {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}.get(policy, "float32")
+    """The dtype a Keras policy multiplies in (its compute dtype)."""
+    import keras
+
+    return keras.DTypePolicy(policy).compute_dtype
 
 
 def _matmul_dtypes():
@@ -549,9 +552,8 @@ def bench_tasks(log):
 
 def _real_data_runs(config, batch, files, jit, seq=128, predictions=20):
     """run(steps) callables on the sample corpus's shards (seq 128, 20 predictions, or those
-    given) for
-    bert_tf unpacked, bert_tf packed, and the Model Garden's model fed the unpacked batches, with
-    the average real tokens and sequences in one of each one's batches."""
+    given) for bert_tf unpacked, bert_tf packed, and the Model Garden's model fed the unpacked
+    batches, with the average real tokens and sequences in one of each one's batches."""
     import numpy as np
     import tensorflow as tf
 
