@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from bert_tf.training import optimization
 from bert_tf.training.optimization import WarmupLinearDecay, create_optimizer
 from bert_tf.modeling.pretrainer import build_pretrainer
 from conftest import tiny_config
@@ -41,3 +42,45 @@ def test_optimizer_choices():
                       keras.optimizers.LossScaleOptimizer)
     with pytest.raises(ValueError, match="--optimizer must be adamw or lamb"):
         create_optimizer("sgd", 1e-3, 10)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf.function"])
+def test_fused_adamw_equals_keras_adamw(compiled):
+    """bert_tf's AdamW (TensorFlow's fused Adam kernel) takes the steps Keras's AdamW takes,
+    weight decay and its exclusions included. A sparse gradient (IndexedSlices, as an embedding
+    lookup's arrives in fit()) counts as its dense sum, repeated rows added before squaring,
+    as the Trainer's dense gradients do (Keras's own AdamW squares repeated rows apart)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    start = {"kernel": rng.normal(size=(6, 4)), "bias": rng.normal(size=4),
+             "embeddings": rng.normal(size=(10, 4))}
+    results = {}
+    for name, cls in [("ours", optimization.AdamW), ("keras", keras.optimizers.AdamW)]:
+        variables = [keras.Variable(value.astype("float32"), name=key)
+                     for key, value in start.items()]
+        optimizer = cls(learning_rate=WarmupLinearDecay(0.05, 10, 2), beta_1=0.9, beta_2=0.999,
+                        epsilon=1e-6, weight_decay=0.1)
+        optimizer.exclude_from_weight_decay(var_names=optimization.NO_DECAY_NAMES)
+        grads = np.random.default_rng(1)
+
+        def step(dense, rows, values):
+            sparse = tf.IndexedSlices(values, rows, dense_shape=tf.constant([10, 4]))
+            if name == "keras":
+                sparse = tf.convert_to_tensor(sparse)
+            optimizer.apply_gradients(zip(dense + [sparse], variables))
+
+        if compiled:
+            step = tf.function(step)
+        for _ in range(4):
+            step([tf.constant(grads.normal(size=v.shape), "float32") for v in variables[:2]],
+                 tf.constant([1, 3, 3]), tf.constant(grads.normal(size=(3, 4)), "float32"))
+        results[name] = [np.array(v) for v in variables]
+        if compiled and name == "ours":
+            ops = {op.type for op in step.get_concrete_function(
+                [tf.TensorSpec(v.shape) for v in variables[:2]], tf.TensorSpec([3], tf.int32),
+                tf.TensorSpec([3, 4])).graph.get_operations()}
+            assert "ResourceApplyAdam" in ops
+    for ours, reference, value in zip(results["ours"], results["keras"], start.values()):
+        assert not np.allclose(ours, value)
+        np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)
