@@ -150,3 +150,31 @@ def test_exact_gelu_in_bfloat16_rounds_the_float32_result():
     got = keras.ops.convert_to_numpy(keras.ops.cast(out, "float32"))
     # One bfloat16 rounding of the float32 value: within 2^-8 relative (or tiny absolute).
     np.testing.assert_allclose(got, expected, rtol=2 ** -8, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_exact_gelu_gradient_is_phi_plus_x_times_density(dtype):
+    """gelu_exact's gradient (through its erf form) against the calculus (float64) and against
+    TensorFlow's gradient of its own (erfc-form) GELU."""
+    import tensorflow as tf
+    from math import erf, exp, pi, sqrt
+
+    values = np.linspace(-6, 6, 241).astype("float32")
+    x = tf.cast(tf.constant(values), dtype)
+    upstream = tf.cast(tf.constant(np.linspace(-2, 2, 241).astype("float32")), dtype)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        ours = layers.get_activation("gelu")(x)
+        reference = tf.nn.gelu(tf.cast(x, "float32"), approximate=False)
+    grad = tape.gradient(ours, x, output_gradients=upstream)
+    assert grad.dtype == x.dtype
+    exact_x = tf.cast(x, "float64").numpy()
+    expected = tf.cast(upstream, "float64").numpy() * np.array(
+        [0.5 * (1 + erf(v / sqrt(2))) + v * exp(-v * v / 2) / sqrt(2 * pi) for v in exact_x])
+    got = tf.cast(grad, "float64").numpy()
+    if dtype == "float32":
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+        autodiff = tape.gradient(reference, x, output_gradients=upstream).numpy()
+        np.testing.assert_allclose(got, autodiff, atol=1e-6)
+    else:  # one bfloat16 rounding of the float32 product
+        np.testing.assert_allclose(got, expected, rtol=2 ** -8, atol=1e-6)

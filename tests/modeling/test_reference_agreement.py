@@ -97,4 +97,6 @@ def test_masked_lm_head_agrees_with_model_garden():
     leftover = copy_weights(reference.weights + mlm_variables, pretrainer)
     assert sorted(leftover) == ["next_sentence/bias", "next_sentence/kernel"]
     got = pretrainer({**inputs, "masked_lm_positions": positions})["masked_lm_logits"]
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), expected, atol=1e-5, rtol=0)
+    # Our GELU takes the erf form (PyTorch's, JAX's), TensorFlow's the erfc form: they differ by
+    # float32 round-off, which the head's LayerNorm right after it scales up (to ~2e-5 here).
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), expected, atol=1e-5, rtol=1e-4)
