@@ -46,6 +46,28 @@ class FinetuningConfig:
     model_name: str = setting("model", "Name of the exported model.")
     random_seed: int = setting(12345, "Seed.")
 
+    def __post_init__(self):
+        """Rejects impossible values as the flags are read, before any data or encoder loads;
+        the error names every bad flag."""
+        from bert_tf.training.trainer import parse_profile_steps
+
+        positive = ("max_seq_length", "train_batch_size", "eval_batch_size",
+                    "predict_batch_size", "learning_rate", "num_train_epochs")
+        problems = [f"--{name} must be positive, got {getattr(self, name)}"
+                    for name in positive if getattr(self, name, 1) <= 0]
+        if not 0 <= self.warmup_proportion <= 1:
+            problems.append(f"--warmup_proportion must be in [0, 1], got "
+                            f"{self.warmup_proportion}")
+        if self.early_stopping_patience < 0:
+            problems.append(f"--early_stopping_patience must be 0 (off) or more, got "
+                            f"{self.early_stopping_patience}")
+        try:
+            parse_profile_steps(self.profile_steps)
+        except ValueError as e:
+            problems.append(str(e))
+        if problems:
+            raise ValueError("; ".join(problems))
+
 
 @dataclasses.dataclass(frozen=True)
 class EncoderSource:

@@ -65,6 +65,7 @@ class QuestionAnsweringConfig(harness.FinetuningConfig):
     model_name: str = setting("squad", "Name of the exported model.")
 
     def __post_init__(self):
+        super().__post_init__()
         if not (self.do_train or self.do_predict):
             raise ValueError("give --do_train and/or --do_predict")
         for flag in (["train_file"] if self.do_train else []) + (
