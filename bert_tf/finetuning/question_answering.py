@@ -97,10 +97,10 @@ def run(config: QuestionAnsweringConfig, log=print):
         log(f"train: {len(examples):,} questions, {len(features.example_index):,} windows")
         steps_per_epoch = max(len(features.example_index) // config.train_batch_size, 1)
     elif not finetuned:
+        given = config.init_checkpoint or config.encoder_saved_model
         raise ValueError(f"--do_predict without --do_train needs a question-answering "
                          f"checkpoint (a run_squad --output_dir or a converted "
-                         f"BertForQuestionAnswering); {config.init_checkpoint or config.encoder_saved_model} "
-                         f"is a pretrained encoder")
+                         f"BertForQuestionAnswering); {given} is a pretrained encoder")
     with harness.make_strategy(config.distribution_strategy).scope():
         encoder, _ = harness.load_encoder(source, pretrained=not finetuned)
         model = build_question_answerer(encoder)
