@@ -31,7 +31,7 @@ def test_flop_count_uses_the_models_own_parameter_count(name):
 def test_train_part_times_ours_and_the_model_garden(monkeypatch):
     benchmark.FLAGS(["benchmark", "--configs=tiny", "--jit=off", "--peers=model_garden",
                      "--seq_length=32", "--batch_size=8", "--predictions=5", "--seconds=0.2",
-                     "--repeats=1", "--precisions=float32,mixed_bfloat16"])
+                     "--repeats=2", "--precisions=float32,mixed_bfloat16"])
     lines = []
     result = benchmark.bench_train(lines.append)
     rows = {(row["implementation"], row["precision"]): row for row in result["rows"]}
@@ -46,6 +46,11 @@ def test_train_part_times_ours_and_the_model_garden(monkeypatch):
     expected = (rows["bert_tf", "mixed_bfloat16"]["sequences_per_second"]
                 / rows["bert_tf", "float32"]["sequences_per_second"])
     assert ratios["bert_tf"] == pytest.approx(expected)
+    ours = next(r for r in result["precision_ratios"] if r["implementation"] == "bert_tf")
+    f32, bf16 = (rows["bert_tf", p]["seconds_per_step_rounds"]
+                 for p in ("float32", "mixed_bfloat16"))
+    assert len(ours["bf16_ratio_rounds"]) == 2 and ours["bf16_ratio_rounds"] == pytest.approx(
+        [f / b for f, b in zip(f32, bf16)])
     assert any("bf16 step / fp32 step" in line for line in lines)
 
 

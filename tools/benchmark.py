@@ -300,7 +300,8 @@ def bench_train(log):
                 rows.append({"config": config_name, "jit": jit, "implementation": name,
                              "precision": policy, "batch": batch,
                              "sequences_per_second": seq_per_s,
-                             "mfu": seq_per_s * flops / (peak * 1e9)})
+                             "mfu": seq_per_s * flops / (peak * 1e9),
+                             "seconds_per_step_rounds": times[name, policy]})
                 log(f"{config_name:6s} jit={jit:3s} {name:13s} {policy:14s} {seq_per_s:8.2f} "
                     f"seq/s  MFU {rows[-1]['mfu']:.0%}")
             del runs
@@ -319,8 +320,10 @@ def bench_train(log):
         result["precision_ratios"] = _precision_ratios(rows)
         log(f"matmul bfloat16/float32: {result['matmul_bf16_ratio']:.2f}x")
         for row in result["precision_ratios"]:
+            rounds = row["bf16_ratio_rounds"]
             log(f"{row['config']:6s} jit={row['jit']:3s} {row['implementation']:13s} "
-                f"bf16 step / fp32 step: {row['bf16_ratio']:.2f}x")
+                f"bf16 step / fp32 step: {row['bf16_ratio']:.2f}x (round by round: median "
+                f"{statistics.median(rounds):.2f}x, {min(rounds):.2f}-{max(rounds):.2f}x)")
     return result
 
 
@@ -336,13 +339,21 @@ def _matmul_dtypes():
 
 
 def _precision_ratios(rows):
-    """bfloat16 / float32 sequences per second of each (config, jit, implementation)."""
-    rate = {(r["config"], r["jit"], r["implementation"], r["precision"]): r["sequences_per_second"]
-            for r in rows}
-    return [{"config": config, "jit": jit, "implementation": name,
-             "bf16_ratio": rate[config, jit, name, "mixed_bfloat16"] / value}
-            for (config, jit, name, policy), value in rate.items()
-            if policy == "float32" and (config, jit, name, "mixed_bfloat16") in rate]
+    """bfloat16 / float32 sequences per second of each (config, jit, implementation): of the
+    medians, and round by round (`bf16_ratio_rounds`: the two precisions' calls of one round run
+    seconds apart, so the spread of these shows how far this machine's drift moves the ratio)."""
+    by_key = {(r["config"], r["jit"], r["implementation"], r["precision"]): r for r in rows}
+    ratios = []
+    for (config, jit, name, policy), fp32 in by_key.items():
+        bf16 = by_key.get((config, jit, name, "mixed_bfloat16"))
+        if policy != "float32" or bf16 is None:
+            continue
+        ratios.append({"config": config, "jit": jit, "implementation": name,
+                       "bf16_ratio": bf16["sequences_per_second"] / fp32["sequences_per_second"],
+                       "bf16_ratio_rounds": [
+                           f / b for f, b in zip(fp32["seconds_per_step_rounds"],
+                                                 bf16["seconds_per_step_rounds"])]})
+    return ratios
 
 
 def _median_rate(run, count, repeats):
