@@ -8,7 +8,7 @@ See bert_tf/text/vocab_learning.py for the learner.
 
 import os
 
-from absl import app, flags
+from absl import flags
 
 from bert_tf import cli
 
@@ -43,4 +43,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -1,9 +1,12 @@
-"""What the command-line entry points share: errors as one line, flags from job settings."""
+"""What the command-line entry points share: their start, errors as one line, flags from job
+settings."""
 
 import functools
 import sys
 
-from bert_tf import io
+from absl import app
+
+from bert_tf import console, io
 from bert_tf.settings import define_flags, from_flags  # noqa: F401  (the CLIs' flag plumbing)
 
 
@@ -11,6 +14,13 @@ from bert_tf.settings import define_flags, from_flags  # noqa: F401  (the CLIs' 
 # whose message names the file: reported as one line like the errors bert_tf raises itself.
 FILE_ERRORS = ("NotFoundError", "PermissionDeniedError", "ResourceExhaustedError",
                "DataLossError", "AlreadyExistsError", "FailedPreconditionError")
+
+
+def run(main, **kwargs):
+    """Starts a command: TensorFlow's noise lines off its console (`console.filter_stderr`), then
+    absl's `app.run(main, **kwargs)`."""
+    console.filter_stderr()
+    app.run(main, **kwargs)
 
 
 def reports_errors(program, errors=(ValueError, OSError)):

@@ -14,7 +14,7 @@ has none they are freshly initialised, and the report says so. Optimizer slots a
 source variables are skipped and counted. See bert_tf/checkpoints/ for the formats and name maps.
 """
 
-from absl import app, flags
+from absl import flags
 
 from bert_tf import cli
 from bert_tf.checkpoints.convert import OUTPUT_FORMATS, READERS, convert
@@ -47,4 +47,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -14,7 +14,7 @@ bert_tf/data/beam_pipeline.py. Both paths write the same examples for the same f
 
 import logging
 
-from absl import app, flags
+from absl import flags
 
 from bert_tf import cli
 from bert_tf.data.writer import DataCreationConfig, create_pretraining_data
@@ -69,4 +69,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main, flags_parser=parse_flags)
+    cli.run(main, flags_parser=parse_flags)

@@ -8,7 +8,7 @@ bert_tf/data/inspection.py.
 """
 
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 from bert_tf import cli
 from bert_tf.data.inspection import inspect
@@ -32,4 +32,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -9,7 +9,7 @@ and reports the losses and the time each took (bert_tf/training/model_summary.py
 import math
 import os
 
-from absl import app, flags
+from absl import flags
 
 from bert_tf import cli
 from bert_tf.config import BertConfig, configs_dir
@@ -52,4 +52,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

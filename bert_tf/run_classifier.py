@@ -12,8 +12,6 @@ text-in SavedModel under output_dir/export/<model_name>/<version>. The flags are
 `bert_tf.finetuning.classification.ClassificationConfig`.
 """
 
-from absl import app
-
 from bert_tf import cli
 from bert_tf.finetuning.classification import ClassificationConfig, run
 
@@ -26,4 +24,4 @@ def main(argv):
 
 if __name__ == "__main__":
     cli.define_flags(ClassificationConfig)
-    app.run(main)
+    cli.run(main)

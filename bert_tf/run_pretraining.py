@@ -12,7 +12,7 @@ SIGTERM saves a checkpoint and exits cleanly. The flags are the fields of
 `bert_tf.training.pretraining.PretrainingConfig`.
 """
 
-from absl import app, logging
+from absl import logging
 
 from bert_tf import cli
 from bert_tf.training.pretraining import PretrainingConfig, run
@@ -36,4 +36,4 @@ def main(argv):
 if __name__ == "__main__":
     cli.define_flags(PretrainingConfig)
     logging.set_verbosity(logging.WARNING)
-    app.run(main)
+    cli.run(main)

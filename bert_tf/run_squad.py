@@ -11,8 +11,6 @@ null_odds.json (--version_2_with_negative) and eval_results.json (exact_match, f
 are the fields of `bert_tf.finetuning.question_answering.QuestionAnsweringConfig`.
 """
 
-from absl import app
-
 from bert_tf import cli
 from bert_tf.finetuning.question_answering import QuestionAnsweringConfig, run
 
@@ -25,4 +23,4 @@ def main(argv):
 
 if __name__ == "__main__":
     cli.define_flags(QuestionAnsweringConfig)
-    app.run(main)
+    cli.run(main)

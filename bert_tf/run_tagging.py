@@ -10,8 +10,6 @@ under output_dir/export/<model_name>/<version>. The flags are the fields of
 `bert_tf.finetuning.tagging.TaggingConfig`.
 """
 
-from absl import app
-
 from bert_tf import cli
 from bert_tf.finetuning.tagging import TaggingConfig, run
 
@@ -24,4 +22,4 @@ def main(argv):
 
 if __name__ == "__main__":
     cli.define_flags(TaggingConfig)
-    app.run(main)
+    cli.run(main)

@@ -12,7 +12,7 @@ finetuned run (run_squad, run_tagging, or a converted Hugging Face BertForQuesti
 BertForTokenClassification) gets its task's text-in SavedModel instead.
 """
 
-from absl import app, flags
+from absl import flags
 
 from bert_tf import cli
 
@@ -51,4 +51,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)
