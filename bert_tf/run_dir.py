@@ -55,8 +55,10 @@ def read_record(directory) -> dict:
 def resolve(checkpoint=None, directory=None, bert_config_file=None, vocab_file=None,
             do_lower_case=None, flag="--checkpoint") -> RunFiles:
     """Fills in what the caller did not give from a run directory: `directory`, else the one the
-    checkpoint lies in. `checkpoint` defaults to the directory's latest; `flag` names it in
-    errors."""
+    checkpoint lies in. `checkpoint` defaults to the directory's latest, and may itself be a run
+    directory (its latest checkpoint is taken); `flag` names it in errors."""
+    if checkpoint and not directory and is_run_directory(checkpoint):
+        directory, checkpoint = checkpoint, None
     if directory:
         checkpoint = checkpoint or tf.train.latest_checkpoint(directory)
         if not checkpoint:
@@ -91,6 +93,11 @@ def load_pretrainer(files: RunFiles, flag="--init_checkpoint"):
     pretrainer = build_pretrainer(config)
     load_model_weights(pretrainer, files.checkpoint, flag)
     return pretrainer, vocab
+
+
+def is_run_directory(path) -> bool:
+    """A directory, not a checkpoint prefix (some filesystems call any prefix a directory)."""
+    return tf.io.gfile.isdir(path) and not is_checkpoint(path)
 
 
 def is_checkpoint(path) -> bool:
@@ -139,7 +146,10 @@ def load_model(files: RunFiles, flag="--checkpoint"):
 
 def load_model_weights(model, path, flag="--init_checkpoint"):
     """Model weights from a bert_tf checkpoint (its optimizer is ignored); names the variables
-    that do not fit, and says how to convert a google-research/bert checkpoint."""
+    that do not fit, and says how to convert a google-research/bert checkpoint. `path` may be a
+    run directory: its latest checkpoint."""
+    if is_run_directory(path):
+        path = resolve(directory=path, flag=flag).checkpoint
     try:
         status = tf.train.Checkpoint(model=model).read(path)
         status.assert_existing_objects_matched()

@@ -38,6 +38,7 @@ def test_resolve_from_the_directory_or_a_checkpoint(directory):
     assert files.vocab_file == os.path.join(directory, "vocab.txt")
     assert files.do_lower_case is False and files.record["flags"] == {"x": 1}
     assert run_dir.resolve(files.checkpoint + ".index") == files
+    assert run_dir.resolve(directory) == files, "a run directory as the checkpoint: its latest"
     explicit = run_dir.resolve(files.checkpoint, vocab_file="v.txt", do_lower_case=True)
     assert (explicit.vocab_file, explicit.do_lower_case) == ("v.txt", True)
 
