@@ -144,6 +144,21 @@ def load_model(files: RunFiles, flag="--checkpoint"):
     return model, vocab
 
 
+def _named_parts(model):
+    """What a checkpoint's `model` is matched against. A pretrainer by its named parts alone: a
+    packed and an unpacked pretrainer hold the same weights, but Keras lists their operations
+    (which a checkpoint also records) in another order, so a packed run's checkpoint would not
+    restore into the unpacked pretrainer that export and conversion build. Other models as
+    they are."""
+    from bert_tf.modeling import BertPretrainer
+
+    if not isinstance(model, BertPretrainer):
+        return model
+    return tf.train.Checkpoint(encoder=model.encoder, masked_lm_transform=model.masked_lm_transform,
+                               masked_lm_output_bias=model.masked_lm_output_bias,
+                               next_sentence=model.next_sentence)
+
+
 def load_model_weights(model, path, flag="--init_checkpoint"):
     """Model weights from a bert_tf checkpoint (its optimizer is ignored); names the variables
     that do not fit, and says how to convert a google-research/bert checkpoint. `path` may be a
@@ -151,7 +166,7 @@ def load_model_weights(model, path, flag="--init_checkpoint"):
     if is_run_directory(path):
         path = resolve(directory=path, flag=flag).checkpoint
     try:
-        status = tf.train.Checkpoint(model=model).read(path)
+        status = tf.train.Checkpoint(model=_named_parts(model)).read(path)
         status.assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
         names = set(checkpoint_reader(path).get_variable_to_shape_map())

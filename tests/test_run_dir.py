@@ -64,3 +64,20 @@ def test_problems_name_the_flag_and_files(directory, tmp_path):
     with pytest.raises(ValueError, match=r"vocab.txt has 55 tokens, more than vocab_size=40 of "
                                          r".*bert_config.json"):
         run_dir.load_pretrainer(run_dir.resolve(directory=directory, bert_config_file=small))
+
+
+def test_a_packed_pretrainers_checkpoint_loads_into_the_unpacked_model(tmp_path):
+    """run_pretraining --pack_sequences saves a packed pretrainer, whose Keras operations come in
+    another order; export and conversion build the unpacked one and get the same weights."""
+    config = tiny_config()
+    keras.utils.set_random_seed(5)
+    packed = build_pretrainer(config, packed=True)
+    optimizer = keras.optimizers.AdamW()
+    optimizer.build(packed.trainable_variables)  # as the Trainer's checkpoint holds it too
+    path = tf.train.Checkpoint(model=packed, optimizer=optimizer).write(str(tmp_path / "ckpt-1"))
+    model = build_pretrainer(config)
+    run_dir.load_model_weights(model, path)
+    by_path = {w.path: w.numpy() for w in packed.weights}
+    assert len(model.weights) == len(by_path)
+    for weight in model.weights:
+        assert (weight.numpy() == by_path[weight.path]).all(), weight.path
