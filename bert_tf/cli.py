@@ -4,7 +4,7 @@ settings."""
 import functools
 import sys
 
-from absl import app
+from absl import app, logging
 
 from bert_tf import console, io
 from bert_tf.settings import define_flags, from_flags  # noqa: F401  (the CLIs' flag plumbing)
@@ -17,8 +17,10 @@ FILE_ERRORS = ("NotFoundError", "PermissionDeniedError", "ResourceExhaustedError
 
 
 def run(main, **kwargs):
-    """Starts a command: TensorFlow's noise lines off its console (`console.filter_stderr`), then
-    absl's `app.run(main, **kwargs)`."""
+    """Starts a command: Python's log at WARNING (TensorFlow's INFO lines about saving and
+    loading drown a command's own output; `--verbosity=0` brings them back), TensorFlow's noise
+    lines off its console (`console.filter_stderr`), then absl's `app.run(main, **kwargs)`."""
+    logging.set_verbosity(logging.WARNING)  # before the flags are parsed: --verbosity wins
     console.filter_stderr()
     app.run(main, **kwargs)
 

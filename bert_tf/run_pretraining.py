@@ -12,8 +12,6 @@ SIGTERM saves a checkpoint and exits cleanly. The flags are the fields of
 `bert_tf.training.pretraining.PretrainingConfig`.
 """
 
-from absl import logging
-
 from bert_tf import cli
 from bert_tf.training.pretraining import PretrainingConfig, run
 
@@ -35,5 +33,4 @@ def main(argv):
 
 if __name__ == "__main__":
     cli.define_flags(PretrainingConfig)
-    logging.set_verbosity(logging.WARNING)
     cli.run(main)
