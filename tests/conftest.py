@@ -62,7 +62,8 @@ def _float32_policy_and_seed():
 LONGEST_FIRST = [
     "test_fault_injection.py", "training/test_pretraining.py",
     "finetuning/test_classification.py", "checkpoints/test_checkpoints.py",
-    "data/test_beam_pipeline.py", "test_object_store_paths.py", "training/test_trainer.py",
+    "data/test_beam_pipeline.py", "test_object_store_paths.py", "test_docs.py",
+    "training/test_trainer.py",
     "export/test_export.py", "finetuning/test_tagging.py", "finetuning/test_question_answering.py",
     "modeling/test_jax_backend.py", "test_packaging.py", "modeling/test_pretrainer.py",
     "export/test_signature_fuzz.py", "test_gpu_benchmark.py", "test_console.py",

@@ -40,3 +40,26 @@ def save_version(module, signatures, model_dir, version=None, overwrite=False) -
         with io.directory_written_atomically(target, tmp):
             tf.saved_model.save(module, tmp, signatures=signatures)
     return target
+
+
+def saved_model_ops(path) -> set:
+    """The op types a SavedModel's graph and its functions use: what a server must have
+    registered to load it (TF Serving fails on the first it lacks: "Op type not registered")."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
+        saved_model.ParseFromString(f.read())
+    ops = set()
+    for meta_graph in saved_model.meta_graphs:
+        ops.update(node.op for node in meta_graph.graph_def.node)
+        for function in meta_graph.graph_def.library.function:
+            ops.update(node.op for node in function.node_def)
+    functions = {function.signature.name for meta_graph in saved_model.meta_graphs
+                 for function in meta_graph.graph_def.library.function}
+    return ops - functions  # a call of a library function is a node whose op is its name
+
+
+def non_core_ops(ops) -> set:
+    """Those of `ops` that TensorFlow's core does not define (tf.raw_ops): tensorflow-text's."""
+    return {op for op in ops if not hasattr(tf.raw_ops, op)}

@@ -173,7 +173,7 @@ def test_pair_signatures_refuse_batches_of_different_sizes(exported):
 
 
 def test_rest_payloads_through_the_signature(exported):
-    """The JSON bodies the README documents, decoded as TF Serving does, then the signature."""
+    """Row and column REST bodies (the two forms TF Serving decodes) give the same result."""
     model = tf.saved_model.load(exported["paths"]["bert"])
     row = json.loads('{"instances": [{"text": "hello world"}, {"text": "the [MASK] sat"}]}')
     columns = json.loads('{"inputs": {"text": ["hello world", "the [MASK] sat"]}}')

@@ -10,6 +10,7 @@ a CHECK failure) ends the child, not pytest, and the test names the call that di
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -21,6 +22,7 @@ from bert_tf.config import BertConfig
 from bert_tf.data.sample_corpus import write_corpus
 from bert_tf.export.classifier import export_classifier
 from bert_tf.export.question_answering import export_question_answerer
+from bert_tf.export.serving import non_core_ops, saved_model_ops
 from bert_tf.export.tagging import export_tagger
 from bert_tf.finetuning.classification import build_classifier
 from bert_tf.finetuning.question_answering import build_question_answerer
@@ -156,3 +158,28 @@ def test_every_signature_answers_or_fails_cleanly(exports):
         assert counts["answers"] > 0 and counts["clean_errors"] > 0, (name, counts)
     print("\n" + "\n".join(f"{name}: {c['answers']} answers, {c['clean_errors']} clean errors"
                            for name, c in sorted(report.items())))
+
+
+def documented_text_ops():
+    """{export: tensorflow-text ops} from the table in docs/export-and-serving.md."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "docs",
+                           "export-and-serving.md"), encoding="utf-8") as f:
+        page = f.read()
+    table = page[page.index("| export | tensorflow-text ops in its graph |"):].split("\n\n")[0]
+    names = {"`bert_encoder`": ["bert_encoder"], "`bert_preprocessor`": ["bert_preprocessor"],
+             "`bert`": ["bert"], "`classifier`": ["classifier_pair"],
+             "question answering": ["question_answering"], "tagging": ["tagging"]}
+    documented = {}
+    for row in table.splitlines()[2:]:
+        exports, ops = [cell.strip() for cell in row.strip("|").split("|")]
+        for name in exports.split(", "):
+            for key in names[name]:
+                documented[key] = set(re.findall(r"`([^`]+)`", ops))
+    return documented
+
+
+def test_the_documented_serving_ops_are_the_exports_ops(exports):
+    """What a TF Serving build must have registered: the docs' table is what the graphs hold."""
+    found = {name: non_core_ops(saved_model_ops(path))
+             for name, path in exports["paths"].items()}
+    assert found == documented_text_ops()
