@@ -188,9 +188,11 @@ def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=
                 monitor=monitor, mode="max", patience=config.early_stopping_patience))
     if eval_data is not None:
         eval_data = eval_data.cache()
+    # shuffle=False: the tf.data pipelines shuffle; Keras's default of True only warns that it
+    # cannot shuffle a Dataset
     model.fit(train_data, validation_data=eval_data,
               epochs=max(math.ceil(config.num_train_epochs), 1),
-              steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=2)
+              steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=2, shuffle=False)
     if eval_data is not None:
         model.load_weights(best)
 
