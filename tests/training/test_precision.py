@@ -21,7 +21,8 @@ def test_auto_on_cpus_follows_their_bfloat16_features(flags, policy, named):
 def test_auto_on_this_machine_reads_proc_cpuinfo():
     chosen = precision.resolve("auto", tf.distribute.OneDeviceStrategy("/cpu:0"))
     with open("/proc/cpuinfo") as f:
-        native = any(flag in f.read().split() for flag in ("amx_bf16", "avx512_bf16"))
+        words = f.read().split()  # read once: a second read() is at the end of the file
+    native = any(flag in words for flag in ("amx_bf16", "avx512_bf16"))
     assert chosen.policy == ("mixed_bfloat16" if native else "float32")
 
 
