@@ -399,14 +399,30 @@ def test_the_readme_tour_runs_as_written(tour):
     assert set(os.listdir(directory / "exports")) >= {"bert", "bert_encoder", "bert_preprocessor"}
 
 
+def squad_export(tour):
+    """A question-answering export of the tour's encoder, as run_squad writes one (untrained
+    head: the request's shape is what is checked)."""
+    from bert_tf import run_dir
+    from bert_tf.export.question_answering import export_question_answerer
+    from bert_tf.finetuning.question_answering import build_question_answerer
+
+    files = run_dir.resolve(directory=str(tour["dir"] / "runs" / "base"))
+    pretrainer, vocab = run_dir.load_pretrainer(files)
+    return export_question_answerer(build_question_answerer(pretrainer.encoder), vocab,
+                                    files.do_lower_case, 64, 16, 16, 10, False, 0.0,
+                                    str(tour["dir"] / "squad"))
+
+
 @pytest.mark.slow
 def test_every_rest_body_in_the_docs_runs_through_its_signature(tour):
+    served = {**tour["served"], "squad": squad_export(tour)}
     checked = []
     for name in DOCS:
-        for _, line in logical_lines(read(name)):
+        for number, line in logical_lines(read(name)):
             url = PREDICT_URL.search(line)
-            if line.startswith("curl") and url and url.group(1) in tour["served"]:
-                body = json.loads(shlex.split(line)[shlex.split(line).index("-d") + 1])
-                predict(tour["served"][url.group(1)], body)
+            if line.startswith("curl") and url:
+                assert url.group(1) in served, f"{name}:{number}: no export named {url.group(1)}"
+                words = shlex.split(line)
+                predict(served[url.group(1)], json.loads(words[words.index("-d") + 1]))
                 checked.append(f"{name}: {url.group(1)}")
-    assert len(checked) >= 6, checked
+    assert len(checked) >= 7, checked
