@@ -24,12 +24,12 @@ import os
 import subprocess
 import sys
 
-# Regular expressions of the dropped lines (bytes, matched anywhere in a line).
+# Regular expressions of the dropped lines (matched anywhere in a line).
 NOISE = [
-    rb"oneDNN supports DT_\w+ only on platforms with AVX-512",
-    rb"Input of GeneratorDatasetOp::Dataset will not be optimized",
+    r"oneDNN supports DT_\w+ only on platforms with AVX-512",
+    r"Input of GeneratorDatasetOp::Dataset will not be optimized",
 ]
-NO_GPU_DRIVER_NOISE = [rb"failed call to cuInit"]
+NO_GPU_DRIVER_NOISE = [r"failed call to cuInit"]
 
 # The filter process: reads its stdin as lines, writes all but the noise to its stdout (this
 # process's stderr). It ignores SIGINT/SIGTERM, so Ctrl-C reaches the command, not the filter,
@@ -63,15 +63,14 @@ def enabled() -> bool:
 def filter_stderr() -> bool:
     """Sends file descriptor 2 through the noise filter until this process exits. Call it once,
     at the start of a command, before TensorFlow's runtime starts. Returns whether it is on."""
-    if not enabled() or not hasattr(os, "pipe"):
+    if not enabled():
         return False
     try:
         sys.stderr.flush()
         original = os.dup(2)
         read_end, write_end = os.pipe()
         filter_process = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", _FILTER,
-             *(p.decode() for p in noise_patterns())],
+            [sys.executable, "-I", "-S", "-c", _FILTER, *noise_patterns()],
             stdin=read_end, stdout=original, stderr=original, start_new_session=True)
     except OSError:
         return False  # no filter: the console keeps every line

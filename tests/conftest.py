@@ -15,6 +15,8 @@ import pytest  # noqa: E402
 from bert_tf.config import BertConfig  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A line TensorFlow's C++ runtime logs at error or fatal level.
+TF_ERROR_LINE = r"^\d{4}-\d\d-\d\d [\d:.]+: [EF] .*$"
 CONFIGS_DIR = os.path.join(REPO_ROOT, "configs")
 
 

@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TF_ERROR_LINE
 from pretraining_fixtures import make_tiny_data, tiny_config_file
 
 CPP_INFO = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: I ", re.M)  # TF's C++ logging
 ABSL_INFO = re.compile(r"^I\d{4} ", re.M)  # absl's Python logging
-TF_ERROR = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [EF] .*$", re.M)
+TF_ERROR = re.compile(TF_ERROR_LINE, re.M)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  the ops TF Serving links in
 import yaml
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TF_ERROR_LINE
 
 DOCS = ["README.md", "CHANGELOG.md"] + sorted(
     os.path.relpath(p, REPO_ROOT) for p in glob.glob(os.path.join(REPO_ROOT, "docs", "*.md")))
@@ -391,8 +391,7 @@ def test_the_readme_tour_runs_as_written(tour):
     assert "step 4/4" in outputs["bert_tf.run_pretraining"][0]
     if not os.path.exists("/proc/driver/nvidia"):  # a CPU-only machine: quiet consoles
         for tool, (_, stderr) in outputs.items():
-            noise = re.findall(r"^\d{4}-\d\d-\d\d [\d:.]+: [EF] .*$|^.*Warning: .*$", stderr,
-                               re.M)
+            noise = re.findall(TF_ERROR_LINE + r"|^.*Warning: .*$", stderr, re.M)
             assert not noise, f"{tool}: {noise}"
     assert json.loads((directory / "runs" / "sst2" / "eval_results.json").read_text())
     assert tf.train.latest_checkpoint(str(directory / "runs" / "google_base"))

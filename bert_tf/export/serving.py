@@ -50,13 +50,12 @@ def saved_model_ops(path) -> set:
     saved_model = saved_model_pb2.SavedModel()
     with tf.io.gfile.GFile(os.path.join(path, "saved_model.pb"), "rb") as f:
         saved_model.ParseFromString(f.read())
-    ops = set()
+    ops, functions = set(), set()
     for meta_graph in saved_model.meta_graphs:
         ops.update(node.op for node in meta_graph.graph_def.node)
         for function in meta_graph.graph_def.library.function:
+            functions.add(function.signature.name)
             ops.update(node.op for node in function.node_def)
-    functions = {function.signature.name for meta_graph in saved_model.meta_graphs
-                 for function in meta_graph.graph_def.library.function}
     return ops - functions  # a call of a library function is a node whose op is its name
 
 

@@ -21,7 +21,7 @@ from bert_tf import io
 from bert_tf.config import BertConfig
 from bert_tf.data.input_pipeline import DataMismatchError
 from bert_tf.training.pretraining import run
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TF_ERROR_LINE
 from pretraining_fixtures import flag_values, make_tiny_data, tiny_config_file
 
 TAGS = {"loss", "masked_lm_loss", "masked_lm_accuracy", "next_sentence_loss",
@@ -413,7 +413,7 @@ def test_embedded_default_runs_end_to_end(tmp_path):
         cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     if not os.path.exists("/proc/driver/nvidia"):  # a CPU-only machine: a quiet first run
-        errors = re.findall(r"^\d{4}-\d\d-\d\d [\d:.]+: [EF] .*$", result.stderr, flags=re.M)
+        errors = re.findall(TF_ERROR_LINE, result.stderr, flags=re.M)
         assert not errors, errors
     out = result.stdout
     assert "step 600/600" in out
