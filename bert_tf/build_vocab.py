@@ -6,22 +6,24 @@
 See bert_tf/text/vocab_learning.py for the learner.
 """
 
+import dataclasses
 import os
 
-from absl import flags
-
 from bert_tf import cli
+from bert_tf.settings import Settings, setting
 
-FLAGS = flags.FLAGS
 
-
-def define_flags():
-    flags.DEFINE_string("input_file", None, "Comma list of globs of text files.", required=True)
-    flags.DEFINE_string("output_file", None, "Where to write vocab.txt.", required=True)
-    flags.DEFINE_integer("vocab_size", 30522, "Most tokens in the vocab, special tokens included.")
-    flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents (uncased models).")
-    flags.DEFINE_integer("min_frequency", 2, "Least count for a merged piece to enter the vocab.")
-    flags.DEFINE_integer("limit_alphabet", 1000, "Most single characters kept.")
+@dataclasses.dataclass(frozen=True)
+class VocabConfig(Settings):
+    """The settings of vocab learning (the command line's flags)."""
+    input_file: str = setting(None, "Comma list of globs of text files.", required=True)
+    output_file: str = setting(None, "Where to write vocab.txt.", required=True)
+    vocab_size: int = setting(30522, "Most tokens in the vocab, special tokens included.",
+                              minimum=1)
+    do_lower_case: bool = setting(True, "Lower-case and strip accents (uncased models).")
+    min_frequency: int = setting(2, "Least count for a merged piece to enter the vocab.",
+                                 minimum=1)
+    limit_alphabet: int = setting(1000, "Most single characters kept.", minimum=1)
 
 
 @cli.reports_errors("build_vocab")
@@ -32,13 +34,18 @@ def main(argv):
     from bert_tf.text.tokenization import write_vocab
     from bert_tf.text.vocab_learning import learn_vocab
 
-    tokens = learn_vocab(FLAGS.input_file, FLAGS.vocab_size, FLAGS.do_lower_case,
-                         FLAGS.min_frequency, FLAGS.limit_alphabet)
-    directory = os.path.dirname(FLAGS.output_file)
+    config = cli.from_flags(VocabConfig)
+    tokens = learn_vocab(config.input_file, config.vocab_size, config.do_lower_case,
+                         config.min_frequency, config.limit_alphabet)
+    directory = os.path.dirname(config.output_file)
     if directory:
         tf.io.gfile.makedirs(directory)
-    write_vocab(tokens, FLAGS.output_file)
-    print(f"Wrote {len(tokens):,} tokens to {FLAGS.output_file}")
+    write_vocab(tokens, config.output_file)
+    print(f"Wrote {len(tokens):,} tokens to {config.output_file}")
+
+
+def define_flags():
+    cli.define_flags(VocabConfig)
 
 
 if __name__ == "__main__":

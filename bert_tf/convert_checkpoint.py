@@ -14,35 +14,42 @@ has none they are freshly initialised, and the report says so. Optimizer slots a
 source variables are skipped and counted. See bert_tf/checkpoints/ for the formats and name maps.
 """
 
-from absl import flags
+import dataclasses
 
 from bert_tf import cli
 from bert_tf.checkpoints.convert import OUTPUT_FORMATS, READERS, convert
+from bert_tf.settings import Settings, setting
 
-FLAGS = flags.FLAGS
 
-
-def define_flags():
-    flags.DEFINE_enum("input_format", None, list(READERS), "Format of --input.")
-    flags.DEFINE_string("input", None, "Checkpoint prefix or directory to convert.")
-    flags.DEFINE_enum("output_format", None, list(OUTPUT_FORMATS), "Format to write.")
-    flags.DEFINE_string("output", None, "Directory to write (must not exist without --overwrite).")
-    flags.DEFINE_string("bert_config_file", None, "Default: the one beside --input "
-                        "(bert_config.json; config.json for huggingface).")
-    flags.DEFINE_string("vocab_file", None, "Default: vocab.txt beside --input.")
-    flags.DEFINE_bool("do_lower_case", None, "Default: recorded by the source (tokenizer_config."
-                      "json, run_config.json), else inferred from the vocab's letter case.")
-    flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
-    for name in ("input_format", "input", "output_format", "output"):
-        flags.mark_flag_as_required(name)
+@dataclasses.dataclass(frozen=True)
+class ConversionConfig(Settings):
+    """The settings of a conversion (the command line's flags)."""
+    input_format: str = setting(None, "Format of --input.", choices=READERS, required=True)
+    input: str = setting(None, "Checkpoint prefix or directory to convert.", required=True)
+    output_format: str = setting(None, "Format to write.", choices=OUTPUT_FORMATS, required=True)
+    output: str = setting(None, "Directory to write (must not exist without --overwrite).",
+                          required=True)
+    bert_config_file: str | None = setting(None, "Default: the one beside --input "
+                                                 "(bert_config.json; config.json for "
+                                                 "huggingface).")
+    vocab_file: str | None = setting(None, "Default: vocab.txt beside --input.")
+    do_lower_case: bool | None = setting(None, "Default: recorded by the source "
+                                               "(tokenizer_config.json, run_config.json), else "
+                                               "inferred from the vocab's letter case.")
+    overwrite: bool = setting(False, "Replace an existing --output.")
 
 
 @cli.reports_errors("convert_checkpoint")
 def main(argv):
     del argv
-    convert(FLAGS.input_format, FLAGS.input, FLAGS.output_format, FLAGS.output,
-            bert_config_file=FLAGS.bert_config_file, vocab_file=FLAGS.vocab_file,
-            do_lower_case=FLAGS.do_lower_case, overwrite=FLAGS.overwrite)
+    config = cli.from_flags(ConversionConfig)
+    convert(config.input_format, config.input, config.output_format, config.output,
+            bert_config_file=config.bert_config_file, vocab_file=config.vocab_file,
+            do_lower_case=config.do_lower_case, overwrite=config.overwrite)
+
+
+def define_flags():
+    cli.define_flags(ConversionConfig)
 
 
 if __name__ == "__main__":

@@ -12,23 +12,32 @@ how the data is made is described in bert_tf/data/writer.py, bert_tf/data/instan
 bert_tf/data/beam_pipeline.py. Both paths write the same examples for the same flags.
 """
 
+import dataclasses
 import logging
 
 from absl import flags
 
 from bert_tf import cli
 from bert_tf.data.writer import DataCreationConfig, create_pretraining_data
+from bert_tf.settings import Settings, setting
 
 FLAGS = flags.FLAGS
 
 
+@dataclasses.dataclass(frozen=True)
+class RunnerConfig(Settings):
+    """Where the job runs (a flag of the command line, beside DataCreationConfig's)."""
+    runner: str | None = setting(None, "Run as an Apache Beam pipeline on this runner "
+                                       "(DirectRunner, DataflowRunner, FlinkRunner, "
+                                       "SparkRunner); Beam's other options (--project, "
+                                       "--region, --temp_location, --direct_num_workers, ...) "
+                                       "pass through. Default: this machine's worker processes "
+                                       "(--num_workers).")
+
+
 def define_flags():
     cli.define_flags(DataCreationConfig)
-    flags.DEFINE_string("runner", None, "Run as an Apache Beam pipeline on this runner "
-                        "(DirectRunner, DataflowRunner, FlinkRunner, SparkRunner); Beam's other "
-                        "options (--project, --region, --temp_location, --direct_num_workers, "
-                        "...) pass through. Default: this machine's worker processes "
-                        "(--num_workers).")
+    cli.define_flags(RunnerConfig)
 
 
 def parse_flags(argv):
@@ -40,12 +49,13 @@ def parse_flags(argv):
 def main(argv):
     beam_args = argv[1:]
     config = cli.from_flags(DataCreationConfig)
-    if FLAGS.runner:
+    runner = cli.from_flags(RunnerConfig).runner
+    if runner:
         logging.getLogger("apache_beam").setLevel(logging.WARNING)  # Beam's INFO lines
         from bert_tf.data.beam_pipeline import create_pretraining_data_beam, pipeline_options
         if FLAGS["num_workers"].present:  # Beam's own flag of that name: the runner's workers
             beam_args.append(f"--num_workers={FLAGS.num_workers}")
-        summary = create_pretraining_data_beam(config, pipeline_options(FLAGS.runner, beam_args))
+        summary = create_pretraining_data_beam(config, pipeline_options(runner, beam_args))
     elif beam_args:
         raise ValueError(f"unknown flag(s) {' '.join(beam_args)} (Beam's options need --runner)")
     else:
@@ -63,7 +73,7 @@ def main(argv):
               f"buffer on average")
     if "peak_rss_mb" in summary:
         workers = (f", largest worker {summary['peak_worker_rss_mb']:,.0f} MB"
-                   if FLAGS.runner or config.num_workers > 1 else "")
+                   if runner or config.num_workers > 1 else "")
         print(f"Peak RSS: main {summary['peak_rss_mb']:,.0f} MB{workers}")
 
 

@@ -7,27 +7,33 @@ Prints the example count and schema, a few decoded examples and statistics; see
 bert_tf/data/inspection.py.
 """
 
+import dataclasses
+
 import tensorflow as tf
-from absl import flags
 
 from bert_tf import cli
 from bert_tf.data.inspection import inspect
+from bert_tf.settings import Settings, setting
 
-FLAGS = flags.FLAGS
 
-
-def define_flags():
-    flags.DEFINE_string("input_file", None, "Comma list of globs of TFRecord shards.",
-                        required=True)
-    flags.DEFINE_string("vocab_file", None, "vocab.txt; defaults to NAME.vocab.txt beside the "
-                        "shards.")
-    flags.DEFINE_integer("num_examples", 3, "Examples to print decoded.")
+@dataclasses.dataclass(frozen=True)
+class InspectionConfig(Settings):
+    """The settings of an inspection (the command line's flags)."""
+    input_file: str = setting(None, "Comma list of globs of TFRecord shards.", required=True)
+    vocab_file: str | None = setting(None, "vocab.txt; defaults to NAME.vocab.txt beside the "
+                                           "shards.")
+    num_examples: int = setting(3, "Examples to print decoded.", minimum=0)
 
 
 @cli.reports_errors("inspect_tfrecords", errors=(ValueError, OSError, tf.errors.OpError))
 def main(argv):
     del argv
-    inspect(FLAGS.input_file, FLAGS.vocab_file, FLAGS.num_examples)
+    config = cli.from_flags(InspectionConfig)
+    inspect(config.input_file, config.vocab_file, config.num_examples)
+
+
+def define_flags():
+    cli.define_flags(InspectionConfig)
 
 
 if __name__ == "__main__":

@@ -6,25 +6,25 @@ Prints the parameter counts, then runs one forward pass and one gradient step on
 and reports the losses and the time each took (bert_tf/training/model_summary.py).
 """
 
+import dataclasses
 import math
 import os
 
-from absl import flags
-
 from bert_tf import cli
 from bert_tf.config import BertConfig, configs_dir
+from bert_tf.settings import Settings, setting
 
-FLAGS = flags.FLAGS
 
-
-def define_flags():
-    flags.DEFINE_string("bert_config_file", os.path.join(configs_dir(), "bert_tiny.json"),
-                        "google-format bert_config.json.")
-    flags.DEFINE_integer("max_seq_length", 128, "Sequence length of the random batch.")
-    flags.DEFINE_integer("max_predictions_per_seq", 20, "Masked positions per sequence.")
-    flags.DEFINE_integer("batch_size", 8, "Sequences in the random batch.")
-    flags.DEFINE_enum("mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
-                      "Keras dtype policy.")
+@dataclasses.dataclass(frozen=True)
+class SummaryConfig(Settings):
+    """The settings of a model summary (the command line's flags)."""
+    bert_config_file: str = setting(os.path.join(configs_dir(), "bert_tiny.json"),
+                                    "google-format bert_config.json.")
+    max_seq_length: int = setting(128, "Sequence length of the random batch.", minimum=1)
+    max_predictions_per_seq: int = setting(20, "Masked positions per sequence.", minimum=1)
+    batch_size: int = setting(8, "Sequences in the random batch.", minimum=1)
+    mixed_precision: str = setting("float32", "Keras dtype policy.",
+                                   choices=("float32", "mixed_float16", "mixed_bfloat16"))
 
 
 @cli.reports_errors("model_summary")
@@ -32,15 +32,16 @@ def main(argv):
     del argv
     from bert_tf.training.model_summary import summarize
 
-    config = BertConfig.from_json_file(FLAGS.bert_config_file)
-    print(f"{FLAGS.bert_config_file}: L={config.num_hidden_layers} H={config.hidden_size} "
+    job = cli.from_flags(SummaryConfig)
+    config = BertConfig.from_json_file(job.bert_config_file)
+    print(f"{job.bert_config_file}: L={config.num_hidden_layers} H={config.hidden_size} "
           f"A={config.num_attention_heads} I={config.intermediate_size} "
           f"vocab={config.vocab_size} act={config.hidden_act}")
-    figures = summarize(config, FLAGS.batch_size, FLAGS.max_seq_length,
-                        FLAGS.max_predictions_per_seq, FLAGS.mixed_precision)
+    figures = summarize(config, job.batch_size, job.max_seq_length,
+                        job.max_predictions_per_seq, job.mixed_precision)
     print(f"encoder parameters (with pooler): {figures['encoder_params']:,}")
     print(f"pretraining model parameters:     {figures['pretrainer_params']:,}")
-    print(f"random batch [{FLAGS.batch_size}, {FLAGS.max_seq_length}]: "
+    print(f"random batch [{job.batch_size}, {job.max_seq_length}]: "
           f"masked_lm_loss={figures['masked_lm_loss']:.4f} "
           f"next_sentence_loss={figures['next_sentence_loss']:.4f} "
           f"(untrained: expect about ln(vocab)={math.log(config.vocab_size):.2f} "
@@ -48,6 +49,10 @@ def main(argv):
     print(f"forward {figures['forward_seconds']:.2f}s, forward+backward "
           f"{figures['gradient_seconds']:.2f}s (first calls, eager), "
           f"gradients finite: {figures['gradients_finite']}")
+
+
+def define_flags():
+    cli.define_flags(SummaryConfig)
 
 
 if __name__ == "__main__":

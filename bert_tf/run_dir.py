@@ -7,9 +7,10 @@
     ckpt-N.*           tf.train.Checkpoint(model=..., optimizer=...), `checkpoint` names the latest
     train/, eval/      TensorBoard events
 
-run_pretraining writes one, so does convert_checkpoint's bert_tf output; export, run_classifier,
-convert_checkpoint and resuming read them through `resolve` and `load_pretrainer`. Any path may
-be a gs:// URL.
+run_pretraining writes one, so does every finetuning job (its run_config.json also records
+"task" and "labels") and convert_checkpoint's bert_tf output; export, the finetuning jobs,
+convert_checkpoint and resuming read them through `resolve`, `load_pretrainer` and
+`load_model`. Any path may be a gs:// URL.
 """
 
 from __future__ import annotations
@@ -114,19 +115,12 @@ def checkpoint_reader(prefix):
 
 def build_model(config: BertConfig, task=None, labels=()):
     """The Keras model a run's checkpoint holds: the BertPretrainer (task None), or a finetuned
-    task's model ("question_answering", "tagging" with its labels)."""
-    from bert_tf.modeling import BertEncoder, build_pretrainer
+    task's model (one of `modeling.heads.TASKS`, with its labels)."""
+    from bert_tf.modeling import BertEncoder, build_pretrainer, build_task_model
 
     if task is None:
         return build_pretrainer(config)
-    if task == "question_answering":
-        from bert_tf.finetuning.question_answering import build_question_answerer
-        return build_question_answerer(BertEncoder(config), config.initializer_range)
-    if task == "tagging":
-        from bert_tf.finetuning.tagging import build_tagger
-        return build_tagger(BertEncoder(config), len(labels), config.hidden_dropout_prob,
-                            config.initializer_range)
-    raise ValueError(f"no model for the task {task!r}")
+    return build_task_model(task, BertEncoder(config), labels)
 
 
 def load_model(files: RunFiles, flag="--checkpoint"):

@@ -5,21 +5,36 @@
 See bert_tf/data/sample_corpus.py.
 """
 
-import argparse
+import dataclasses
 import sys
 
-from bert_tf.data.sample_corpus import write_corpus
+from bert_tf import cli
+from bert_tf.settings import Settings, setting
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--megabytes", type=float, default=None,
-                        help="size to reach with docstrings after the topics (default: topics only)")
-    args = parser.parse_args()
-    size = write_corpus(args.output, None if args.megabytes is None else int(args.megabytes * 1e6))
-    print(f"wrote {size / 1e6:.2f} MB to {args.output}", file=sys.stderr)
+@dataclasses.dataclass(frozen=True)
+class CorpusConfig(Settings):
+    """The settings of the sample corpus (the command line's flags)."""
+    output: str = setting(None, "Text file to write.", required=True)
+    megabytes: float | None = setting(None, "Size to reach with docstrings after the topics "
+                                            "(default: topics only).", above=0)
+
+
+@cli.reports_errors("sample_corpus")
+def main(argv):
+    del argv
+    from bert_tf.data.sample_corpus import write_corpus
+
+    config = cli.from_flags(CorpusConfig)
+    size = write_corpus(config.output,
+                        None if config.megabytes is None else int(config.megabytes * 1e6))
+    print(f"wrote {size / 1e6:.2f} MB to {config.output}", file=sys.stderr)
+
+
+def define_flags():
+    cli.define_flags(CorpusConfig)
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    cli.run(main)

@@ -7,7 +7,11 @@ A job's dataclass may also extend another (the pretraining job's extends the tra
 `TrainOptions`), so the loop takes the job's settings as they are. `define_flags` declares the
 absl flags of a job from its dataclass, `from_flags` builds the dataclass from parsed flags,
 `from_flat` from a {flag: value} dict, and `flat_dict` gives the settings as such a dict for the
-records that runs keep (run_config.json, the data manifest). The dataclass validates its values.
+records that runs keep (run_config.json, the data manifest).
+
+A job's dataclass extends `Settings`, which validates an instance as it is made: each setting's
+bounds (`minimum`, `maximum`, `above`, `below`, declared with the setting), then the class's own
+`check()` for rules between settings; the error names every bad flag at once.
 """
 
 import dataclasses
@@ -16,10 +20,55 @@ import types
 import typing
 
 
-def setting(default=None, help="", choices=None, required=False):
-    """A dataclass field that is also a command-line flag."""
+def setting(default=None, help="", choices=None, required=False, minimum=None, maximum=None,
+            above=None, below=None):
+    """A dataclass field that is also a command-line flag. A number may have bounds: `minimum`
+    and `maximum` (inclusive), `above` and `below` (exclusive); None (unset) passes."""
     return dataclasses.field(default=default, metadata={
-        "help": help, "choices": tuple(choices) if choices else None, "required": required})
+        "help": help, "choices": tuple(choices) if choices else None, "required": required,
+        "bounds": (minimum, maximum, above, below)})
+
+
+def _bound_problem(name, value, bounds):
+    """What is wrong with `value` for its bounds, or None."""
+    minimum, maximum, above, below = bounds
+    if value is None or isinstance(value, bool):
+        return None
+    low_ok = (minimum is None or value >= minimum) and (above is None or value > above)
+    high_ok = (maximum is None or value <= maximum) and (below is None or value < below)
+    if low_ok and high_ok:
+        return None
+    if above == 0 and maximum is None and below is None:
+        return f"--{name} must be positive, got {value}"
+    if maximum is None and below is None:
+        return f"--{name} must be at least {minimum}, got {value}"
+    if minimum is None and above is None:
+        return f"--{name} must be at most {maximum}, got {value}"
+    low = f"[{minimum}" if above is None else f"({above}"
+    high = f"{maximum}]" if below is None else f"{below})"
+    return f"--{name} must be in {low}, {high}, got {value}"
+
+
+class Settings:
+    """Base of a job's frozen settings dataclass: checks bounds and `check()` when made."""
+
+    def __post_init__(self):
+        problems = []
+        for field in dataclasses.fields(self):
+            value, choices = getattr(self, field.name), field.metadata.get("choices")
+            if choices and value is not None and value not in choices:
+                problems.append(f"--{field.name} must be one of {', '.join(map(str, choices))}, "
+                                f"got {value!r}")
+            elif problem := _bound_problem(field.name, value,
+                                           field.metadata.get("bounds", (None,) * 4)):
+                problems.append(problem)
+        problems += self.check()
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def check(self) -> list:
+        """Problems among the settings (each a message naming its flags); none by default."""
+        return []
 
 
 def _flag_type(annotation):

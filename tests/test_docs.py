@@ -403,7 +403,7 @@ def squad_export(tour):
     head: the request's shape is what is checked)."""
     from bert_tf import run_dir
     from bert_tf.export.question_answering import export_question_answerer
-    from bert_tf.finetuning.question_answering import build_question_answerer
+    from bert_tf.modeling import build_question_answerer
 
     files = run_dir.resolve(directory=str(tour["dir"] / "runs" / "base"))
     pretrainer, vocab = run_dir.load_pretrainer(files)

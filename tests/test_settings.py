@@ -66,7 +66,7 @@ def test_every_job_parses_to_its_own_defaults(config_class, required):
 def test_the_dataclass_validates():
     with pytest.raises(ValueError, match="max_seq_length must be at least 5"):
         InstanceOptions(max_seq_length=4)
-    with pytest.raises(ValueError, match="--num_shards .0. and --num_workers"):
+    with pytest.raises(ValueError, match="--num_shards must be at least 1, got 0"):
         DataCreationConfig("a", "b", "c", num_shards=0)
     with pytest.raises(ValueError, match="--learning_rate must be positive"):
         PretrainingConfig(learning_rate=0.0).validate()

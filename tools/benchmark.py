@@ -114,7 +114,8 @@ def ours(config, batch, seq, predictions, jit):
 
     strategy = tf.distribute.get_strategy()
     pretrainer = build_pretrainer(config)
-    optimizer = optimization.create_optimizer("adamw", 1e-4, 10 ** 6, 0, clip_norm=0.0)
+    optimizer = optimization.create_optimizer(learning_rate=1e-4, num_train_steps=10 ** 6,
+                                              clip_norm=0.0)
     trainer = Trainer(strategy, pretrainer, optimizer, TrainOptions(
         output_dir=tempfile.mkdtemp(), num_train_steps=10 ** 6, jit_compile=jit))
     dataset = tf.data.Dataset.from_tensors(synthetic_batch(config, batch, seq, predictions)
@@ -480,7 +481,7 @@ def bench_finetune(log):
     from bert_tf.data.sample_data import make_sample_data, sample_prefix
     from bert_tf.finetuning import classification as classifier
     from bert_tf.finetuning.labelled_files import Example
-    from bert_tf.modeling import BertEncoder
+    from bert_tf.modeling import BertEncoder, build_classifier
     from bert_tf.text.preprocessing import Preprocessor
     from bert_tf.text.tokenization import load_vocab
 
@@ -501,7 +502,7 @@ def bench_finetune(log):
     results = {}
     for dynamic in (False, True):
         keras.utils.set_random_seed(0)
-        model = classifier.build_classifier(BertEncoder(config), 2)
+        model = build_classifier(BertEncoder(config), 2)
         model.compile(optimizer=keras.optimizers.AdamW(2e-5),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         data = classifier.make_dataset(examples, ids, preprocessor, 32, shuffle=True, seed=0,
@@ -524,9 +525,7 @@ def bench_tasks(log):
     import tensorflow as tf
 
     from bert_tf.config import BertConfig
-    from bert_tf.finetuning.question_answering import build_question_answerer
-    from bert_tf.finetuning.tagging import build_tagger
-    from bert_tf.modeling import BertEncoder
+    from bert_tf.modeling import BertEncoder, build_question_answerer, build_tagger
 
     results, rng, n, batch = {}, np.random.default_rng(0), 512, 32
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -590,7 +589,8 @@ def _real_data_runs(config, batch, files, jit, seq=128, predictions=20):
     strategy = tf.distribute.get_strategy()
     for name in ("bert_tf", "bert_tf_packed"):
         pretrainer = build_pretrainer(config, packed=name.endswith("packed"))
-        optimizer = optimization.create_optimizer("adamw", 1e-4, 10 ** 6, 0, clip_norm=0.0)
+        optimizer = optimization.create_optimizer(learning_rate=1e-4, num_train_steps=10 ** 6,
+                                              clip_norm=0.0)
         trainer = Trainer(strategy, pretrainer, optimizer, TrainOptions(
             output_dir=tempfile.mkdtemp(), num_train_steps=10 ** 6, jit_compile=jit))
         iterator = iter(strategy.experimental_distribute_dataset(datasets[name]))
@@ -691,7 +691,7 @@ def bench_time_to_accuracy(log):
     from bert_tf.modeling import build_pretrainer
     from bert_tf.training import optimization
     from bert_tf.training import precision as precision_lib
-    from bert_tf.training.pretraining import masking_rules
+    from bert_tf.data.pretraining_data import masking_rules
     from bert_tf.training.trainer import Trainer, TrainOptions
 
     seq, predictions, batch = 128, 20, 16
@@ -708,8 +708,9 @@ def bench_time_to_accuracy(log):
         keras.utils.set_random_seed(0)
         strategy = tf.distribute.get_strategy()
         pretrainer = build_pretrainer(config, packed=pack is not None)
-        optimizer = optimization.create_optimizer("adamw", 2e-3, 10 ** 6, 60, 2e-3,
-                                                  mixed_precision=policy)
+        optimizer = optimization.create_optimizer(
+            learning_rate=2e-3, num_train_steps=10 ** 6, num_warmup_steps=60,
+            end_learning_rate=2e-3, mixed_precision=policy)
         trainer = Trainer(strategy, pretrainer, optimizer, TrainOptions(
             output_dir=tempfile.mkdtemp(), num_train_steps=10 ** 6))
         train = input_pipeline.make_dataset(train_files, batch, seq, predictions, seed=0,

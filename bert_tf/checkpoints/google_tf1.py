@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf import io, run_dir
-from bert_tf.checkpoints.names import (ENCODER, QUESTION_ANSWERING, TAGGING, TASK_HEADS, Weights,
+from bert_tf.checkpoints.names import (CLASSIFICATION, ENCODER, TAGGING, TASK_HEADS, Weights,
                                        google_shapes, group, vocab_and_case)
 from bert_tf.config import BertConfig
 
@@ -57,12 +57,12 @@ def read_google_tf1(path, bert_config_file=None, vocab_file=None, do_lower_case=
     shapes = reader.get_variable_to_shape_map()
     names = sorted(shapes)
     task, labels = None, []
-    if TASK_HEADS[QUESTION_ANSWERING][0] + "output_weights" in shapes:  # run_squad's
-        task = QUESTION_ANSWERING
-    elif TASK_HEADS[TAGGING][0] + "output_weights" in shapes:
-        task = TAGGING
+    for head_task, (head, _) in TASK_HEADS.items():  # run_classifier's, run_squad's, ...
+        if head + "weights" in shapes:
+            task = head_task
+    if task in (CLASSIFICATION, TAGGING):
         labels_file = os.path.join(directory, "labels.json")
-        count = shapes[TASK_HEADS[TAGGING][0] + "output_weights"][0]
+        count = shapes[TASK_HEADS[task][0] + "weights"][0]
         labels = (io.read_json(labels_file) if tf.io.gfile.exists(labels_file)
                   else [f"LABEL_{i}" for i in range(count)])
     expected = google_shapes(config, task, len(labels))

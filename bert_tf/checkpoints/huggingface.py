@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf import io
-from bert_tf.checkpoints.names import (HF_ALIASES, HF_TIED, POOLER, Weights,
+from bert_tf.checkpoints.names import (CLASSIFICATION, HF_ALIASES, HF_TIED, POOLER, Weights,
                                        config_from_huggingface, config_to_huggingface,
                                        google_shapes, group, huggingface_name,
                                        task_from_huggingface, vocab_and_case)
@@ -105,12 +105,13 @@ def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case
 def write_huggingface(tensors, config, vocab, do_lower_case, directory, task=None, labels=()):
     """config.json, model.safetensors, tokenizer_config.json for transformers'
     BertForPreTraining (BertModel loads it too, dropping the heads), or for
-    BertForQuestionAnswering / BertForTokenClassification, which have no pooler."""
+    BertForSequenceClassification, or BertForQuestionAnswering / BertForTokenClassification,
+    which have no pooler."""
     from safetensors.numpy import save
 
     arrays = {}
     for name, value in tensors.items():
-        if task is not None and group(name) == POOLER:
+        if task not in (None, CLASSIFICATION) and group(name) == POOLER:
             continue
         hf, transposed = huggingface_name(name)
         arrays[hf] = np.ascontiguousarray(value.T if transposed else value)

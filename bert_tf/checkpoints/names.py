@@ -26,16 +26,18 @@ import re
 import numpy as np
 
 from bert_tf.config import BertConfig, ConfigError
+from bert_tf.modeling.heads import CLASSIFICATION, QUESTION_ANSWERING, TAGGING
 
 # === google-research/bert names ===
 
 ENCODER, POOLER = "encoder", "pooler"
 MASKED_LM, NEXT_SENTENCE = "masked-LM head", "next-sentence head"
-QUESTION_ANSWERING, TAGGING = "question_answering", "tagging"  # finetuned models' tasks
-# google-research/bert's run_squad names its head cls/squad/; token classification (not in
-# google's release) is named the same way.
-TASK_HEADS = {QUESTION_ANSWERING: ("cls/squad/", "question-answering head"),
-              TAGGING: ("cls/token_classification/", "token-classification head")}
+# A finetuned task's head: (its weights' google name, its part's name). google-research/bert's
+# run_classifier names its head output_weights / output_bias at the top, its run_squad
+# cls/squad/; token classification (not in google's release) is named like run_squad's.
+TASK_HEADS = {CLASSIFICATION: ("output_", "classification head"),
+              QUESTION_ANSWERING: ("cls/squad/output_", "question-answering head"),
+              TAGGING: ("cls/token_classification/output_", "token-classification head")}
 
 
 def google_shapes(config: BertConfig, task=None, num_labels=0) -> dict[str, tuple]:
@@ -69,16 +71,18 @@ def google_shapes(config: BertConfig, task=None, num_labels=0) -> dict[str, tupl
         shapes = {n: s for n, s in shapes.items() if not n.startswith("cls/")}
         outputs = 2 if task == QUESTION_ANSWERING else num_labels
         head = TASK_HEADS[task][0]
-        shapes.update({head + "output_weights": (outputs, H), head + "output_bias": (outputs,)})
+        shapes.update({head + "weights": (outputs, H), head + "bias": (outputs,)})
     return shapes
 
 
 def group(google_name: str) -> str:
     """Which part of the model a google variable belongs to."""
     for prefix, part in (("bert/pooler/", POOLER), ("cls/predictions/", MASKED_LM),
-                         ("cls/seq_relationship/", NEXT_SENTENCE),
-                         *TASK_HEADS.values()):
+                         ("cls/seq_relationship/", NEXT_SENTENCE)):
         if google_name.startswith(prefix):
+            return part
+    for head, part in TASK_HEADS.values():
+        if google_name in (head + "weights", head + "bias"):
             return part
     return ENCODER
 
@@ -103,8 +107,8 @@ class Weights:
     do_lower_case: bool | None = None
     notes: list = dataclasses.field(default_factory=list)
     source_names: dict = dataclasses.field(default_factory=dict)  # google name -> source's
-    task: str | None = None  # None: pretraining; else QUESTION_ANSWERING or TAGGING
-    labels: list = dataclasses.field(default_factory=list)  # TAGGING's tags, in id order
+    task: str | None = None  # None: pretraining; else one of modeling.heads.TASKS
+    labels: list = dataclasses.field(default_factory=list)  # classes or tags, in id order
 
     def shapes(self):
         return google_shapes(self.config, self.task, len(self.labels))
@@ -156,10 +160,12 @@ _KERAS_PATHS = [
     (r"^cls/squad/output_bias$", "qa_outputs/bias"),
     (r"^cls/token_classification/output_weights$", "classifier/kernel"),
     (r"^cls/token_classification/output_bias$", "classifier/bias"),
+    (r"^output_weights$", "logits/kernel"),
+    (r"^output_bias$", "logits/bias"),
 ]
 # google [outputs, H], ours [H, outputs]
 _TRANSPOSED_IN_KERAS = {"cls/seq_relationship/output_weights", "cls/squad/output_weights",
-                        "cls/token_classification/output_weights"}
+                        "cls/token_classification/output_weights", "output_weights"}
 
 
 def keras_path(google_name: str) -> str:
@@ -208,7 +214,8 @@ def huggingface_name(google_name: str, prefix: str = "bert.") -> tuple[str, bool
                "cls/squad/output_weights": "qa_outputs.weight",
                "cls/squad/output_bias": "qa_outputs.bias",
                "cls/token_classification/output_weights": "classifier.weight",
-               "cls/token_classification/output_bias": "classifier.bias"}
+               "cls/token_classification/output_bias": "classifier.bias",
+               "output_weights": "classifier.weight", "output_bias": "classifier.bias"}
     if google_name in special:
         return special[google_name], False
     name = re.sub(r"layer_(\d+)", r"layer.\1", google_name.removeprefix("bert/"))
@@ -248,21 +255,25 @@ def config_from_huggingface(values: dict, source: str) -> BertConfig:
 
 
 # transformers' class for each of our models
-HF_ARCHITECTURES = {None: "BertForPreTraining", QUESTION_ANSWERING: "BertForQuestionAnswering",
+HF_ARCHITECTURES = {None: "BertForPreTraining", CLASSIFICATION: "BertForSequenceClassification",
+                    QUESTION_ANSWERING: "BertForQuestionAnswering",
                     TAGGING: "BertForTokenClassification"}
 
 
 def task_from_huggingface(values: dict):
-    """(task, labels) of a Hugging Face config.json: a finetuned question-answering or token
-    classification model, else (None, []) for the pretrained model."""
+    """(task, labels) of a Hugging Face config.json: a finetuned sequence classification,
+    question-answering or token classification model, else (None, []) for the pretrained
+    model."""
     architectures = values.get("architectures") or []
-    if HF_ARCHITECTURES[QUESTION_ANSWERING] in architectures:
-        return QUESTION_ANSWERING, []
-    if HF_ARCHITECTURES[TAGGING] in architectures:
+    for task in (QUESTION_ANSWERING, CLASSIFICATION, TAGGING):
+        if HF_ARCHITECTURES[task] not in architectures:
+            continue
+        if task == QUESTION_ANSWERING:
+            return task, []
         id2label = values.get("id2label") or {}
         count = values.get("num_labels") or len(id2label)
-        return TAGGING, [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}")))
-                         for i in range(count)]
+        return task, [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}")))
+                      for i in range(count)]
     return None, []
 
 
@@ -272,7 +283,7 @@ def config_to_huggingface(config: BertConfig, pad_token_id: int, task=None, labe
                   pad_token_id=pad_token_id, position_embedding_type="absolute",
                   is_decoder=False, add_cross_attention=False, tie_word_embeddings=True,
                   classifier_dropout=None, use_cache=True)
-    if task == TAGGING:
+    if task in (CLASSIFICATION, TAGGING):
         values.update(id2label={str(i): label for i, label in enumerate(labels)},
                       label2id={label: i for i, label in enumerate(labels)})
     return values

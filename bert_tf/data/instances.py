@@ -27,18 +27,23 @@ from typing import NamedTuple
 
 import numpy as np
 
-from bert_tf.settings import setting
+from bert_tf.settings import Settings, setting
 
 
 @dataclasses.dataclass(frozen=True)
-class InstanceOptions:
+class InstanceOptions(Settings):
     """The google-research/bert flags that shape instances."""
-    max_seq_length: int = setting(128, "Tokens per example, [CLS] and [SEP]s included.")
-    max_predictions_per_seq: int = setting(20, "Most masked-LM predictions per example.")
-    masked_lm_prob: float = setting(0.15, "Fraction of tokens chosen for prediction.")
-    short_seq_prob: float = setting(0.1, "Probability of a shorter target sequence length.")
+    max_seq_length: int = setting(128, "Tokens per example, [CLS] and [SEP]s included (at "
+                                       "least 5: [CLS] A [SEP] B [SEP]).", minimum=5)
+    max_predictions_per_seq: int = setting(20, "Most masked-LM predictions per example.",
+                                           minimum=1)
+    masked_lm_prob: float = setting(0.15, "Fraction of tokens chosen for prediction.", above=0,
+                                    below=1)
+    short_seq_prob: float = setting(0.1, "Probability of a shorter target sequence length.",
+                                    minimum=0, maximum=1)
     do_whole_word_mask: bool = setting(False, "Mask whole words rather than word pieces.")
-    dupe_factor: int = setting(10, "Passes over the data, each with different masks.")
+    dupe_factor: int = setting(10, "Passes over the data, each with different masks.",
+                               minimum=1)
     dynamic_masking: bool = setting(False, "Store unmasked pairs, one pass (no dupe_factor "
                                            "copies): run_pretraining masks them each time they "
                                            "are read, with the same rules.")
@@ -47,23 +52,6 @@ class InstanceOptions:
     def passes(self):
         """Passes over the documents: dupe_factor, or one for dynamic masking."""
         return 1 if self.dynamic_masking else self.dupe_factor
-
-    def __post_init__(self):
-        problems = []
-        if self.max_seq_length < 5:
-            problems.append(f"max_seq_length must be at least 5 ([CLS] A [SEP] B [SEP]), "
-                            f"got {self.max_seq_length}")
-        if self.max_predictions_per_seq < 1:
-            problems.append(f"max_predictions_per_seq must be at least 1, "
-                            f"got {self.max_predictions_per_seq}")
-        if not 0.0 < self.masked_lm_prob < 1.0:
-            problems.append(f"masked_lm_prob must be in (0, 1), got {self.masked_lm_prob}")
-        if not 0.0 <= self.short_seq_prob <= 1.0:
-            problems.append(f"short_seq_prob must be in [0, 1], got {self.short_seq_prob}")
-        if self.dupe_factor < 1:
-            problems.append(f"dupe_factor must be at least 1, got {self.dupe_factor}")
-        if problems:
-            raise ValueError("; ".join(problems))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,7 +38,7 @@ from bert_tf import io, locks
 from bert_tf.data import schema
 from bert_tf.data.instances import (InstanceOptions, TokenIds, TokenizedDocuments,
                                     create_examples)
-from bert_tf.settings import flat_dict, setting
+from bert_tf.settings import Settings, flat_dict, setting
 
 
 class DataError(ValueError):
@@ -46,7 +46,7 @@ class DataError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class DataCreationConfig:
+class DataCreationConfig(Settings):
     """The settings of a data-creation job (the command line's flags); picklable for workers."""
     input_file: str = setting(None, "Comma list of globs of text files: one sentence per line, "
                               "blank lines between documents.", required=True)
@@ -56,31 +56,20 @@ class DataCreationConfig:
     do_lower_case: bool = setting(True, "Lower-case and strip accents (uncased models).")
     options: InstanceOptions = InstanceOptions()
     random_seed: int = setting(12345, "Seed; the output is a function of it and the flags.")
-    num_shards: int = setting(1, "Number of output shards.")
+    num_shards: int = setting(1, "Number of output shards.", minimum=1)
     num_workers: int = setting(os.cpu_count() or 1, "Worker processes. With --runner, Beam's "
-                               "option of that name (Dataflow's worker machines) when given.")
+                               "option of that name (Dataflow's worker machines) when given.",
+                               minimum=1)
     gzip: bool = setting(False, "Write GZIP-compressed shards (.tfrecord.gz).")
     overwrite: bool = setting(False, "Replace a finished data set of the same name.")
     errors: str = setting("strict", "Invalid UTF-8: fail (naming the file and line) or replace "
                           "with U+FFFD.", choices=("strict", "replace"))
     document_buffer_mb: float = setting(1.0, "Text per buffer; random-next segments come from "
-                                        "the same buffer. Memory per worker grows with it.")
+                                        "the same buffer. Memory per worker grows with it.",
+                                        above=0)
     progress: bool = setting(True, "Show a progress line on stderr.")
     shuffle: bool = setting(False, "With --runner: shuffle the examples across all shards, "
                                    "deterministically from --random_seed.")
-
-    def __post_init__(self):
-        problems = []
-        if self.num_shards < 1 or self.num_workers < 1:
-            problems.append(f"--num_shards ({self.num_shards}) and --num_workers "
-                            f"({self.num_workers}) must be at least 1")
-        if self.errors not in ("strict", "replace"):
-            problems.append(f"--errors must be strict or replace, got {self.errors!r}")
-        if self.document_buffer_mb <= 0:
-            problems.append(f"--document_buffer_mb must be positive, got "
-                            f"{self.document_buffer_mb}")
-        if problems:
-            raise ValueError("; ".join(problems))
 
 
 # === Reading ===

@@ -8,31 +8,36 @@ writes <model_name>_encoder, <model_name>_preprocessor and <model_name> under
 <export_dir>/<name>/<version>/ (the version one above the highest present unless --version is
 given), each written to a temporary directory and renamed when complete; see bert_tf/export/.
 The config, vocab and lower-casing default to those of the checkpoint's run directory. A
-finetuned run (run_squad, run_tagging, or a converted Hugging Face BertForQuestionAnswering or
-BertForTokenClassification) gets its task's text-in SavedModel instead.
+finetuned run (run_classifier, run_squad, run_tagging, or a converted Hugging Face
+BertForSequenceClassification, BertForQuestionAnswering or BertForTokenClassification) gets its
+task's text-in SavedModel instead.
 """
 
-from absl import flags
+import dataclasses
 
 from bert_tf import cli
+from bert_tf.settings import Settings, setting
 
-FLAGS = flags.FLAGS
 
-
-def define_flags():
-    flags.DEFINE_string("output_dir", None, "A run_pretraining output_dir (config, vocab, "
-                        "checkpoints).")
-    flags.DEFINE_string("checkpoint", None, "A checkpoint prefix (default: the run's latest).")
-    flags.DEFINE_string("bert_config_file", None, "Default: bert_config.json of the run.")
-    flags.DEFINE_string("vocab_file", None, "Default: vocab.txt of the run.")
-    flags.DEFINE_bool("do_lower_case", None, "Default: as recorded in the run.")
-    flags.DEFINE_integer("max_seq_length", 128, "Sequence length of the text-in models (a "
-                         "question-answering window).")
-    flags.DEFINE_string("export_dir", None, "Where <model_name>/<version>/ go.", required=True)
-    flags.DEFINE_string("model_name", None, "Model name (directory) for TF Serving; default: "
-                        "bert, or squad / tagger for a finetuned run.")
-    flags.DEFINE_integer("version", None, "Version number; default: one above the highest.")
-    flags.DEFINE_bool("overwrite", False, "Replace an existing version.")
+@dataclasses.dataclass(frozen=True)
+class ExportConfig(Settings):
+    """The settings of an export (the command line's flags)."""
+    output_dir: str | None = setting(None, "A run directory: run_pretraining's or a finetuning "
+                                           "job's output_dir (config, vocab, checkpoints).")
+    checkpoint: str | None = setting(None, "A checkpoint prefix (default: the run's latest).")
+    bert_config_file: str | None = setting(None, "Default: bert_config.json of the run.")
+    vocab_file: str | None = setting(None, "Default: vocab.txt of the run.")
+    do_lower_case: bool | None = setting(None, "Default: as recorded in the run.")
+    max_seq_length: int | None = setting(None, "Sequence length of the text-in models (a "
+                                              "question-answering window); default: the run's "
+                                              "own --max_seq_length, else 128.", minimum=1)
+    export_dir: str = setting(None, "Where <model_name>/<version>/ go.", required=True)
+    model_name: str | None = setting(None, "Model name (directory) for TF Serving; default: "
+                                           "bert, or classifier / squad / tagger for a "
+                                           "finetuned run.")
+    version: int | None = setting(None, "Version number; default: one above the highest.",
+                                  minimum=0)
+    overwrite: bool = setting(False, "Replace an existing version.")
 
 
 @cli.reports_errors("export")
@@ -41,12 +46,17 @@ def main(argv):
     from bert_tf import run_dir
     from bert_tf.export.runs import export_run
 
-    files = run_dir.resolve(FLAGS.checkpoint, FLAGS.output_dir, FLAGS.bert_config_file,
-                            FLAGS.vocab_file, FLAGS.do_lower_case)
-    paths = export_run(files, FLAGS.export_dir, FLAGS.max_seq_length, FLAGS.model_name,
-                       FLAGS.version, FLAGS.overwrite)
+    config = cli.from_flags(ExportConfig)
+    files = run_dir.resolve(config.checkpoint, config.output_dir, config.bert_config_file,
+                            config.vocab_file, config.do_lower_case)
+    paths = export_run(files, config.export_dir, config.max_seq_length, config.model_name,
+                       config.version, config.overwrite)
     for name, path in paths.items():
         print(f"{name}: {path}")
+
+
+def define_flags():
+    cli.define_flags(ExportConfig)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,16 @@
-"""What every finetuning task shares: the common settings, the pretrained encoder a task starts
-from, compile and `fit()` with the usual callbacks, and the files a task writes.
+"""One finetuning job for every task: `run(task, config)` owns the order, a task supplies what is
+its own.
 
-A task (classification.py; question answering and tagging next) subclasses `FinetuningConfig`
-with its own settings, builds its head on `load_encoder(...)`, and calls `compile_model` and `fit`.
+    encoder source -> seed and precision -> the task's data -> model -> fit -> save the run
+    -> evaluate -> predict -> export
+
+A task (classification.py, question_answering.py, tagging.py) is an object with the `Task`
+shape: its name (one of `modeling.heads.TASKS`), the validation metric whose best epoch is kept,
+and four methods: `read` its files into batches (`TaskData`), `compile_args` (losses, metrics),
+`evaluate` and `predict` a trained model. The model is `modeling.build_task_model(task.name,
+...)`; the export is `export.tasks.export_task(task.name, ...)`. Every job's `--output_dir` is a
+run directory (bert_tf.run_dir): checkpoint, bert_config.json, vocab.txt, run_config.json,
+TensorBoard events, so it can be exported again, converted, or used as `--init_checkpoint`.
 """
 
 from __future__ import annotations
@@ -10,26 +18,37 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
+from typing import Any, Protocol
 
-from bert_tf import io, run_dir
-from bert_tf.settings import setting
+from bert_tf import io, locks, run_dir
+from bert_tf.finetuning.progress import Progress, format_metrics
+from bert_tf.settings import Settings, flat_dict, setting
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuningConfig:
+class FinetuningConfig(Settings):
     """Settings every finetuning task has (the command line's flags)."""
     output_dir: str = setting(None, "Where everything goes.", required=True)
-    init_checkpoint: str | None = setting(None, "A bert_tf pretraining checkpoint.")
+    init_checkpoint: str | None = setting(None, "A bert_tf checkpoint or run directory "
+                                                "(pretrained, or a finetuned run).")
     bert_config_file: str | None = setting(None, "Default: beside --init_checkpoint.")
     encoder_saved_model: str | None = setting(None, "An encoder export (bert_tf.export).")
     vocab_file: str | None = setting(None, "Default: from the checkpoint's run or the export.")
     do_lower_case: bool | None = setting(None, "Default: from the checkpoint's run or the "
                                                "export.")
-    max_seq_length: int = setting(128, "Tokens per example.")
-    train_batch_size: int = setting(32, "Batch size for training.")
-    learning_rate: float = setting(2e-5, "Peak learning rate (AdamW).")
-    num_train_epochs: float = setting(3.0, "Epochs.")
-    warmup_proportion: float = setting(0.1, "Fraction of steps for linear warmup.")
+    max_seq_length: int = setting(128, "Tokens per example.", above=0)
+    train_batch_size: int = setting(32, "Batch size for training.", above=0)
+    learning_rate: float = setting(2e-5, "Peak learning rate (AdamW).", above=0)
+    num_train_epochs: float = setting(3.0, "Epochs.", above=0)
+    warmup_proportion: float = setting(0.1, "Fraction of steps for linear warmup.", minimum=0,
+                                       maximum=1)
+    dynamic_padding: bool = setting(True, "Cut each batch to the smallest of 16, 32, 64, ... "
+                                          "max_seq_length that holds its longest row, and "
+                                          "group training rows of like length, instead of "
+                                          "padding all to max_seq_length.")
+    log_steps: int = setting(100, "Print a progress line (loss, metric, examples/s, ETA) every "
+                                  "this many training steps.", above=0)
     distribution_strategy: str = setting("one_device", "Strategy for fit().",
                                          choices=("one_device", "mirrored"))
     mixed_precision: str = setting("auto", "Keras dtype policy; auto: mixed_bfloat16 where the "
@@ -39,35 +58,117 @@ class FinetuningConfig:
                                    choices=("auto", "float32", "mixed_float16",
                                             "mixed_bfloat16"))
     early_stopping_patience: int = setting(0, "Stop after this many epochs without a better "
-                                              "eval score; 0: off.")
+                                              "eval score; 0: off.", minimum=0)
     profile_steps: str = setting("", "START,END: a TensorFlow profiler trace of training steps "
                                      "START..END (1-based) in OUTPUT_DIR/train, for "
                                      "TensorBoard's profile tab; empty: none.")
     model_name: str = setting("model", "Name of the exported model.")
     random_seed: int = setting(12345, "Seed.")
 
-    def __post_init__(self):
-        """Rejects impossible values as the flags are read, before any data or encoder loads;
-        the error names every bad flag."""
+    def check(self):
         from bert_tf.training.trainer import parse_profile_steps
 
-        positive = ("max_seq_length", "train_batch_size", "eval_batch_size",
-                    "predict_batch_size", "learning_rate", "num_train_epochs")
-        problems = [f"--{name} must be positive, got {getattr(self, name)}"
-                    for name in positive if getattr(self, name, 1) <= 0]
-        if not 0 <= self.warmup_proportion <= 1:
-            problems.append(f"--warmup_proportion must be in [0, 1], got "
-                            f"{self.warmup_proportion}")
-        if self.early_stopping_patience < 0:
-            problems.append(f"--early_stopping_patience must be 0 (off) or more, got "
-                            f"{self.early_stopping_patience}")
         try:
             parse_profile_steps(self.profile_steps)
         except ValueError as e:
-            problems.append(str(e))
-        if problems:
-            raise ValueError("; ".join(problems))
+            return [str(e)]
+        return []
 
+
+# === The task shape ===
+
+@dataclasses.dataclass
+class TaskData:
+    """What a task's `read` gives the harness."""
+    labels: list  # classes or tags in id order; [] for question answering
+    train: Any = None  # tf.data.Dataset of (inputs, targets[, weights]) batches, repeated; None:
+    # no training (a finetuned model only predicts)
+    steps_per_epoch: int = 0
+    examples_per_epoch: int = 0
+    validation: Any = None  # batches fit() validates on each epoch (best epoch, early stopping)
+    record: dict = dataclasses.field(default_factory=dict)  # more for run_config.json
+
+
+class Task(Protocol):
+    name: str  # one of modeling.heads.TASKS; run_config.json's "task"
+    monitor: str  # the Keras validation metric whose best epoch is kept
+
+    def read(self, source: EncoderSource, vocab, log) -> TaskData:
+        """Reads and checks the task's files (errors name them) into batches."""
+
+    def compile_args(self) -> dict:
+        """`model.compile` arguments besides the optimizer: loss, metrics."""
+
+    def evaluate(self, model, log) -> dict:
+        """Metrics of the trained model on the evaluation file ({} if there is none)."""
+
+    def predict(self, model, log) -> str | None:
+        """Writes predictions for the predict file, if any; returns the file written."""
+
+
+@locks.holds_run_lock
+def run(config: FinetuningConfig, task: Task, log=print):
+    """The job: returns the evaluation metrics with "export" (the text-in SavedModel's path)
+    and "labels"."""
+    import keras
+
+    from bert_tf.export.tasks import export_task
+    from bert_tf.modeling import build_task_model, task_encoder
+    import tensorflow as tf
+
+    from bert_tf.text.tokenization import load_vocab
+
+    source = encoder_source(config)
+    vocab = load_vocab(source.vocab_file)
+    tf.io.gfile.makedirs(config.output_dir)
+    keras.utils.set_random_seed(config.random_seed)
+    precision = set_precision(config, log)
+    data = task.read(source, vocab, log)
+    if data.labels:
+        io.write_json(os.path.join(config.output_dir, "labels.json"), data.labels)
+    continued = continues(source, task.name, data.labels)
+    if data.train is None and not continued:
+        given = config.init_checkpoint or config.encoder_saved_model
+        raise ValueError(f"predicting without training needs a finetuned {task.name} model "
+                         f"(the --output_dir of its job, or a converted one); {given} is not")
+    with make_strategy(config.distribution_strategy).scope():
+        if continued:
+            model, _ = run_dir.load_model(source.checkpoint, flag="--init_checkpoint")
+        else:
+            model = build_task_model(task.name, load_encoder(source), data.labels)
+        if data.train is not None:
+            total_steps = int(data.steps_per_epoch * config.num_train_epochs)
+            compile_model(model, config, total_steps, **task.compile_args())
+    if data.train is not None:
+        fit(model, data.train, config, data.steps_per_epoch, data.validation, task.monitor,
+            log=log, examples_per_epoch=data.examples_per_epoch)
+    record = {"task": task.name, "labels": data.labels, **data.record,
+              "flags": flat_dict(config), "precision": precision.as_record()}
+    save_run(model, task_encoder(model).config, source, config.output_dir, **record)
+
+    metrics = timed(log, "evaluation", lambda: task.evaluate(model, log))
+    if metrics:
+        io.write_json(os.path.join(config.output_dir, "eval_results.json"), metrics)
+        log("eval: " + format_metrics(metrics))
+    timed(log, "prediction", lambda: task.predict(model, log))
+    exported = export_task(task.name, model, vocab, source.do_lower_case,
+                           config.max_seq_length, record,
+                           os.path.join(config.output_dir, "export", config.model_name))
+    log(f"exported: {exported}")
+    return {**metrics, "export": exported, "labels": data.labels}
+
+
+def timed(log, what, step):
+    """Runs `step()`, saying when `what` starts and how long it took (when it did anything)."""
+    start = time.monotonic()
+    log(f"{what}: started")
+    result = step()
+    log(f"{what}: done in {time.monotonic() - start:.1f}s" if result or result == {}
+        else f"{what}: nothing to do")
+    return result
+
+
+# === The encoder a task starts from ===
 
 @dataclasses.dataclass(frozen=True)
 class EncoderSource:
@@ -105,25 +206,31 @@ def encoder_source(config: FinetuningConfig) -> EncoderSource:
     return EncoderSource(vocab_file, bool(lower), files, saved_model)
 
 
-def load_encoder(source: EncoderSource, pretrained=True):
-    """(a Keras BertEncoder, its hidden dropout rate); call it under the strategy's scope. With
-    `pretrained`, it has the source's weights; else (a finetuned run, whose checkpoint holds the
-    whole task model) they come later with the task model's. An export is rebuilt as Keras
-    layers: Keras optimizers cannot train a TFSMLayer's variables."""
-    from bert_tf.config import BertConfig
-    from bert_tf.modeling import BertEncoder
+def continues(source: EncoderSource, task, labels) -> bool:
+    """Whether the source is a finetuned model of `task` with the same labels: training then
+    continues from the whole model (its head included); else only its encoder is taken."""
+    if source.checkpoint is None:
+        return False
+    record = source.checkpoint.record
+    return record.get("task") == task and list(record.get("labels", [])) == list(labels)
+
+
+def load_encoder(source: EncoderSource):
+    """A Keras `BertEncoder` with the source's weights: a pretrained checkpoint's, a finetuned
+    run's (whatever its task), or an export's, rebuilt as Keras layers (Keras optimizers cannot
+    train a TFSMLayer's variables). Call it under the strategy's scope."""
+    from bert_tf.modeling import task_encoder
 
     if source.checkpoint is not None:
-        if not pretrained:
-            config = BertConfig.from_json_file(source.checkpoint.bert_config_file)
-            return BertEncoder(config), config.hidden_dropout_prob
-        pretrainer, _ = run_dir.load_pretrainer(source.checkpoint)
-        return pretrainer.encoder, pretrainer.config.hidden_dropout_prob
+        model, _ = run_dir.load_model(source.checkpoint, flag="--init_checkpoint")
+        return task_encoder(model)
     from bert_tf.export import load_encoder_export
 
     encoder, _ = load_encoder_export(source.saved_model)
-    return encoder, encoder.config.hidden_dropout_prob
+    return encoder
 
+
+# === Training ===
 
 def make_strategy(name):
     import tensorflow as tf
@@ -157,17 +264,17 @@ def compile_model(model, config: FinetuningConfig, total_steps, **compile_args):
     from bert_tf.training.optimization import create_optimizer
 
     model.compile(optimizer=create_optimizer(
-        "adamw", config.learning_rate, total_steps,
-        int(config.warmup_proportion * total_steps), clip_norm=1.0,
+        "adamw", learning_rate=config.learning_rate, num_train_steps=total_steps,
+        num_warmup_steps=int(config.warmup_proportion * total_steps), clip_norm=1.0,
         mixed_precision=keras.mixed_precision.global_policy().name), **compile_args)
 
 
 def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=None,
-        monitor="val_accuracy"):
+        monitor="val_accuracy", log=print, examples_per_epoch=0):
     """fit() for ceil(num_train_epochs) epochs (a fractional last epoch runs whole; the learning
-    rate has reached its end by then), with TensorBoard logs in output_dir. With `eval_data`:
-    early stopping, and the weights of the best epoch by `monitor` (kept in
-    output_dir/best.weights.h5) restored at the end.
+    rate has reached its end by then), with a progress line every --log_steps and TensorBoard
+    logs in output_dir. With `eval_data`: early stopping, and the weights of the best epoch by
+    `monitor` (kept in output_dir/best.weights.h5) restored at the end.
 
     `eval_data` is cached in memory after its first pass: Keras makes new iterators over it
     every epoch, and making an iterator over a dataset that tokenizes in-graph took about 2 s
@@ -176,9 +283,12 @@ def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=
 
     from bert_tf.training.trainer import parse_profile_steps
 
+    epochs = max(math.ceil(config.num_train_epochs), 1)
     profile = parse_profile_steps(config.profile_steps)
-    callbacks = [keras.callbacks.TensorBoard(config.output_dir,
-                                             profile_batch=profile or 0)]
+    batch_size = (examples_per_epoch / steps_per_epoch if examples_per_epoch
+                  else config.train_batch_size)
+    callbacks = [keras.callbacks.TensorBoard(config.output_dir, profile_batch=profile or 0),
+                 Progress(config.log_steps, steps_per_epoch, epochs, batch_size, log)]
     if eval_data is not None:
         best = os.path.join(config.output_dir, "best.weights.h5")
         callbacks.append(keras.callbacks.ModelCheckpoint(
@@ -186,28 +296,50 @@ def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=
         if config.early_stopping_patience > 0:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=monitor, mode="max", patience=config.early_stopping_patience))
-    if eval_data is not None:
         eval_data = eval_data.cache()
     # shuffle=False: the tf.data pipelines shuffle; Keras's default of True only warns that it
-    # cannot shuffle a Dataset
-    model.fit(train_data, validation_data=eval_data,
-              epochs=max(math.ceil(config.num_train_epochs), 1),
-              steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=2, shuffle=False)
+    # cannot shuffle a Dataset. verbose=0: `Progress` prints the lines.
+    model.fit(train_data, validation_data=eval_data, epochs=epochs,
+              steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0, shuffle=False)
     if eval_data is not None:
         model.load_weights(best)
 
 
-def save_run(model, bert_config, source: EncoderSource, output_dir, task, **record):
+def predict(model, batches, pad_to=None):
+    """The model's outputs over `batches` (of inputs, or of (inputs, ...) tuples) as numpy
+    arrays. With `pad_to`, outputs are per token ([B, T, ...]) and batches may differ in T: each
+    is padded on T to `pad_to` (Keras predict() cannot join batches of different lengths)."""
+    import numpy as np
+    import tensorflow as tf
+
+    def padded(array):
+        if pad_to is None:
+            return array
+        return np.pad(array, [(0, 0), (0, pad_to - array.shape[1])] + [(0, 0)] * (array.ndim - 2))
+
+    outputs = []
+    for batch in batches:
+        inputs = batch[0] if isinstance(batch, tuple) else batch
+        outputs.append(tf.nest.map_structure(lambda x: padded(np.asarray(x)),
+                                             model.predict_on_batch(inputs)))
+    if not outputs:
+        raise ValueError("nothing to predict: no examples")
+    return tf.nest.map_structure(lambda *parts: np.concatenate(parts), *outputs)
+
+
+# === The run's files ===
+
+def save_run(model, bert_config, source: EncoderSource, output_dir, **record):
     """The finetuned model as a run directory (ckpt-0 of the whole model, bert_config.json,
-    vocab.txt, run_config.json with "task" and `record`): --init_checkpoint of a later run of the
-    task, `python -m bert_tf.export --output_dir` for its text-in export, or
-    convert_checkpoint's input."""
+    vocab.txt, run_config.json with `record`, its "task" and "labels" among them):
+    --init_checkpoint of a later job, `python -m bert_tf.export --output_dir` for its text-in
+    export, or convert_checkpoint's input."""
     import tensorflow as tf
 
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), output_dir, 1)
     manager.save(checkpoint_number=0)
     run_dir.write(output_dir, bert_config, source.vocab_file,
-                  do_lower_case=source.do_lower_case, task=task, **record)
+                  do_lower_case=source.do_lower_case, **record)
 
 
 def write_tsv(path, header, rows) -> None:

@@ -1,7 +1,6 @@
-"""Token classification (NER, chunking) on BERT: the model, its features, and the job
-(`python -m bert_tf.run_tagging` is its command line).
-
-    model = build_tagger(encoder, num_labels)   # encoder inputs -> logits [B, T, num_labels]
+"""Token classification (NER, chunking): its features, and its task for the finetuning harness
+(`python -m bert_tf.run_tagging` is its command line). The model is
+`bert_tf.modeling.build_tagger` (encoder inputs -> logits [B, T, num_labels]).
 
 A word's tag is predicted at its first WordPiece; its other pieces, [CLS], [SEP] and padding
 carry no label (weight 0 in the loss and the accuracy). A sentence longer than max_seq_length - 2
@@ -16,33 +15,16 @@ import dataclasses
 import os
 from typing import NamedTuple
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from bert_tf import io, locks
+from bert_tf import io
 from bert_tf.finetuning import harness
+from bert_tf.finetuning.batching import batch_by_length
 from bert_tf.finetuning.tagged_files import SCHEMES, read_tagged
 from bert_tf.finetuning.tagging_metrics import tagging_metrics
-from bert_tf.modeling import INPUT_NAMES
-from bert_tf.settings import flat_dict, setting
-
-TASK = "tagging"
-
-
-def build_tagger(encoder, num_labels, dropout_rate=0.1, initializer_range=0.02,
-                 name="bert_tagger"):
-    """Encoder inputs -> logits [batch, seq, num_labels] (float32)."""
-    if hasattr(encoder, "pooler"):  # unused here: kept as it is, out of the optimizer's way
-        encoder.pooler.trainable = False
-    inputs = {n: keras.Input(shape=(None,), dtype="int32", name=n) for n in INPUT_NAMES}
-    sequence = encoder(inputs)["sequence_output"]  # [B, T, H]
-    sequence = keras.layers.Dropout(dropout_rate, name="dropout")(sequence)
-    logits = keras.layers.Dense(
-        num_labels, dtype="float32", name="classifier",
-        kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range))(sequence)
-    return keras.Model(inputs, logits, name=name)
-
+from bert_tf.modeling.heads import TAGGING
+from bert_tf.settings import setting
 
 class TaggingFeatures(NamedTuple):
     """Chunks of sentences as model inputs [C, T], labels [C, T] (0 where weight is 0),
@@ -115,72 +97,83 @@ class TaggingConfig(harness.FinetuningConfig):
     predict_file: str | None = setting(None, "Sentences to tag; writes predictions.txt.")
     input_format: str = setting("conll", "File format.", choices=("conll", "jsonl"))
     tag_scheme: str = setting("BIO", "Tagging scheme of the files.", choices=tuple(SCHEMES))
-    eval_batch_size: int = setting(32, "Batch size for eval and predict.")
-    learning_rate: float = setting(5e-5, "Peak learning rate (AdamW).")
+    eval_batch_size: int = setting(32, "Batch size for eval and predict.", above=0)
+    learning_rate: float = setting(5e-5, "Peak learning rate (AdamW).", above=0)
     model_name: str = setting("tagger", "Name of the exported model.")
 
 
-@locks.holds_run_lock
-def run(config: TaggingConfig, log=print):
-    """Finetunes, evaluates, predicts and exports; returns the eval metrics, the export's path
-    and the labels."""
-    from bert_tf.export.tagging import export_tagger
-    from bert_tf.text.tokenization import WordpieceTokenizer, load_vocab
+class Tagging:
+    """The token-classification task (see `harness.Task`)."""
+    name = TAGGING
+    monitor = "val_accuracy"
 
-    source = harness.encoder_source(config)
-    vocab = load_vocab(source.vocab_file)
-    tokenizer = WordpieceTokenizer(vocab, source.do_lower_case)
-    train = read_tagged(config.train_file, config.input_format, config.tag_scheme)
-    labels = ["O"] + sorted({t for s in train for t in s.tags} - {"O"})
-    evaluation = read_tagged(config.eval_file, config.input_format, config.tag_scheme)
-    unknown = {t for s in evaluation for t in s.tags} - set(labels)
-    if unknown:
-        raise ValueError(f"{config.eval_file}: tag(s) {', '.join(sorted(unknown))} are not in "
-                         f"the training tags {labels}")
-    tf.io.gfile.makedirs(config.output_dir)
-    io.write_json(os.path.join(config.output_dir, "labels.json"), labels)
-    train_features = make_features(train, tokenizer, labels, config.max_seq_length)
-    eval_features = make_features(evaluation, tokenizer, labels, config.max_seq_length)
+    def __init__(self, config: TaggingConfig):
+        self.config = config
 
-    keras.utils.set_random_seed(config.random_seed)
-    precision = harness.set_precision(config, log)
-    steps_per_epoch = max(len(train_features.sentence) // config.train_batch_size, 1)
-    with harness.make_strategy(config.distribution_strategy).scope():
-        encoder, dropout = harness.load_encoder(source)
-        model = build_tagger(encoder, len(labels), dropout)
-        harness.compile_model(model, config, int(steps_per_epoch * config.num_train_epochs),
-                              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                              weighted_metrics=["accuracy"])
+    def read(self, source, vocab, log):
+        from bert_tf.text.tokenization import WordpieceTokenizer
 
-    def dataset(features, batch_size, training=False):
-        data = tf.data.Dataset.from_tensor_slices((features.inputs(), features.labels,
+        config = self.config
+        self.tokenizer = WordpieceTokenizer(vocab, source.do_lower_case)
+        train = read_tagged(config.train_file, config.input_format, config.tag_scheme)
+        self.labels = ["O"] + sorted({t for s in train for t in s.tags} - {"O"})
+        self.evaluation = read_tagged(config.eval_file, config.input_format, config.tag_scheme)
+        unknown = {t for s in self.evaluation for t in s.tags} - set(self.labels)
+        if unknown:
+            raise ValueError(f"{config.eval_file}: tag(s) {', '.join(sorted(unknown))} are not "
+                             f"in the training tags {self.labels}")
+        train_features = make_features(train, self.tokenizer, self.labels,
+                                       config.max_seq_length)
+        self.eval_features = make_features(self.evaluation, self.tokenizer, self.labels,
+                                           config.max_seq_length)
+        chunks = len(train_features.sentence)
+        log(f"train: {len(train):,} sentences ({chunks:,} chunks), {len(self.labels)} tags; "
+            f"eval: {len(self.evaluation):,} sentences")
+        steps = max(chunks // config.train_batch_size, 1)
+        return harness.TaskData(self.labels, self._batches(train_features, training=True),
+                                steps, steps * config.train_batch_size,
+                                self._batches(self.eval_features))
+
+    def _batches(self, features, training=False):
+        config = self.config
+        rows = tf.data.Dataset.from_tensor_slices((features.inputs(), features.labels,
                                                    features.weights))
-        if training:
-            data = data.shuffle(len(features.sentence), seed=config.random_seed).repeat()
-        return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        batches = batch_by_length(
+            rows, config.train_batch_size if training else config.eval_batch_size,
+            config.max_seq_length, shuffle=training, seed=config.random_seed,
+            dynamic_padding=config.dynamic_padding, num_rows=max(len(features.sentence), 1))
+        return batches.repeat() if training else batches
 
-    harness.fit(model, dataset(train_features, config.train_batch_size, True), config,
-                steps_per_epoch, dataset(eval_features, config.eval_batch_size),
-                monitor="val_accuracy")
-    logits = model.predict(dataset(eval_features, config.eval_batch_size), verbose=0)
-    predicted = predicted_tags(eval_features, logits, evaluation, labels)
-    metrics = tagging_metrics([s.tags for s in evaluation], predicted)
-    io.write_json(os.path.join(config.output_dir, "eval_results.json"), metrics)
-    log("eval: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()
-                             if isinstance(v, float)))
-    if config.predict_file:
+    def compile_args(self):
+        import keras
+
+        return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                "weighted_metrics": ["accuracy"]}
+
+    def _tags(self, model, features, sentences):
+        logits = harness.predict(model, self._batches(features), self.config.max_seq_length)
+        return predicted_tags(features, logits, sentences, self.labels)
+
+    def evaluate(self, model, log):
+        predicted = self._tags(model, self.eval_features, self.evaluation)
+        return tagging_metrics([s.tags for s in self.evaluation], predicted)
+
+    def predict(self, model, log):
+        config = self.config
+        if not config.predict_file:
+            return None
         sentences = read_tagged(config.predict_file, config.input_format, config.tag_scheme,
                                 require_tags=False)
-        features = make_features(sentences, tokenizer, labels, config.max_seq_length)
-        tags = predicted_tags(features, model.predict(dataset(features, config.eval_batch_size),
-                                                      verbose=0), sentences, labels)
-        io.write_file(os.path.join(config.output_dir, "predictions.txt"), "".join(
+        features = make_features(sentences, self.tokenizer, self.labels, config.max_seq_length)
+        tags = self._tags(model, features, sentences)
+        path = os.path.join(config.output_dir, "predictions.txt")
+        io.write_file(path, "".join(
             "".join(f"{w}\t{t}\n" for w, t in zip(s.words, sentence_tags)) + "\n"
             for s, sentence_tags in zip(sentences, tags)))
-    harness.save_run(model, encoder.config, source, config.output_dir, TASK,
-                     labels=labels, flags=flat_dict(config), precision=precision.as_record())
-    exported = export_tagger(model, vocab, source.do_lower_case, config.max_seq_length, labels,
-                             model_dir=os.path.join(config.output_dir, "export",
-                                                    config.model_name))
-    log(f"exported: {exported}")
-    return {**metrics, "export": exported, "labels": labels}
+        return path
+
+
+def run(config: TaggingConfig, log=print):
+    """Finetunes, evaluates, predicts and exports (bert_tf.finetuning.harness); returns the eval
+    metrics, the export's path and the labels."""
+    return harness.run(config, Tagging(config), log)

@@ -69,7 +69,7 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "end_learning_rate": self.end_learning_rate}
 
 
-def create_optimizer(name, learning_rate, num_train_steps, num_warmup_steps=0,
+def create_optimizer(name="adamw", *, learning_rate, num_train_steps, num_warmup_steps=0,
                      end_learning_rate=0.0, weight_decay_rate=0.01, clip_norm=1.0,
                      mixed_precision="float32"):
     """`adamw` or `lamb` with BERT's settings (beta 0.9/0.999, epsilon 1e-6); float16 adds

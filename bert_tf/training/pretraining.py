@@ -17,18 +17,18 @@ import os
 import keras
 import tensorflow as tf
 
-from bert_tf import io, locks, run_dir
+from bert_tf import locks, run_dir
 from bert_tf.config import BertConfig, configs_dir
-from bert_tf.data import input_pipeline, masking, packing
+from bert_tf.data import input_pipeline, packing
+from bert_tf.data.pretraining_data import open_pretraining_data
 from bert_tf.data.sample_data import make_sample_data
 from bert_tf.modeling import build_pretrainer
 from bert_tf.settings import flat_dict, setting
-from bert_tf.text.tokenization import load_vocab
 from bert_tf.training import optimization
 from bert_tf.training import precision as precision_lib
 from bert_tf.training import strategy as strategies
 from bert_tf.training.summaries import format_metrics
-from bert_tf.training.trainer import Trainer, TrainOptions, parse_profile_steps
+from bert_tf.training.trainer import Trainer, TrainOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,9 +38,9 @@ class PretrainingConfig(TrainOptions):
     # the loop (TrainOptions), with the embedded default's values
     output_dir: str = setting(os.path.join("runs", "bert_tiny_sample"),
                               "Checkpoints, TensorBoard logs and the resolved config go here.")
-    num_train_steps: int = setting(600, "Optimizer steps.")
-    save_checkpoints_steps: int = setting(200, "Checkpoint every this many steps.")
-    log_steps: int = setting(50, "Log and write summaries every this many steps.")
+    num_train_steps: int = setting(600, "Optimizer steps.", minimum=1)
+    save_checkpoints_steps: int = setting(200, "Checkpoint every this many steps.", minimum=1)
+    log_steps: int = setting(50, "Log and write summaries every this many steps.", minimum=1)
     # data and model
     bert_config_file: str = setting(os.path.join(configs_dir(), "bert_tiny.json"),
                                     "google-format bert_config.json.")
@@ -48,29 +48,31 @@ class PretrainingConfig(TrainOptions):
                                            "embedded sample data (made on first use).")
     eval_input_file: str | None = setting(None, "Shards for --do_eval (default: input_file).")
     init_checkpoint: str | None = setting(None, "Start from these weights (fresh optimizer).")
-    max_seq_length: int = setting(128, "Must match the data.")
-    max_predictions_per_seq: int = setting(20, "Must match the data.")
+    max_seq_length: int = setting(128, "Must match the data.", minimum=1)
+    max_predictions_per_seq: int = setting(20, "Must match the data.", minimum=1)
     # packing (bert_tf/data/packing.py)
     pack_sequences: bool = setting(False, "Pack several sequences into each training row "
                                           "(attention kept within each); batches are of rows.")
-    max_sequences_per_row: int = setting(4, "With --pack_sequences: sequences per row at most.")
+    max_sequences_per_row: int = setting(4, "With --pack_sequences: sequences per row at most.",
+                                         minimum=1)
     max_predictions_per_row: int = setting(0, "With --pack_sequences: masked positions per row; "
-                                              "0: --max_predictions_per_seq.")
+                                              "0: --max_predictions_per_seq.", minimum=0)
     # batches
-    train_batch_size: int = setting(16, "Global batch size (of rows, when packing).")
-    eval_batch_size: int = setting(32, "Global eval batch size.")
+    train_batch_size: int = setting(16, "Global batch size (of rows, when packing).", minimum=1)
+    eval_batch_size: int = setting(32, "Global eval batch size.", minimum=1)
     # optimizer
     num_warmup_steps: int = setting(60, "Linear warmup steps.")
-    learning_rate: float = setting(2e-3, "Peak learning rate.")
-    end_learning_rate: float = setting(0.0, "Learning rate at num_train_steps.")
+    learning_rate: float = setting(2e-3, "Peak learning rate.", above=0)
+    end_learning_rate: float = setting(0.0, "Learning rate at num_train_steps.", minimum=0)
     optimizer: str = setting("adamw", "Optimizer.", choices=("adamw", "lamb"))
     weight_decay_rate: float = setting(0.01, "Decoupled weight decay (not on LayerNorm weights "
-                                             "and biases).")
+                                             "and biases).", minimum=0)
     # execution
     distribution_strategy: str = setting("one_device", "Strategy.", choices=strategies.STRATEGIES)
     tpu: str = setting("local", "With --distribution_strategy=tpu: local (this Cloud TPU VM), a "
                                 "TPU name, or grpc://IP:8470.")
-    num_gpus: int = setting(0, "GPUs for one_device/mirrored; 0: CPU (mirrored: all).")
+    num_gpus: int = setting(0, "GPUs for one_device/mirrored; 0: CPU (mirrored: all).",
+                            minimum=0)
     mixed_precision: str = setting("auto", "Keras dtype policy; auto: mixed_bfloat16 where the "
                                            "hardware multiplies bfloat16 natively (TPU, GPUs of "
                                            "compute capability 8.0+, CPUs with AMX or "
@@ -79,21 +81,18 @@ class PretrainingConfig(TrainOptions):
     random_seed: int = setting(12345, "Seed for weights and data order.")
     # evaluation
     do_eval: bool = setting(True, "Evaluate at the end.")
-    max_eval_steps: int = setting(20, "Eval batches.")
+    max_eval_steps: int = setting(20, "Eval batches.", minimum=1)
 
-    def validate(self, num_replicas=1):
-        """Raises a ValueError naming every setting combination that cannot work."""
-        problems = []
-        for name in ("train_batch_size", "eval_batch_size", "num_train_steps", "steps_per_loop",
-                     "save_checkpoints_steps", "keep_checkpoint_max", "log_steps",
-                     "gradient_accumulation_steps", "max_eval_steps", "max_sequences_per_row"):
-            if getattr(self, name) < 1:
-                problems.append(f"--{name} must be at least 1, got {getattr(self, name)}")
+    def check(self):
+        problems = super().check()
         if not 0 <= self.num_warmup_steps <= self.num_train_steps:
             problems.append(f"--num_warmup_steps={self.num_warmup_steps} must be in "
                             f"[0, --num_train_steps={self.num_train_steps}]")
-        if self.learning_rate <= 0:
-            problems.append(f"--learning_rate must be positive, got {self.learning_rate}")
+        return problems
+
+    def validate(self, num_replicas=1):
+        """Raises a ValueError naming every setting that does not fit `num_replicas`."""
+        problems = []
         parts = num_replicas * self.gradient_accumulation_steps
         if self.train_batch_size % parts:
             problems.append(f"--train_batch_size={self.train_batch_size} does not divide into "
@@ -102,13 +101,6 @@ class PretrainingConfig(TrainOptions):
         if self.eval_batch_size % num_replicas:
             problems.append(f"--eval_batch_size={self.eval_batch_size} does not divide into "
                             f"{num_replicas} replica(s)")
-        try:
-            parse_profile_steps(self.profile_steps)
-        except ValueError as e:
-            problems.append(str(e))
-        if self.max_predictions_per_row < 0:
-            problems.append(f"--max_predictions_per_row must be 0 (automatic) or more, got "
-                            f"{self.max_predictions_per_row}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -139,30 +131,12 @@ def _run(strategy, config: PretrainingConfig, log):
         config = dataclasses.replace(config, pack_sequences=True, input_file=make_sample_data(
             config.max_seq_length, config.max_predictions_per_seq, log, dynamic_masking=True))
     bert_config = BertConfig.from_json_file(config.bert_config_file)
-    files = io.expand_file_patterns(config.input_file)
-    manifest = input_pipeline.check_data(files, config.max_seq_length,
-                                         config.max_predictions_per_seq)
-    if manifest is not None and manifest["vocab"]["size"] > bert_config.vocab_size:
-        raise ValueError(f"--input_file: the data's vocab has {manifest['vocab']['size']} tokens, "
-                         f"more than vocab_size={bert_config.vocab_size} of "
-                         f"{config.bert_config_file}")
-    if manifest is None:  # no vocab recorded: look at the ids themselves
-        largest = input_pipeline.largest_token_id(files, config.max_seq_length,
-                                                  config.max_predictions_per_seq)
-        if largest >= bert_config.vocab_size:
-            raise ValueError(f"--input_file: the data holds token id {largest}, outside "
-                             f"vocab_size={bert_config.vocab_size} of {config.bert_config_file}")
-    train_masking = masking_rules(files, manifest)
-    eval_files = eval_masking = None
-    if config.do_eval:  # checked now, not after the whole training run
-        eval_files = io.expand_file_patterns(config.eval_input_file or config.input_file,
-                                             "--eval_input_file")
-        eval_masking = masking_rules(eval_files, input_pipeline.check_data(
-            eval_files, config.max_seq_length, config.max_predictions_per_seq,
-            "--eval_input_file"))
-    if train_masking:
-        log(f"dynamic masking: masked_lm_prob={train_masking.masked_lm_prob}, whole words: "
-            f"{train_masking.do_whole_word_mask}, new masks every time an example is read")
+    data = open_pretraining_data(config.input_file, config.eval_input_file,
+                                 config.max_seq_length, config.max_predictions_per_seq,
+                                 bert_config.vocab_size, config.do_eval, config.bert_config_file)
+    if data.masking:
+        log(f"dynamic masking: masked_lm_prob={data.masking.masked_lm_prob}, whole words: "
+            f"{data.masking.do_whole_word_mask}, new masks every time an example is read")
     if config.max_seq_length > bert_config.max_position_embeddings:
         raise ValueError(f"--max_seq_length={config.max_seq_length} exceeds "
                          f"max_position_embeddings={bert_config.max_position_embeddings}")
@@ -171,7 +145,8 @@ def _run(strategy, config: PretrainingConfig, log):
     output_dir = config.output_dir
     try:
         if strategies.is_chief(strategy):
-            write_run_files(output_dir, bert_config, config, files, manifest, precision)
+            write_run_files(output_dir, bert_config, config, data.files, data.manifest,
+                            precision)
         else:
             tf.io.gfile.makedirs(output_dir)
     except (OSError, tf.errors.OpError) as e:
@@ -182,9 +157,12 @@ def _run(strategy, config: PretrainingConfig, log):
     with strategy.scope():
         pretrainer = build_pretrainer(bert_config, packed=config.pack_sequences)
         optimizer = optimization.create_optimizer(
-            config.optimizer, config.learning_rate, config.num_train_steps,
-            config.num_warmup_steps, config.end_learning_rate, config.weight_decay_rate, 0.0,
-            precision.policy)
+            config.optimizer, learning_rate=config.learning_rate,
+            num_train_steps=config.num_train_steps, num_warmup_steps=config.num_warmup_steps,
+            end_learning_rate=config.end_learning_rate,
+            weight_decay_rate=config.weight_decay_rate,
+            clip_norm=0.0,  # the Trainer clips (--clip_norm), after the all-reduce
+            mixed_precision=precision.policy)
     trainer = Trainer(strategy, pretrainer, optimizer, config)
     log(trainer.restore(config.init_checkpoint))
 
@@ -201,7 +179,7 @@ def _run(strategy, config: PretrainingConfig, log):
                 input_files, context.get_per_replica_batch_size(batch_size),
                 config.max_seq_length, config.max_predictions_per_seq, True, context,
                 seed=config.random_seed, packing=config.packing if training else None,
-                masking_rules=train_masking if training else eval_masking,
+                masking_rules=data.masking if training else data.eval_masking,
                 skip_batches=consumed)
             if config.pack_sequences and not training:  # evaluated as it comes, one per row
                 dataset = dataset.map(packing.as_one_sequence_rows)
@@ -209,29 +187,23 @@ def _run(strategy, config: PretrainingConfig, log):
         return strategy.distribute_datasets_from_function(fn)
 
     try:
-        metrics = trainer.train(distributed_dataset(files, config.train_batch_size),
+        metrics = trainer.train(distributed_dataset(data.files, config.train_batch_size),
                                 summary_dir=output_dir, log=log)
     except tf.errors.DataLossError as e:
-        bad = input_pipeline.find_corrupt_shard(files)
+        bad = input_pipeline.find_corrupt_shard(data.files)
         raise input_pipeline.DataMismatchError(
             f"--input_file: corrupt shard {bad or '(not found by re-reading)'}: {e.message}"
         ) from None
     if trainer.preempted:
         return {"preempted": True, "step": trainer.step, **metrics}
     if config.do_eval:
-        eval_metrics = trainer.evaluate(distributed_dataset(eval_files, config.eval_batch_size,
+        eval_metrics = trainer.evaluate(distributed_dataset(data.eval_files,
+                                                            config.eval_batch_size,
                                                             training=False),
                                         config.max_eval_steps, output_dir)
         log("eval: " + format_metrics(eval_metrics))
         metrics = {**metrics, **{f"eval_{k}": v for k, v in eval_metrics.items()}}
     return {"step": trainer.step, **metrics}
-
-
-def masking_rules(files, manifest):
-    """The masking rules of dynamic data (its manifest's options and vocab), else None."""
-    if not masking.is_dynamic(manifest):
-        return None
-    return masking.rules_from_manifest(manifest, load_vocab(input_pipeline.data_vocab_file(files)))
 
 
 def write_run_files(output_dir, bert_config, config: PretrainingConfig, files, manifest,

@@ -2,8 +2,8 @@
 
 One host call runs `steps` training steps: an outer `tf.function` loops `tf.range(steps)` over a
 distributed iterator and calls `strategy.run(replica_step)`. TPUs need many steps per host call;
-Keras `fit()` under MirroredStrategy could not give them here (see DEVELOPERS.md), so the loop is
-written out, as the Model Garden does.
+Keras `fit()` under MirroredStrategy could not give them here (it failed with `jit_compile=True`
+or `steps_per_execution>1` on Keras 3.15), so the loop is written out, as the Model Garden does.
 
 The replica step: the global batch's loss denominators (a scalar all-reduce, so that every
 replica's loss is its exact share of the global mean), forward and backward (in
@@ -32,30 +32,39 @@ import tensorflow as tf
 
 from bert_tf import io, run_dir
 from bert_tf.modeling import objective as pretraining_objective
-from bert_tf.settings import setting
+from bert_tf.settings import Settings, setting
 from bert_tf.training.strategy import is_chief
 from bert_tf.training.summaries import TrainingLog
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainOptions:
+class TrainOptions(Settings):
     """The loop's settings; a job's settings extend them (training.pretraining)."""
     output_dir: str = setting(None, "Checkpoints, TensorBoard logs and the resolved config go "
                                     "here.", required=True)
-    num_train_steps: int = setting(None, "Optimizer steps.", required=True)
-    steps_per_loop: int = setting(100, "Training steps per host call.")
-    save_checkpoints_steps: int = setting(1000, "Checkpoint every this many steps.")
-    keep_checkpoint_max: int = setting(5, "Checkpoints kept.")
-    log_steps: int = setting(100, "Log and write summaries every this many steps.")
+    num_train_steps: int = setting(None, "Optimizer steps.", required=True, minimum=1)
+    steps_per_loop: int = setting(100, "Training steps per host call.", minimum=1)
+    save_checkpoints_steps: int = setting(1000, "Checkpoint every this many steps.", minimum=1)
+    keep_checkpoint_max: int = setting(5, "Checkpoints kept.", minimum=1)
+    log_steps: int = setting(100, "Log and write summaries every this many steps.", minimum=1)
     gradient_accumulation_steps: int = setting(1, "Split each batch into this many sequential "
-                                                  "parts: a large global batch in small memory.")
-    clip_norm: float = setting(1.0, "Clip gradients to this global norm; 0 disables.")
+                                                  "parts: a large global batch in small memory.",
+                                               minimum=1)
+    clip_norm: float = setting(1.0, "Clip gradients to this global norm; 0 disables.",
+                               minimum=0)
     jit_compile: bool = setting(False, "XLA-compile the step: the whole replica step on one "
                                        "device (as on a TPU, which compiles it anyway), forward "
                                        "and backward under mirrored strategies.")
     profile_steps: str = setting("", "START,END: a TensorFlow profiler trace of training steps "
                                      "START..END (1-based, inclusive) in OUTPUT_DIR/train, for "
                                      "TensorBoard's profile tab; empty: none.")
+
+    def check(self):
+        try:
+            parse_profile_steps(self.profile_steps)
+        except ValueError as e:
+            return [str(e)]
+        return []
 
     @property
     def profile_range(self):

@@ -11,7 +11,8 @@ JOBS.json is a list of jobs, done in order:
       outputs: sequence_output, encoder_outputs_<i>, pooled_output (when the model has a
       pooler) and, for BertForPreTraining, masked_lm_logits [B, P, V] and next_sentence_logits
       [B, 2]; for BertForQuestionAnswering start_logits, end_logits [B, T]; for
-      BertForTokenClassification logits [B, T, labels]
+      BertForTokenClassification logits [B, T, labels], for BertForSequenceClassification
+      logits [B, labels]
   {"op": "tokenize", "dir": D, "texts": [...], "output": Y.json}
       ids from AutoTokenizer.from_pretrained(D), no special tokens
 
@@ -60,7 +61,7 @@ def run(job):
             heads = model(**args)
             outputs["start_logits"] = heads.start_logits.numpy()
             outputs["end_logits"] = heads.end_logits.numpy()
-        if job["model"] == "BertForTokenClassification":
+        if job["model"] in ("BertForTokenClassification", "BertForSequenceClassification"):
             outputs["logits"] = model(**args).logits.numpy()
     np.savez(job["outputs"], **outputs)
 

@@ -22,6 +22,9 @@ from bert_tf.checkpoints import names as checkpoints
 from bert_tf.checkpoints.convert import convert
 from bert_tf.checkpoints.names import google_shapes
 from bert_tf.config import BertConfig, ConfigError
+from bert_tf.export.runs import export_run
+from bert_tf.finetuning import harness
+from bert_tf.modeling import task_encoder
 from bert_tf.text.tokenization import SPECIAL_TOKENS, WordpieceTokenizer, load_vocab, write_vocab
 from conftest import REPO_ROOT, assigned_unicode_texts, random_inputs
 
@@ -479,8 +482,10 @@ def test_cli_converts_and_reports(work, tmp_path):
 @pytest.mark.slow
 def test_imported_checkpoint_finetunes_and_exports(tmp_path):
     """Hugging Face -> bert_tf -> run_classifier --init_checkpoint (config, vocab and
-    lower-casing found beside it) -> the text-in classifier export; and the encoder export of the
-    converted checkpoint gives transformers' pooled output."""
+    lower-casing found beside it) -> the text-in classifier export; the encoder export of the
+    converted checkpoint gives transformers' pooled output. The classifier's output_dir is a run
+    directory: exported again, converted to a transformers BertForSequenceClassification with
+    the same logits, and the --init_checkpoint of another classification job (its encoder)."""
     from bert_tf.export import export_all
     from bert_tf.finetuning.classification import run
     from classification_fixtures import make_workspace, values
@@ -507,6 +512,34 @@ def test_imported_checkpoint_finetunes_and_exports(tmp_path):
         text=tf.constant(["the cat sat on a good mat ."]))["probabilities"]
     assert probabilities.shape == (1, 2)
 
+    finetuned = run_files.resolve(directory=str(tmp_path / "finetuned"))
+    assert finetuned.record["task"] == "classification"
+    assert finetuned.record["labels"] == ["negative", "positive"]
+    again = export_run(finetuned, str(tmp_path / "again"))["classifier"]
+    texts = tf.constant(["the cat sat on a good mat .", "a bad dog ran ."])
+    np.testing.assert_allclose(
+        tf.saved_model.load(again).signatures["serving_default"](text=texts)["probabilities"],
+        loaded.signatures["serving_default"](text=texts)["probabilities"], atol=1e-6)
+    convert("bert_tf", str(tmp_path / "finetuned"), "huggingface", str(tmp_path / "hf_cls"),
+            log=lambda _: None)
+    classifier, _ = run_files.load_model(finetuned)
+    cls_inputs = random_inputs(task_encoder(classifier).config, batch=3, seq_length=10, seed=6)
+    np.savez(tmp_path / "cls_inputs.npz", **cls_inputs)
+    hf_reference([{"op": "run", "dir": str(tmp_path / "hf_cls"),
+                   "model": "BertForSequenceClassification",
+                   "inputs": str(tmp_path / "cls_inputs.npz"),
+                   "outputs": str(tmp_path / "hf_cls.npz")}], tmp_path)
+    np.testing.assert_allclose(classifier(cls_inputs, training=False),
+                               np.load(tmp_path / "hf_cls.npz")["logits"], atol=1e-4)
+    # another task's labels: the new job starts from the finetuned encoder, with a new head
+    pair = values(workspace, "pair", tmp_path / "second", num_train_epochs=1,
+                  init_checkpoint=str(tmp_path / "finetuned"))
+    encoder = harness.load_encoder(harness.encoder_source(pair))
+    for ours, theirs in zip(encoder.weights, task_encoder(classifier).weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    second = run(pair, log=lambda _: None)
+    assert second["labels"] == ["both", "not_both"] and os.path.isdir(second["export"])
+
     pretrainer, vocab_loaded, lower = load_pretrainer(output_dir=str(tmp_path / "imported"))
     export_all(pretrainer, vocab_loaded, lower, 32, str(tmp_path / "exports"))
     encoder = tf.saved_model.load(str(tmp_path / "exports" / "bert_encoder" / "1"))
@@ -527,9 +560,11 @@ def test_init_checkpoint_with_a_google_checkpoint_says_how_to_convert(work):
         run_files.load_model_weights(build_pretrainer(CONFIG), str(work["google"] / "bert_model.ckpt"))
 
 
-# === Finetuned heads: question answering and token classification ===
+# === Finetuned heads: sequence classification, question answering, token classification ===
 
-TASK_MODELS = {"question_answering": ("BertForQuestionAnswering", {}),
+TASK_MODELS = {"classification": ("BertForSequenceClassification",
+                                  {"num_labels": 2, "id2label": {"0": "neg", "1": "pos"}}),
+               "question_answering": ("BertForQuestionAnswering", {}),
                "tagging": ("BertForTokenClassification",
                            {"num_labels": 3, "id2label": {"0": "O", "1": "B-PER", "2": "I-PER"}})}
 
@@ -537,9 +572,9 @@ TASK_MODELS = {"question_answering": ("BertForQuestionAnswering", {}),
 @pytest.mark.slow
 @pytest.mark.parametrize("task", list(TASK_MODELS))
 def test_huggingface_finetuned_heads_import_serve_and_export_back(task, tmp_path):
-    """A transformers BertForQuestionAnswering / BertForTokenClassification -> bert_tf: the same
-    logits (1e-4); back to Hugging Face bit for bit; and, through `python -m bert_tf.export`,
-    the task's text-in SavedModel."""
+    """A transformers BertForSequenceClassification / BertForQuestionAnswering /
+    BertForTokenClassification -> bert_tf: the same logits (1e-4); back to Hugging Face bit for
+    bit; and, through `python -m bert_tf.export`, the task's text-in SavedModel."""
     architecture, extra = TASK_MODELS[task]
     hf = tmp_path / "hf"
     hf_reference([{"op": "create", "dir": str(hf), "model": architecture, "seed": 3,
@@ -548,7 +583,9 @@ def test_huggingface_finetuned_heads_import_serve_and_export_back(task, tmp_path
     (hf / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False}))
     report = convert("huggingface", str(hf), "bert_tf", str(tmp_path / "ours"),
                      log=lambda _: None)
-    assert report["task"] == task and report["freshly_initialized"] == ["pooler"]
+    # transformers' question-answering and token-classification models have no pooler
+    assert report["task"] == task
+    assert report["freshly_initialized"] == ([] if task == "classification" else ["pooler"])
     convert("bert_tf", str(tmp_path / "ours"), "huggingface", str(tmp_path / "back"),
             log=lambda _: None)
 
@@ -566,7 +603,7 @@ def test_huggingface_finetuned_heads_import_serve_and_export_back(task, tmp_path
             np.testing.assert_allclose(ours[name], expected[name], atol=1e-4)
     else:
         np.testing.assert_allclose(ours, expected["logits"], atol=1e-4)
-        assert files.record["labels"] == ["O", "B-PER", "I-PER"]
+        assert files.record["labels"] == list(extra["id2label"].values())
 
     original, back = load_file(hf / "model.safetensors"), load_file(
         tmp_path / "back" / "model.safetensors")
@@ -581,10 +618,14 @@ def test_huggingface_finetuned_heads_import_serve_and_export_back(task, tmp_path
                              f"--export_dir={tmp_path / 'exports'}", "--max_seq_length=32"],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    name = "squad" if task == "question_answering" else "tagger"
+    name = {"classification": "classifier", "question_answering": "squad",
+            "tagging": "tagger"}[task]
     served = tf.saved_model.load(str(tmp_path / "exports" / name / "1")).signatures[
         "serving_default"]
-    if task == "question_answering":
+    if task == "classification":
+        labelled = served(text=tf.constant(["the quick fox"]))
+        assert labelled["label"].numpy()[0].decode() in ("neg", "pos")
+    elif task == "question_answering":
         answer = served(question=tf.constant(["who?"]), context=tf.constant(["the quick fox"]))
         assert answer["answer"].numpy()[0].decode() in "the quick fox"
     else:

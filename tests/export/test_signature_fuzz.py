@@ -24,9 +24,7 @@ from bert_tf.export.classifier import export_classifier
 from bert_tf.export.question_answering import export_question_answerer
 from bert_tf.export.serving import non_core_ops, saved_model_ops
 from bert_tf.export.tagging import export_tagger
-from bert_tf.finetuning.classification import build_classifier
-from bert_tf.finetuning.question_answering import build_question_answerer
-from bert_tf.finetuning.tagging import build_tagger
+from bert_tf.modeling import build_classifier, build_question_answerer, build_tagger
 from bert_tf.modeling import BertEncoder, build_pretrainer
 from bert_tf.text.tokenization import load_vocab, write_vocab
 from bert_tf.text.vocab_learning import learn_vocab

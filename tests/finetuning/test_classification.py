@@ -17,7 +17,9 @@ from bert_tf import run_dir
 from bert_tf.config import BertConfig
 from bert_tf.finetuning import classification as classifier
 from bert_tf.finetuning import labelled_files
+from bert_tf.finetuning.batching import length_buckets
 from bert_tf.finetuning.classification import run
+from bert_tf.modeling import build_classifier
 from bert_tf.finetuning.labelled_files import Example
 from bert_tf.modeling import build_pretrainer
 from bert_tf.text.preprocessing import Preprocessor
@@ -88,7 +90,7 @@ def test_exported_classifier_matches_keras_in_a_tensorflow_only_process(single_r
     from bert_tf.text.tokenization import load_vocab
     vocab = load_vocab(workspace / "pretrain" / "vocab.txt")
     config = BertConfig.from_json_file(workspace / "pretrain" / "bert_config.json")
-    model = classifier.build_classifier(build_pretrainer(config).encoder, 2)
+    model = build_classifier(build_pretrainer(config).encoder, 2)
     model.load_weights(workspace / "single_out" / "best.weights.h5")
     preprocessor = Preprocessor(vocab, True, 32)  # kept: its functions hold weakrefs
     inputs = preprocessor.single(tf.constant(texts))
@@ -196,9 +198,9 @@ def test_finetunes_from_an_encoder_export(workspace):
 
 
 def test_length_buckets():
-    assert classifier.length_buckets(128) == [16, 32, 64, 128]
-    assert classifier.length_buckets(100) == [16, 32, 64, 100]
-    assert classifier.length_buckets(12) == [12]
+    assert length_buckets(128) == [16, 32, 64, 128]
+    assert length_buckets(100) == [16, 32, 64, 100]
+    assert length_buckets(12) == [12]
 
 
 def test_dynamic_padding_cuts_batches_and_keeps_every_example(workspace):
@@ -229,7 +231,7 @@ def test_dynamic_padding_cuts_batches_and_keeps_every_example(workspace):
     ordered = list(classifier.make_dataset(examples, ids, preprocessor, 8))
     assert np.concatenate([b[1].numpy() for b in ordered]).tolist() == list(ids)
     config = BertConfig.from_json_file(workspace / "pretrain" / "bert_config.json")
-    model = classifier.build_classifier(build_pretrainer(config).encoder, 2)
+    model = build_classifier(build_pretrainer(config).encoder, 2)
     for (short, _), (full, _) in zip(ordered, padded, strict=True):
         np.testing.assert_allclose(model(short, training=False), model(full, training=False),
                                    atol=1e-5)

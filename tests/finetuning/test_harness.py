@@ -1,5 +1,5 @@
 """harness: the eval data is read from its source once, however many epochs validate; bad flags
-are refused as they are read."""
+are refused as they are read; batches by length; progress lines."""
 
 import dataclasses
 
@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from bert_tf.finetuning import harness
+from bert_tf.finetuning.batching import batch_by_length
 from bert_tf.finetuning.classification import ClassificationConfig
 from bert_tf.finetuning.question_answering import QuestionAnsweringConfig
 from bert_tf.finetuning.tagging import TaggingConfig
@@ -56,3 +57,68 @@ def test_bad_flags_are_refused_as_they_are_read_naming_each(config_class, tmp_pa
     if batch_flag in fields:
         with pytest.raises(ValueError, match=f"--{batch_flag} must be positive, got 0"):
             config_class(**given, **{batch_flag: 0})
+
+
+# === Batches by length, and predictions over them ===
+
+def rows_of_lengths(lengths, max_seq_length=64):
+    mask = (np.arange(max_seq_length)[None] < np.array(lengths)[:, None]).astype("int32")
+    inputs = {"input_word_ids": mask * 7, "input_mask": mask, "input_type_ids": mask * 0}
+    return tf.data.Dataset.from_tensor_slices((inputs, mask.astype("float32"),
+                                               np.arange(len(lengths))))
+
+
+def test_batches_are_cut_to_their_bucket_and_eval_keeps_the_order():
+    lengths = [3, 40, 5, 17, 64, 2, 9, 30]
+    batches = list(batch_by_length(rows_of_lengths(lengths), 2, 64))
+    assert [b[0]["input_mask"].shape[1] for b in batches] == [64, 32, 64, 32]
+    assert [b[1].shape[1] for b in batches] == [64, 32, 64, 32]  # per-token weights cut too
+    assert np.concatenate([b[2] for b in batches]).tolist() == list(range(8))  # order kept
+    plain = list(batch_by_length(rows_of_lengths(lengths), 2, 64, dynamic_padding=False))
+    assert {b[0]["input_mask"].shape[1] for b in plain} == {64}
+
+
+def test_training_batches_group_rows_of_one_bucket():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 65, 400)
+    seen = []
+    for inputs, _, index in batch_by_length(rows_of_lengths(lengths), 8, 64, shuffle=True,
+                                            seed=1):
+        width = inputs["input_mask"].shape[1]
+        longest = lengths[index.numpy()]
+        assert longest.max() <= width and (width == 16 or longest.min() > width // 2), \
+            (width, longest)  # every row of the batch needs this bucket
+        seen.extend(index.numpy().tolist())
+    assert sorted(seen) == list(range(400))
+
+
+def test_predict_pads_per_token_outputs_of_every_length():
+    inputs = keras.Input((None,), dtype="int32", name="input_mask")
+    model = keras.Model({"input_mask": inputs},
+                        {"per_token": keras.ops.cast(inputs, "float32") * 2.0})
+    lengths = [3, 40, 5, 17]
+    batches = batch_by_length(rows_of_lengths(lengths).map(
+        lambda inputs, *rest: ({"input_mask": inputs["input_mask"]},)), 2, 64)
+    out = harness.predict(model, batches, pad_to=64)["per_token"]
+    assert out.shape == (4, 64)
+    np.testing.assert_array_equal(out.sum(1), 2 * np.array(lengths))
+
+
+def test_progress_lines_during_fit(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat()
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    config = harness.FinetuningConfig(output_dir=str(tmp_path), num_train_epochs=2,
+                                      mixed_precision="float32", log_steps=3)
+    harness.compile_model(model, config, total_steps=16,
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          metrics=["accuracy"])
+    lines = []
+    harness.fit(model, train, config, steps_per_epoch=8, log=lines.append)
+    steps = [line.split()[1] for line in lines if line.startswith("step ")]
+    assert steps == ["3/16", "6/16", "9/16", "12/16", "15/16", "16/16"], lines
+    assert all("ETA" in line and "accuracy=" in line for line in lines if "step " in line)
+    assert [line.split(" done")[0] for line in lines if line.startswith("epoch")] == [
+        "epoch 1/2", "epoch 2/2"]

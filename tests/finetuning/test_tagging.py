@@ -101,8 +101,23 @@ def trained(workspace):
                            init_checkpoint=str(workspace / "pretrain" / "ckpt-1"),
                            train_file=train, eval_file=dev, predict_file=dev, max_seq_length=24,
                            learning_rate=3e-3, num_train_epochs=4, train_batch_size=16,
-                           random_seed=1)
-    return {"results": run(config, log=lambda _: None), "config": config}
+                           random_seed=1, log_steps=10)
+    lines = []
+    return {"results": run(config, log=lines.append), "config": config, "lines": lines}
+
+
+def test_the_job_reports_progress_as_it_goes(trained):
+    """A line every --log_steps with the running loss and an ETA; evaluation and prediction
+    are announced and timed."""
+    lines = trained["lines"]
+    steps = [line for line in lines if line.startswith("step ")]
+    assert steps and all("loss=" in line and "examples/s" in line and "ETA" in line
+                         for line in steps), lines
+    assert steps[0].startswith("step 10/")  # 300 sentences of 16: 18 steps an epoch, 4 epochs
+    assert sum(line.startswith("epoch ") and " done in " in line for line in lines) == 4
+    for stage in ("evaluation", "prediction"):
+        assert f"{stage}: started" in lines
+        assert any(line.startswith(f"{stage}: done in") for line in lines), lines
 
 
 def test_a_tagging_task_is_learned(trained):

@@ -23,7 +23,8 @@ def test_schedule_warmup_peak_and_end():
 
 def test_weight_decay_skips_layer_norm_and_biases():
     model = build_pretrainer(tiny_config())
-    optimizer = create_optimizer("adamw", 0.1, 10, 0, weight_decay_rate=0.1, clip_norm=0)
+    optimizer = create_optimizer("adamw", learning_rate=0.1, num_train_steps=10,
+                                 weight_decay_rate=0.1, clip_norm=0)
     variables = model.trainable_variables
     before = [np.array(v) for v in variables]
     # Zero gradients: Adam moves nothing, so only weight decay can change a variable.
@@ -37,11 +38,12 @@ def test_weight_decay_skips_layer_norm_and_biases():
 
 
 def test_optimizer_choices():
-    assert isinstance(create_optimizer("lamb", 1e-3, 10), keras.optimizers.Lamb)
-    assert isinstance(create_optimizer("adamw", 1e-3, 10, mixed_precision="mixed_float16"),
+    assert isinstance(create_optimizer("lamb", learning_rate=1e-3, num_train_steps=10), keras.optimizers.Lamb)
+    assert isinstance(create_optimizer("adamw", learning_rate=1e-3, num_train_steps=10,
+                                             mixed_precision="mixed_float16"),
                       keras.optimizers.LossScaleOptimizer)
     with pytest.raises(ValueError, match="--optimizer must be adamw or lamb"):
-        create_optimizer("sgd", 1e-3, 10)
+        create_optimizer("sgd", learning_rate=1e-3, num_train_steps=10)
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf.function"])

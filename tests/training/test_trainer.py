@@ -36,7 +36,8 @@ def trainer_for(parts, tmp_path, jit_compile=False, policy="float32"):
     with strategy.scope():
         model = build_pretrainer(tiny_config(vocab_size=2000, hidden_dropout_prob=0.0,
                                              attention_probs_dropout_prob=0.0))
-        optimizer = optimization.create_optimizer("adamw", 1e-3, 10, mixed_precision=policy)
+        optimizer = optimization.create_optimizer("adamw", learning_rate=1e-3, num_train_steps=10,
+                                                   mixed_precision=policy)
     options = TrainOptions(output_dir=str(tmp_path / f"p{parts}{jit_compile}"),
                            num_train_steps=10, gradient_accumulation_steps=parts,
                            jit_compile=jit_compile)
