@@ -44,10 +44,7 @@ def main(argv):
     print(f"Wrote {len(tokens):,} tokens to {config.output_file}")
 
 
-def define_flags():
-    cli.define_flags(VocabConfig)
-
+SETTINGS = (VocabConfig,)  # the flags
 
 if __name__ == "__main__":
-    define_flags()
-    cli.run(main)
+    cli.start(main, SETTINGS)

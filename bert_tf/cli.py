@@ -7,7 +7,14 @@ import sys
 from absl import app, logging
 
 from bert_tf import console, io
-from bert_tf.settings import define_flags, from_flags  # noqa: F401  (the CLIs' flag plumbing)
+from bert_tf.settings import define_flags, from_flags  # noqa: F401  (from_flags: the CLIs')
+
+
+def start(main, settings, **kwargs):
+    """A command's `__main__`: its flags from `settings` (settings classes), then `run`."""
+    for config_class in settings:
+        define_flags(config_class)
+    run(main, **kwargs)
 
 
 # TensorFlow's errors about files and resources (a full disk, a file gone, a corrupt record),

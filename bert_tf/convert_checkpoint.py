@@ -48,10 +48,7 @@ def main(argv):
             do_lower_case=config.do_lower_case, overwrite=config.overwrite)
 
 
-def define_flags():
-    cli.define_flags(ConversionConfig)
-
+SETTINGS = (ConversionConfig,)  # the flags
 
 if __name__ == "__main__":
-    define_flags()
-    cli.run(main)
+    cli.start(main, SETTINGS)

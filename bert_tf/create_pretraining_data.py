@@ -35,10 +35,6 @@ class RunnerConfig(Settings):
                                        "(--num_workers).")
 
 
-def define_flags():
-    cli.define_flags(DataCreationConfig)
-    cli.define_flags(RunnerConfig)
-
 
 def parse_flags(argv):
     """absl's flags; what it does not know is left for Beam (checked in main)."""
@@ -77,6 +73,7 @@ def main(argv):
         print(f"Peak RSS: main {summary['peak_rss_mb']:,.0f} MB{workers}")
 
 
+SETTINGS = (DataCreationConfig, RunnerConfig)  # the flags
+
 if __name__ == "__main__":
-    define_flags()
-    cli.run(main, flags_parser=parse_flags)
+    cli.start(main, SETTINGS, flags_parser=parse_flags)

@@ -32,10 +32,7 @@ def main(argv):
     inspect(config.input_file, config.vocab_file, config.num_examples)
 
 
-def define_flags():
-    cli.define_flags(InspectionConfig)
-
+SETTINGS = (InspectionConfig,)  # the flags
 
 if __name__ == "__main__":
-    define_flags()
-    cli.run(main)
+    cli.start(main, SETTINGS)

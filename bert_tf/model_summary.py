@@ -51,10 +51,7 @@ def main(argv):
           f"gradients finite: {figures['gradients_finite']}")
 
 
-def define_flags():
-    cli.define_flags(SummaryConfig)
-
+SETTINGS = (SummaryConfig,)  # the flags
 
 if __name__ == "__main__":
-    define_flags()
-    cli.run(main)
+    cli.start(main, SETTINGS)

@@ -22,6 +22,7 @@ def main(argv):
     run(cli.from_flags(ClassificationConfig))
 
 
+SETTINGS = (ClassificationConfig,)  # the flags
+
 if __name__ == "__main__":
-    cli.define_flags(ClassificationConfig)
-    cli.run(main)
+    cli.start(main, SETTINGS)

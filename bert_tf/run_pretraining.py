@@ -31,6 +31,7 @@ def main(argv):
     print(f"TensorBoard: tensorboard --logdir {config.output_dir}")
 
 
+SETTINGS = (PretrainingConfig,)  # the flags
+
 if __name__ == "__main__":
-    cli.define_flags(PretrainingConfig)
-    cli.run(main)
+    cli.start(main, SETTINGS)

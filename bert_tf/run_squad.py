@@ -21,6 +21,7 @@ def main(argv):
     run(cli.from_flags(QuestionAnsweringConfig))
 
 
+SETTINGS = (QuestionAnsweringConfig,)  # the flags
+
 if __name__ == "__main__":
-    cli.define_flags(QuestionAnsweringConfig)
-    cli.run(main)
+    cli.start(main, SETTINGS)

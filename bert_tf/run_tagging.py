@@ -20,6 +20,7 @@ def main(argv):
     run(cli.from_flags(TaggingConfig))
 
 
+SETTINGS = (TaggingConfig,)  # the flags
+
 if __name__ == "__main__":
-    cli.define_flags(TaggingConfig)
-    cli.run(main)
+    cli.start(main, SETTINGS)

@@ -31,10 +31,7 @@ def main(argv):
     print(f"wrote {size / 1e6:.2f} MB to {config.output}", file=sys.stderr)
 
 
-def define_flags():
-    cli.define_flags(CorpusConfig)
-
+SETTINGS = (CorpusConfig,)  # the flags
 
 if __name__ == "__main__":
-    define_flags()
-    cli.run(main)
+    cli.start(main, SETTINGS)

@@ -7,6 +7,7 @@ import argparse
 import ast
 import functools
 import glob
+import importlib
 import json
 import os
 import re
@@ -105,8 +106,11 @@ def beam_options():
 
 
 def defined_flags(tool):
-    """The flags a tool defines, read from its own help (absl's --helpfull, argparse's --help);
-    absl's boolean `--[no]name` gives name and noname."""
+    """The flags a tool defines: a bert_tf command's from its SETTINGS (the typed settings it
+    starts with) and absl's own; a script's from its own help (absl's --helpfull, argparse's
+    --help). A boolean `--name` also gives `--noname`."""
+    if not tool.startswith("tools/"):
+        return command_flags(tool)
     source = tool_source(tool)
     argparse_tool = "argparse" in read(source)
     command = ([sys.executable, source] if tool.startswith("tools/") else
@@ -121,6 +125,52 @@ def defined_flags(tool):
         if negatable:
             names.add("no" + name)
     assert len(names) > 1, f"{tool}: no flags found in its help"
+    return names
+
+
+def command_flags(tool):
+    """What `python -m <tool> --helpfull` lists, without starting it: the fields of its
+    SETTINGS and the flags of the libraries it loads (absl's --verbosity, --helpfull, ...)."""
+    import dataclasses
+
+    from absl import flags as absl_flags
+
+    from bert_tf.settings import _fields
+
+    module = importlib.import_module(tool + (".__main__" if tool == "bert_tf.export" else ""))
+    names = set()
+
+    def add(config_class):
+        for field, kind in _fields(config_class):
+            if dataclasses.is_dataclass(kind):
+                add(kind)
+                continue
+            names.add(field.name)
+            if kind is bool:
+                names.add("no" + field.name)
+    for config_class in module.SETTINGS:
+        add(config_class)
+    for module_name, module_flags in absl_flags.FLAGS.flags_by_module_dict().items():
+        if not module_name.startswith(("bert_tf", "tests", "test_")):
+            for flag in module_flags:
+                names.update([flag.name, "no" + flag.name] if flag.boolean else [flag.name])
+    special = {"help", "helpfull", "helpshort", "helpxml"}  # absl's, not in flags_by_module_dict
+    return names | special | {"no" + name for name in special} | {"flagfile", "undefok"}
+
+
+def test_a_commands_flags_are_what_its_help_lists():
+    """The in-process reading of a command's flags against its real --helpfull, for one."""
+    assert command_flags("bert_tf.run_squad") >= defined_flags_from_help("bert_tf.run_squad")
+
+
+def defined_flags_from_help(tool):
+    result = subprocess.run([sys.executable, "-m", tool, "--helpfull"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=300)
+    names = set()
+    for negatable, name in re.findall(r"^\s+(?:-\w, ?)?--(\[no\])?([\w-]+)", result.stdout,
+                                      re.M):
+        names.update([name, "no" + name] if negatable else [name])
+    assert "do_train" in names and "verbosity" in names, result.stdout[-2000:]
     return names
 
 

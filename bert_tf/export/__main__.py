@@ -55,10 +55,7 @@ def main(argv):
         print(f"{name}: {path}")
 
 
-def define_flags():
-    cli.define_flags(ExportConfig)
-
+SETTINGS = (ExportConfig,)  # the flags
 
 if __name__ == "__main__":
-    define_flags()
-    cli.run(main)
+    cli.start(main, SETTINGS)

@@ -184,6 +184,25 @@ def test_text_in_export_answers_long_contexts_without_bert_tf(trained):
     assert all(out["has_answer"])
 
 
+def test_text_in_export_gives_run_squads_answers_on_several_windows(trained):
+    """The export's in-graph windows, max-context rule and span choice are run_squad's: on the
+    dev set (contexts of 3 windows) it answers every question as predictions.json does."""
+    with open(trained["dev"], encoding="utf-8") as f:
+        paragraphs = [p for article in json.load(f)["data"] for p in article["paragraphs"]]
+    ids, questions, contexts = [], [], []
+    for paragraph in paragraphs:
+        for qa in paragraph["qas"]:
+            ids.append(qa["id"])
+            questions.append(qa["question"])
+            contexts.append(paragraph["context"])
+    predictions = json.loads(tf.io.gfile.GFile(
+        trained["config"].output_dir + "/predictions.json").read())
+    model = tf.saved_model.load(trained["results"]["export"]).signatures["serving_default"]
+    out = model(question=tf.constant(questions), context=tf.constant(contexts))
+    answers = [a.decode() for a in out["answer"].numpy()]
+    assert answers == [predictions[i] for i in ids]
+
+
 def test_question_and_context_batches_must_match(trained):
     model = tf.saved_model.load(trained["results"]["export"]).signatures["serving_default"]
     with pytest.raises(tf.errors.InvalidArgumentError,

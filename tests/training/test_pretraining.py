@@ -3,7 +3,6 @@
 import glob
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -21,7 +20,7 @@ from bert_tf import io
 from bert_tf.config import BertConfig
 from bert_tf.data.input_pipeline import DataMismatchError
 from bert_tf.training.pretraining import run
-from conftest import REPO_ROOT, TF_ERROR_LINE
+from conftest import REPO_ROOT
 from pretraining_fixtures import flag_values, make_tiny_data, tiny_config_file
 
 TAGS = {"loss", "masked_lm_loss", "masked_lm_accuracy", "next_sentence_loss",
@@ -401,36 +400,6 @@ def test_multi_worker_mirrored_two_processes_train_and_resume(data, tmp_path):
     assert "resumed from" in chief and "at step 10" in chief and "at step 10" in worker
     assert "step 15/15" in chief
     assert tf.train.latest_checkpoint(str(output_dir)).endswith("ckpt-15")
-
-
-@pytest.mark.slow
-def test_embedded_default_runs_end_to_end(tmp_path):
-    """The README's first command, with only --output_dir moved to a temp folder, in the user's
-    environment (none of the tests' log settings)."""
-    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    result = subprocess.run(
-        [sys.executable, "-m", "bert_tf.run_pretraining", f"--output_dir={tmp_path}"],
-        cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    if not os.path.exists("/proc/driver/nvidia"):  # a CPU-only machine: a quiet first run
-        errors = re.findall(TF_ERROR_LINE, result.stderr, flags=re.M)
-        assert not errors, errors
-    out = result.stdout
-    assert "step 600/600" in out
-    assert "Done at step 600: masked_lm_accuracy" in out
-    assert f"tensorboard --logdir {tmp_path}" in out
-    logs = [line for line in out.splitlines() if line.startswith("step ")]
-    first_loss = float(logs[0].split("loss=")[1].split()[0])
-    last_loss = float(logs[-1].split("loss=")[1].split()[0])
-    assert last_loss < first_loss - 2.0, "the loss falls"
-    first_mlm = float(logs[0].split("masked_lm_accuracy=")[1].split()[0])
-    final_mlm = float(out.split("Done at step 600: masked_lm_accuracy ")[1].split(",")[0])
-    assert final_mlm > first_mlm + 0.05, "masked-LM accuracy rises"
-    assert "dynamic masking: masked_lm_prob=0.15" in out and "precision: " in out
-    run_config = json.loads((tmp_path / "run_config.json").read_text())
-    assert run_config["flags"]["pack_sequences"] and run_config["data_manifest"]["masking"] == \
-        "dynamic"
-    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-600")
 
 
 def test_corrupt_shard_is_named(data, tmp_path):
