@@ -62,13 +62,13 @@ def _float32_policy_and_seed():
 # `-n 2 --dist loadfile`) hands out whole files in collection order, so the longest start first
 # and the short ones fill in at the end. Files not listed follow, in their usual order.
 LONGEST_FIRST = [
-    "test_fault_injection.py", "training/test_pretraining.py",
-    "finetuning/test_classification.py", "checkpoints/test_checkpoints.py",
-    "data/test_beam_pipeline.py", "test_object_store_paths.py", "test_docs.py",
-    "training/test_trainer.py",
-    "export/test_export.py", "finetuning/test_tagging.py", "finetuning/test_question_answering.py",
-    "modeling/test_jax_backend.py", "test_packaging.py", "modeling/test_pretrainer.py",
-    "export/test_signature_fuzz.py", "test_gpu_benchmark.py", "test_console.py",
+    "test_fault_injection.py", "test_packaging.py", "checkpoints/test_checkpoints.py",
+    "test_docs.py", "finetuning/test_classification.py", "training/test_exact_resume.py",
+    "test_object_store_paths.py", "training/test_pretraining.py", "data/test_beam_pipeline.py",
+    "test_console.py", "test_benchmark.py", "export/test_export.py", "training/test_trainer.py",
+    "export/test_signature_fuzz.py", "finetuning/test_question_answering.py",
+    "modeling/test_jax_backend.py", "modeling/test_pretrainer.py", "data/test_writer.py",
+    "test_gpu_benchmark.py", "finetuning/test_tagging.py", "data/test_packing.py",
 ]
 
 

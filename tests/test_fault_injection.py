@@ -5,7 +5,7 @@ the same bytes as a clean run where the tool is deterministic (data creation, co
 complete run or export where it is not. On a full disk (a small tmpfs) each tool ends with a
 one-line error naming the file, no traceback, and leaves no temporary file or lock behind.
 
-BERT_TF_FAULT_TRIALS sets the kills per tool: 3 in CI, 20 in the slow mode run before a release
+BERT_TF_FAULT_TRIALS sets the kills per tool: 2 in CI, 20 in the slow mode run before a release
 (`BERT_TF_FAULT_TRIALS=20 pytest tests/test_fault_injection.py`). Each trial prints a line; the
 summary line per tool gives the kill moments and what the kill found.
 """
@@ -27,7 +27,7 @@ from bert_tf.data.sample_corpus import write_corpus
 from conftest import REPO_ROOT
 from pretraining_fixtures import tiny_config_file
 
-TRIALS = int(os.environ.get("BERT_TF_FAULT_TRIALS", "3"))
+TRIALS = int(os.environ.get("BERT_TF_FAULT_TRIALS", "2"))
 SEED = 1234
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
 

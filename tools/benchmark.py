@@ -20,6 +20,8 @@ under the same settings (oneDNN, threads, XLA), so only the ratios measured here
   data      create_pretraining_data input MB/s against the Model Garden's (tools/benchmark_data.py).
   serving   p50/p99 latency of the text-in export against the encoder alone, batch 1 and 32.
   finetune  examples/s of classifier training on short texts, length-bucketed vs padded.
+  tasks     rows/s of question-answering (seq 384 windows) and tagging (seq 128) training on
+            rows made from real text, batches by length vs padded to max_seq_length.
   packing   effective throughput on the embedded default's real shards (seq 128): real
             (non-padding) tokens/s and sequences/s of bert_tf packed (4 per row) and unpacked,
             and of the Model Garden's model on the same unpacked batches (tiny, mini, small).
@@ -519,46 +521,89 @@ def bench_finetune(log):
 
 def bench_tasks(log):
     """fit() examples/s of the question-answering (seq 384 windows) and tagging (seq 128)
-    models, as run_squad and run_tagging train them, for bert_tiny and bert_mini."""
+    models as run_squad and run_tagging train them, batches by length against batches padded to
+    max_seq_length, for bert_tiny and bert_mini. The rows are made by the tasks' own feature
+    code from real text (the sample corpus): tagging rows are its sentences; question-answering
+    examples are a question of 8 words before a context of about 120 words (SQuAD's mean),
+    windowed with doc_stride 128."""
+    import random
+
     import keras
     import numpy as np
     import tensorflow as tf
 
     from bert_tf.config import BertConfig
+    from bert_tf.data.sample_data import make_sample_data, sample_prefix
+    from bert_tf.finetuning import squad
+    from bert_tf.finetuning.batching import batch_by_length
+    from bert_tf.finetuning.tagged_files import Sentence
+    from bert_tf.finetuning.tagging import make_features
     from bert_tf.modeling import BertEncoder, build_question_answerer, build_tagger
+    from bert_tf.text.tokenization import WordpieceTokenizer, load_vocab
 
-    results, rng, n, batch = {}, np.random.default_rng(0), 512, 32
+    make_sample_data(FLAGS.seq_length, FLAGS.predictions, log=log)
+    tokenizer = WordpieceTokenizer(load_vocab(f"{sample_prefix()}_vocab.txt"), True)
+    with open(f"{sample_prefix()}_corpus.txt", encoding="utf-8") as f:
+        lines = [line.split() for line in f if len(line.split()) >= 3][:20_000]
+    rng, n, batch = random.Random(0), 512, 32
+    sentences = [Sentence(words, ["O"] * len(words), i)
+                 for i, words in enumerate(rng.sample(lines, n))]
+    tagging = make_features(sentences, tokenizer, ["O"], 128)
+    tagging_rows = tf.data.Dataset.from_tensor_slices(
+        (tagging.inputs(), tagging.labels, tagging.weights))
+    examples = []
+    for i in range(n):
+        start = rng.randrange(len(lines) - 40)
+        words = [w for line in lines[start:start + 40] for w in line][:rng.randint(60, 180)]
+        answer = rng.randrange(len(words))
+        context = " ".join(words)
+        starts = [0]
+        for word in words[:-1]:
+            starts.append(starts[-1] + len(word) + 1)
+        examples.append(squad.SquadExample(
+            str(i), " ".join(rng.choice(lines)[:8]), context, words, starts, [words[answer]],
+            answer, answer, words[answer]))
+    qa = squad.make_features(examples, tokenizer, 384, 128, 64, True)
+    qa_rows = tf.data.Dataset.from_tensor_slices((qa.inputs(), {
+        "start_logits": qa.start_positions, "end_logits": qa.end_positions}))
+    lengths = {"tagging": tagging.input_mask.sum(1), "question_answering": qa.input_mask.sum(1)}
+    for task, values in lengths.items():
+        log(f"{task}: {len(values)} rows, tokens per row mean {values.mean():.0f}, "
+            f"p90 {np.percentile(values, 90):.0f}")
+
+    results = {}
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     for name in ("tiny", "mini"):
         config = BertConfig.from_json_file(os.path.join(REPO, "configs", f"bert_{name}.json"))
-        for task, seq in (("question_answering", 384), ("tagging", 128)):
-            inputs = {"input_word_ids": rng.integers(1000, 30000, (n, seq)).astype("int32"),
-                      "input_mask": np.ones((n, seq), "int32"),
-                      "input_type_ids": np.zeros((n, seq), "int32")}
-            keras.utils.set_random_seed(0)
-            if task == "question_answering":
-                model = build_question_answerer(BertEncoder(config))
-                labels = {"start_logits": rng.integers(0, seq, n),
-                          "end_logits": rng.integers(0, seq, n)}
-                model.compile(optimizer=keras.optimizers.AdamW(5e-5),
-                              loss={"start_logits": loss, "end_logits": loss},
-                              loss_weights={"start_logits": 0.5, "end_logits": 0.5})
-                data = tf.data.Dataset.from_tensor_slices((inputs, labels))
-            else:
-                model = build_tagger(BertEncoder(config), 9)
-                model.compile(optimizer=keras.optimizers.AdamW(5e-5), loss=loss,
-                              weighted_metrics=["accuracy"])
-                data = tf.data.Dataset.from_tensor_slices(
-                    (inputs, rng.integers(0, 9, (n, seq)), np.ones((n, seq), "float32")))
-            data = data.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-            model.fit(data, epochs=1, verbose=0)  # trace and warm up
-            rate = _median_rate(lambda: model.fit(data, epochs=1, verbose=0), n, FLAGS.repeats)
-            results[f"{task}_{name}"] = rate
-            log(f"{task} bert_{name} seq {seq} batch {batch}, fit(): {rate:.1f} examples/s")
+        for task, rows, seq in (("question_answering", qa_rows, 384),
+                                ("tagging", tagging_rows, 128)):
+            count = len(lengths[task])
+            for dynamic in (False, True):
+                keras.utils.set_random_seed(0)
+                if task == "question_answering":
+                    model = build_question_answerer(BertEncoder(config))
+                    model.compile(optimizer=keras.optimizers.AdamW(5e-5),
+                                  loss={"start_logits": loss, "end_logits": loss},
+                                  loss_weights={"start_logits": 0.5, "end_logits": 0.5})
+                else:
+                    model = build_tagger(BertEncoder(config), 9)
+                    model.compile(optimizer=keras.optimizers.AdamW(5e-5), loss=loss,
+                                  weighted_metrics=["accuracy"])
+                data = batch_by_length(rows, batch, seq, shuffle=True, seed=0,
+                                       dynamic_padding=dynamic, num_rows=count)
+                model.fit(data, epochs=1, verbose=0)  # trace every length and warm up
+                rate = _median_rate(lambda: model.fit(data, epochs=1, verbose=0), count,
+                                    FLAGS.repeats)
+                key = f"{task}_{name}_{'by_length' if dynamic else 'padded'}"
+                results[key] = rate
+                log(f"{task} bert_{name} seq {seq} batch {batch}, fit(), "
+                    f"{'batches by length' if dynamic else 'padded to max'}: "
+                    f"{rate:.1f} rows/s")
+            results[f"{task}_{name}_ratio"] = (results[f"{task}_{name}_by_length"]
+                                               / results[f"{task}_{name}_padded"])
+            log(f"{task} bert_{name}: by length {results[f'{task}_{name}_ratio']:.2f}x padded")
     return results
 
-
-# === Packing: learning per second on real data ===
 
 def _real_data_runs(config, batch, files, jit, seq=128, predictions=20):
     """run(steps) callables on the sample corpus's shards (seq 128, 20 predictions, or those

@@ -120,15 +120,16 @@ def test_fifty_files_byte_identical_with_one_and_two_workers(text, tmp_path):
 
 
 def test_single_document_and_empty_files(text, tmp_path):
+    """(Beam's in-memory runner: what is checked here does not depend on worker processes.)"""
     pattern = split_corpus(text["documents"][5:], tmp_path / "corpus", [0, 1, 0])
-    summary = beam(config(text, pattern, tmp_path / "one", num_shards=2), *MULTI_PROCESS)
+    summary = beam(config(text, pattern, tmp_path / "one", num_shards=2), workers=1)
     local = create_pretraining_data(config(text, pattern, tmp_path / "local", num_shards=2))
     assert summary["documents"] == 1 and summary["examples"] > 0
     assert same_bytes(summary["shards"], local["shards"])
 
     empty = split_corpus([], tmp_path / "empty", [0, 0])
     with pytest.raises(DataError, match="--input_file: no text in .*part-000.txt"):
-        beam(config(text, empty, tmp_path / "nothing"), *MULTI_PROCESS)
+        beam(config(text, empty, tmp_path / "nothing"), workers=1)
     assert not finished_or_temporary(tmp_path, "nothing")
 
 
@@ -143,7 +144,7 @@ def test_invalid_utf8_is_named_with_file_and_line_and_nothing_is_left(text, many
     # A finished data set under the same name is kept when a later job fails.
     prefix = local["manifest"].removesuffix(".manifest.json")
     with pytest.raises(DataError):
-        beam(config(text, f"{many_files},{bad}", prefix, overwrite=True), *MULTI_PROCESS)
+        beam(config(text, f"{many_files},{bad}", prefix, overwrite=True), workers=1)
     assert schema.read_manifest(schema.manifest_path(prefix))["num_examples"] == local["examples"]
 
 
