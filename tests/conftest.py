@@ -4,6 +4,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+# Under pytest-xdist the worker processes already keep every core busy: each (and every command
+# it starts) runs an op on one thread, instead of two threads per process contending for the
+# same cores (about 10% less time for the suite on 2 cores).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import random  # noqa: E402
 import unicodedata  # noqa: E402

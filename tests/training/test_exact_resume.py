@@ -1,8 +1,8 @@
 """Exactly-resumable input: after kill -9 and a resume, training goes on with the batch that
 would have come next. Every example fed to the model is hashed (in the replica step, with the
 step number and replica); an uninterrupted run and a run killed and resumed must have fed the
-same examples at every step, for static and dynamic data, packed or not, on one device and
-under MirroredStrategy (two logical CPUs)."""
+same examples at every step: static data unpacked on one device, and dynamic data packed under
+MirroredStrategy (two logical CPUs), where every part of the resume is at work at once."""
 
 import os
 import signal
@@ -77,8 +77,7 @@ def data(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("strategy,masking,pack", [
-    ("one_device", "static", "unpacked"), ("one_device", "dynamic", "packed"),
-    ("mirrored", "static", "packed"), ("mirrored", "dynamic", "unpacked")])
+    ("one_device", "static", "unpacked"), ("mirrored", "dynamic", "packed")])
 def test_a_killed_run_resumes_with_the_next_batch(data, tmp_path, strategy, masking, pack):
     args = (data[masking], data["config"])
     whole = launch(tmp_path / "whole.trace", *args, tmp_path / "whole", strategy, pack)
