@@ -31,7 +31,8 @@ def test_flop_count_uses_the_models_own_parameter_count(name):
 def test_train_part_times_ours_and_the_model_garden(monkeypatch):
     benchmark.FLAGS(["benchmark", "--configs=tiny", "--jit=off", "--peers=model_garden",
                      "--seq_length=32", "--batch_size=8", "--predictions=5", "--seconds=0.2",
-                     "--repeats=2", "--precisions=float32,mixed_bfloat16"])
+                     "--repeats=2", "--precisions=float32,mixed_bfloat16",
+                     "--matmul_size=256"])
     lines = []
     result = benchmark.bench_train(lines.append)
     rows = {(row["implementation"], row["precision"]): row for row in result["rows"]}

@@ -58,6 +58,8 @@ flags.DEFINE_integer("base_batch_size", 8, "Batch size for bert_base and larger.
 flags.DEFINE_integer("predictions", 20, "Masked-LM predictions per sequence.")
 flags.DEFINE_float("seconds", 4.0, "Target seconds per timed call (sets the steps per call).")
 flags.DEFINE_integer("repeats", 3, "Timed calls per figure; the median is reported.")
+flags.DEFINE_integer("matmul_size", 2048, "train: N of the N x N matmul whose speed is the "
+                     "peak MFU is measured against.")
 flags.DEFINE_string("output", None, "Write the figures as JSON here.")
 flags.DEFINE_float("data_megabytes", 11.0, "Corpus size for the data-creation part.")
 flags.DEFINE_list("serving_configs", ["tiny", "base"], "Configs for the serving part.")
@@ -265,9 +267,9 @@ def bench_train(log):
 
     from bert_tf.config import BertConfig
 
-    peaks = {dtype: matmul_peak(dtype=dtype) for dtype in _matmul_dtypes()}
+    peaks = {dtype: matmul_peak(FLAGS.matmul_size, dtype=dtype) for dtype in _matmul_dtypes()}
     for dtype, peak in peaks.items():
-        log(f"matmul peak (2048^3 {dtype}): {peak:.1f} GFLOP/s")
+        log(f"matmul peak ({FLAGS.matmul_size}^3 {dtype}): {peak:.1f} GFLOP/s")
     names = ["bert_tf"] + [p for p in FLAGS.peers if installed(p)]
     rows = []
     for config_name in FLAGS.configs:
@@ -310,7 +312,7 @@ def bench_train(log):
             del runs
             gc.collect()
     for dtype in peaks:  # MFU against the best peak seen in this run
-        again = matmul_peak(dtype=dtype)
+        again = matmul_peak(FLAGS.matmul_size, dtype=dtype)
         log(f"matmul peak ({dtype}) again after the runs: {again:.1f} GFLOP/s")
         if again > peaks[dtype]:
             for row in rows:

@@ -111,11 +111,10 @@ def run(config: FinetuningConfig, task: Task, log=print):
     """The job: returns the evaluation metrics with "export" (the text-in SavedModel's path)
     and "labels"."""
     import keras
+    import tensorflow as tf
 
     from bert_tf.export.tasks import export_task
     from bert_tf.modeling import build_task_model, task_encoder
-    import tensorflow as tf
-
     from bert_tf.text.tokenization import load_vocab
 
     source = encoder_source(config)
@@ -146,7 +145,7 @@ def run(config: FinetuningConfig, task: Task, log=print):
               "flags": flat_dict(config), "precision": precision.as_record()}
     save_run(model, task_encoder(model).config, source, config.output_dir, **record)
 
-    metrics = timed(log, "evaluation", lambda: task.evaluate(model, log))
+    metrics = timed(log, "evaluation", lambda: task.evaluate(model, log)) or {}
     if metrics:
         io.write_json(os.path.join(config.output_dir, "eval_results.json"), metrics)
         log("eval: " + format_metrics(metrics))
@@ -159,12 +158,13 @@ def run(config: FinetuningConfig, task: Task, log=print):
 
 
 def timed(log, what, step):
-    """Runs `step()`, saying when `what` starts and how long it took (when it did anything)."""
+    """Runs `step()`, saying when `what` starts and how long it took; a step that returns None
+    had nothing to do."""
     start = time.monotonic()
     log(f"{what}: started")
     result = step()
-    log(f"{what}: done in {time.monotonic() - start:.1f}s" if result or result == {}
-        else f"{what}: nothing to do")
+    log(f"{what}: nothing to do" if result is None
+        else f"{what}: done in {time.monotonic() - start:.1f}s")
     return result
 
 

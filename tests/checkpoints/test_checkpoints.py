@@ -531,14 +531,17 @@ def test_imported_checkpoint_finetunes_and_exports(tmp_path):
                    "outputs": str(tmp_path / "hf_cls.npz")}], tmp_path)
     np.testing.assert_allclose(classifier(cls_inputs, training=False),
                                np.load(tmp_path / "hf_cls.npz")["logits"], atol=1e-4)
-    # another task's labels: the new job starts from the finetuned encoder, with a new head
-    pair = values(workspace, "pair", tmp_path / "second", num_train_epochs=1,
+    # another task's labels: a job with it as --init_checkpoint starts from its encoder (the
+    # job's whole run on a run directory's encoder is tested above, from the converted one)
+    pair = values(workspace, "pair", tmp_path / "second",
                   init_checkpoint=str(tmp_path / "finetuned"))
+    assert not harness.continues(harness.encoder_source(pair), "classification",
+                                 ["both", "not_both"])
     encoder = harness.load_encoder(harness.encoder_source(pair))
-    for ours, theirs in zip(encoder.weights, task_encoder(classifier).weights):
+    for ours, theirs in zip(encoder.weights, task_encoder(classifier).weights, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
-    second = run(pair, log=lambda _: None)
-    assert second["labels"] == ["both", "not_both"] and os.path.isdir(second["export"])
+    assert harness.continues(harness.encoder_source(pair), "classification",
+                             ["negative", "positive"])  # the same task and labels: the whole model
 
     pretrainer, vocab_loaded, lower = load_pretrainer(output_dir=str(tmp_path / "imported"))
     export_all(pretrainer, vocab_loaded, lower, 32, str(tmp_path / "exports"))

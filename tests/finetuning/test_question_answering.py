@@ -1,6 +1,7 @@
 """Question answering: google-identical features, the official metric, a learnable task, the
 text-in export, bad files."""
 
+import dataclasses
 import json
 import random
 import subprocess
@@ -201,6 +202,22 @@ def test_text_in_export_gives_run_squads_answers_on_several_windows(trained):
     out = model(question=tf.constant(questions), context=tf.constant(contexts))
     answers = [a.decode() for a in out["answer"].numpy()]
     assert answers == [predictions[i] for i in ids]
+
+
+def test_predict_alone_from_the_finetuned_run_gives_the_same_answers(trained, workspace, tmp_path):
+    """--do_predict without --do_train takes the finetuned run directory as --init_checkpoint
+    (the whole model, head included); a pretrained encoder is refused."""
+    config = trained["config"]
+    again = dataclasses.replace(config, do_train=False, output_dir=str(tmp_path / "again"),
+                                init_checkpoint=config.output_dir)
+    results = run(again, log=lambda _: None)
+    assert results["exact_match"] == trained["results"]["exact_match"]
+    assert (json.loads((tmp_path / "again" / "predictions.json").read_text())
+            == json.loads(tf.io.gfile.GFile(config.output_dir + "/predictions.json").read()))
+    with pytest.raises(ValueError, match="predicting without training needs a finetuned "
+                                         "question_answering model"):
+        run(dataclasses.replace(again, output_dir=str(tmp_path / "refused"),
+                                init_checkpoint=str(workspace / "pretrain" / "ckpt-1")))
 
 
 def test_question_and_context_batches_must_match(trained):
