@@ -48,8 +48,8 @@ def test_optimizer_choices():
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "tf.function"])
 def test_fused_adamw_equals_keras_adamw(compiled):
-    """bert_tf's AdamW (TensorFlow's fused Adam kernel) takes the steps Keras's AdamW takes,
-    weight decay and its exclusions included. A sparse gradient (IndexedSlices, as an embedding
+    """bert_tf's AdamW (TensorFlow's fused Adam kernel) takes the steps Keras's AdamW takes
+    (but for where epsilon is added), weight decay and its exclusions included. A sparse gradient (IndexedSlices, as an embedding
     lookup's arrives in fit()) counts as its dense sum, repeated rows added before squaring,
     as the Trainer's dense gradients do (Keras's own AdamW squares repeated rows apart)."""
     import tensorflow as tf
@@ -61,8 +61,9 @@ def test_fused_adamw_equals_keras_adamw(compiled):
     for name, cls in [("ours", optimization.AdamW), ("keras", keras.optimizers.AdamW)]:
         variables = [keras.Variable(value.astype("float32"), name=key)
                      for key, value in start.items()]
+        # epsilon too small to matter: where it is added is test_epsilon_is_added_...'s
         optimizer = cls(learning_rate=WarmupLinearDecay(0.05, 10, 2), beta_1=0.9, beta_2=0.999,
-                        epsilon=1e-6, weight_decay=0.1)
+                        epsilon=1e-10, weight_decay=0.1)
         optimizer.exclude_from_weight_decay(var_names=optimization.NO_DECAY_NAMES)
         grads = np.random.default_rng(1)
 
@@ -86,3 +87,17 @@ def test_fused_adamw_equals_keras_adamw(compiled):
     for ours, reference, value in zip(results["ours"], results["keras"], start.values()):
         assert not np.allclose(ours, value)
         np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_epsilon_is_added_to_the_bias_corrected_root():
+    """The Adam paper's (and PyTorch's) update: a first step of lr * g / (|g| + eps), which for
+    a gradient of the size of epsilon is half a step (Keras's own update, eps on the
+    uncorrected root, would take about 0.03 of one)."""
+    import tensorflow as tf
+
+    variable = keras.Variable(np.zeros(3, "float32"), name="kernel")
+    optimizer = optimization.AdamW(learning_rate=0.1, epsilon=1e-6, weight_decay=0.0)
+    gradient = np.array([1e-6, -1e-6, 1.0], "float32")
+    optimizer.apply_gradients([(tf.constant(gradient), variable)])
+    expected = -0.1 * gradient / (np.abs(gradient) + 1e-6)
+    np.testing.assert_allclose(np.array(variable), expected, rtol=1e-4)

@@ -96,8 +96,11 @@ def test_the_whole_replica_step_compiles_as_one_xla_program(files, tmp_path, par
     assert losses[0] == pytest.approx(losses[1], rel=tolerance)
     for a, b in zip(compiled.model.trainable_variables, plain.model.trainable_variables,
                     strict=True):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=tolerance, atol=tolerance / 10,
-                                   err_msg=a.path)
+        close = np.isclose(a.numpy(), b.numpy(), rtol=tolerance, atol=tolerance / 10)
+        # In bfloat16 a gradient near zero may round to the other sign in one program, and Adam
+        # moves such a weight by up to the learning rate either way: allow one in 10,000.
+        allowed = 1e-4 * close.size if policy == "mixed_bfloat16" else 0
+        assert (~close).sum() <= allowed, (a.path, int((~close).sum()), close.size)
     assert int(compiled.optimizer.iterations.numpy()) == 3
 
     features, labels = next(iter(make_dataset(files, 8, SEQ, PREDICTIONS, seed=3)))
