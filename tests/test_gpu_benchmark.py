@@ -27,7 +27,7 @@ def test_tiny_dry_run_on_cpu(tmp_path):
     output = tmp_path / "gpu.json"
     result = subprocess.run(
         [sys.executable, SCRIPT, "--configs=tiny", "--steps=2", "--rounds=1",
-         "--seq_lengths=128", "--batch_sizes=128:8", f"--output={output}"],
+         "--seq_lengths=32", "--batch_sizes=32:4", "--predictions=32:5", f"--output={output}"],
         capture_output=True, text=True, env=ENV, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(output.read_text())
@@ -36,4 +36,4 @@ def test_tiny_dry_run_on_cpu(tmp_path):
     assert set(rows) == {(p, i) for p in ("bf16", "fp32") for i in ("bert_tf", "keras_hub")}
     for row in rows.values():
         assert row["sequences_per_second"] > 0 and 0 < row["mfu"]
-    assert "tiny   seq  128 batch   8 bf16 bert_tf" in result.stdout
+    assert "tiny   seq   32 batch   4 bf16 bert_tf" in result.stdout
