@@ -98,9 +98,12 @@ def test_the_whole_replica_step_compiles_as_one_xla_program(files, tmp_path, par
                     strict=True):
         close = np.isclose(a.numpy(), b.numpy(), rtol=tolerance, atol=tolerance / 10)
         # In bfloat16 a gradient near zero may round to the other sign in one program, and Adam
-        # moves such a weight by up to the learning rate either way: allow one in 10,000.
-        allowed = 1e-4 * close.size if policy == "mixed_bfloat16" else 0
+        # moves such a weight by up to the learning rate either way: allow a few such weights
+        # (one in 1,000, at least 2) per variable; a wrong program differs almost everywhere.
+        allowed = max(2, 1e-3 * close.size) if policy == "mixed_bfloat16" else 0
         assert (~close).sum() <= allowed, (a.path, int((~close).sum()), close.size)
+        if (~close).any():  # and those by no more than 3 steps of the learning rate (1e-3) each
+            assert np.abs(a.numpy() - b.numpy())[~close].max() <= 2 * 3 * 1e-3, a.path
     assert int(compiled.optimizer.iterations.numpy()) == 3
 
     features, labels = next(iter(make_dataset(files, 8, SEQ, PREDICTIONS, seed=3)))
