@@ -117,7 +117,7 @@ class Classification:
                                       config.train_batch_size, shuffle=True,
                                       seed=config.random_seed,
                                       dynamic_padding=config.dynamic_padding).repeat(),
-            steps, steps * config.train_batch_size, self.eval_data,
+            steps, self.eval_data,
             record={"pair": config.text_b_column is not None})
 
     def _batches(self, examples, ids):

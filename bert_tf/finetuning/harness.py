@@ -66,13 +66,9 @@ class FinetuningConfig(Settings):
     random_seed: int = setting(12345, "Seed.")
 
     def check(self):
-        from bert_tf.training.trainer import parse_profile_steps
+        from bert_tf.training.trainer import profile_steps_problems
 
-        try:
-            parse_profile_steps(self.profile_steps)
-        except ValueError as e:
-            return [str(e)]
-        return []
+        return profile_steps_problems(self.profile_steps)
 
 
 # === The task shape ===
@@ -84,7 +80,6 @@ class TaskData:
     train: Any = None  # tf.data.Dataset of (inputs, targets[, weights]) batches, repeated; None:
     # no training (a finetuned model only predicts)
     steps_per_epoch: int = 0
-    examples_per_epoch: int = 0
     validation: Any = None  # batches fit() validates on each epoch (best epoch, early stopping)
     record: dict = dataclasses.field(default_factory=dict)  # more for run_config.json
 
@@ -140,7 +135,7 @@ def run(config: FinetuningConfig, task: Task, log=print):
             compile_model(model, config, total_steps, **task.compile_args())
     if data.train is not None:
         fit(model, data.train, config, data.steps_per_epoch, data.validation, task.monitor,
-            log=log, examples_per_epoch=data.examples_per_epoch)
+            log=log)
     record = {"task": task.name, "labels": data.labels, **data.record,
               "flags": flat_dict(config), "precision": precision.as_record()}
     save_run(model, task_encoder(model).config, source, config.output_dir, **record)
@@ -270,7 +265,7 @@ def compile_model(model, config: FinetuningConfig, total_steps, **compile_args):
 
 
 def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=None,
-        monitor="val_accuracy", log=print, examples_per_epoch=0):
+        monitor="val_accuracy", log=print):
     """fit() for ceil(num_train_epochs) epochs (a fractional last epoch runs whole; the learning
     rate has reached its end by then), with a progress line every --log_steps and TensorBoard
     logs in output_dir. With `eval_data`: early stopping, and the weights of the best epoch by
@@ -285,10 +280,9 @@ def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=
 
     epochs = max(math.ceil(config.num_train_epochs), 1)
     profile = parse_profile_steps(config.profile_steps)
-    batch_size = (examples_per_epoch / steps_per_epoch if examples_per_epoch
-                  else config.train_batch_size)
     callbacks = [keras.callbacks.TensorBoard(config.output_dir, profile_batch=profile or 0),
-                 Progress(config.log_steps, steps_per_epoch, epochs, batch_size, log)]
+                 Progress(config.log_steps, steps_per_epoch, epochs, config.train_batch_size,
+                          log)]
     if eval_data is not None:
         best = os.path.join(config.output_dir, "best.weights.h5")
         callbacks.append(keras.callbacks.ModelCheckpoint(

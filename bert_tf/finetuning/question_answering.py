@@ -90,7 +90,7 @@ class QuestionAnswering:
                                   dynamic_padding=config.dynamic_padding, num_rows=windows,
                                   drop_remainder=True)
         steps = max(windows // config.train_batch_size, 1)
-        return harness.TaskData([], batches.repeat(), steps, steps * config.train_batch_size)
+        return harness.TaskData([], batches.repeat(), steps)
 
     def compile_args(self):
         import keras

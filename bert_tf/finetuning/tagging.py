@@ -131,8 +131,7 @@ class Tagging:
             f"eval: {len(self.evaluation):,} sentences")
         steps = max(chunks // config.train_batch_size, 1)
         return harness.TaskData(self.labels, self._batches(train_features, training=True),
-                                steps, steps * config.train_batch_size,
-                                self._batches(self.eval_features))
+                                steps, self._batches(self.eval_features))
 
     def _batches(self, features, training=False):
         config = self.config

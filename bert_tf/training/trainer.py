@@ -60,11 +60,7 @@ class TrainOptions(Settings):
                                      "TensorBoard's profile tab; empty: none.")
 
     def check(self):
-        try:
-            parse_profile_steps(self.profile_steps)
-        except ValueError as e:
-            return [str(e)]
-        return []
+        return profile_steps_problems(self.profile_steps)
 
     @property
     def profile_range(self):
@@ -343,6 +339,15 @@ def apply_reduced_gradients(optimizer):
         raise NotImplementedError(f"{type(inner).__name__} has no _all_reduce_sum_gradients: "
                                   f"this Keras reduces gradients differently")
     inner._all_reduce_sum_gradients = list
+
+
+def profile_steps_problems(text) -> list:
+    """What is wrong with --profile_steps (a settings class's `check()` part), or []."""
+    try:
+        parse_profile_steps(text)
+    except ValueError as e:
+        return [str(e)]
+    return []
 
 
 def parse_profile_steps(text, flag="--profile_steps"):
