@@ -2,6 +2,7 @@
 settings."""
 
 import functools
+import os
 import sys
 
 from absl import app, logging
@@ -29,7 +30,25 @@ def run(main, **kwargs):
     lines off its console (`console.filter_stderr`), then absl's `app.run(main, **kwargs)`."""
     logging.set_verbosity(logging.WARNING)  # before the flags are parsed: --verbosity wins
     console.filter_stderr()
-    app.run(main, **kwargs)
+    app.run(_exits_on_failure(main), **kwargs)
+
+
+def _exits_on_failure(main):
+    """A failed command ends now: its message printed, the process gone with its status. Left
+    to the interpreter's shutdown, tf.data's iterator threads can keep a failed process alive."""
+    @functools.wraps(main)
+    def wrapped(argv):
+        try:
+            return main(argv)
+        except SystemExit as e:
+            if e.code in (None, 0):
+                raise
+            if not isinstance(e.code, int):
+                print(e.code, file=sys.stderr)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(e.code if isinstance(e.code, int) else 1)
+    return wrapped
 
 
 def reports_errors(program, errors=(ValueError, OSError)):
@@ -42,6 +61,9 @@ def reports_errors(program, errors=(ValueError, OSError)):
                 return main(argv)
             except errors as e:
                 sys.exit(f"{program}: error: {e}")
+            except KeyboardInterrupt:
+                print(f"{program}: interrupted", file=sys.stderr)
+                sys.exit(130)
             except Exception as e:
                 if type(e).__name__ not in FILE_ERRORS or "tensorflow" not in type(e).__module__:
                     raise

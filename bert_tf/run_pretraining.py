@@ -8,7 +8,7 @@ With no flags at all it runs the embedded default: a vocab and TFRecords made on
 own documentation (cached in tfrecords/ of a source checkout, else in ~/.cache/bert_tf), then
 bert_tiny trained for a few hundred steps on CPU into runs/bert_tiny_sample under the current
 directory. Running the same command again resumes from the latest checkpoint in --output_dir;
-SIGTERM saves a checkpoint and exits cleanly. The flags are the fields of
+SIGTERM saves a checkpoint and exits cleanly (Ctrl-C too, with status 130). The flags are the fields of
 `bert_tf.training.pretraining.PretrainingConfig`.
 """
 
@@ -21,8 +21,8 @@ def main(argv):
     del argv
     config = cli.from_flags(PretrainingConfig)
     metrics = run(config)
-    if metrics.get("preempted"):
-        return
+    if metrics.get("preempted"):  # saved; Ctrl-C ends as an interrupted program does
+        return 130 if metrics.get("signal") == "SIGINT" else 0
     source = "eval_" if "eval_loss" in metrics else ""
     print(f"\nDone at step {metrics['step']}: masked_lm_accuracy "
           f"{metrics.get(source + 'masked_lm_accuracy', float('nan')):.4f}, next_sentence_accuracy "

@@ -1,6 +1,7 @@
 """Tiny pretraining data and configs shared by the training tests."""
 
 import os
+import socket
 
 from bert_tf.text.vocab_learning import learn_vocab
 from bert_tf.config import BertConfig
@@ -49,3 +50,14 @@ def flag_values(data, config_file, output_dir, **overrides):
         keep_checkpoint_max=3, do_eval=True, max_eval_steps=4, log_steps=10)
     values.update(overrides)
     return PretrainingConfig(**values)
+
+
+def free_ports(n):
+    """`n` local TCP ports free now (for the workers of a multi-worker cluster)."""
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports

@@ -91,7 +91,26 @@ def _check_data_set(prefix, files, asked, flag):
             f"{flag}: the data holds max_seq_length={held[0]}, max_predictions_per_seq="
             f"{held[1]} ({source}), but the flags ask --max_seq_length={asked[0]} "
             f"--max_predictions_per_seq={asked[1]}")
+    if not masking.is_dynamic(manifest) and not _has_masks(files[0], *asked):
+        raise DataMismatchError(
+            f"{flag}: {files[0]} holds no masked positions (masked_lm_weights all 0 in its first "
+            "records) and " + ("its manifest " + manifest_file + " says its masks are static"
+                                if manifest else "no manifest " + manifest_file + " lies beside "
+                                "it") + ": shards made with --dynamic_masking are masked as "
+            f"read, by the rules in their manifest; put the manifest made with them back")
     return manifest
+
+
+def _has_masks(path, max_seq_length, max_predictions_per_seq, records=64) -> bool:
+    """Whether the first `records` examples of `path` have any masked position."""
+    dataset = tf.data.TFRecordDataset(path, compression_type=schema.compression_type(path))
+    try:
+        for batch in dataset.take(records).batch(records):
+            _, labels = decode(batch, max_seq_length, max_predictions_per_seq)
+            return bool(tf.reduce_any(labels["masked_lm_weights"] > 0))
+    except tf.errors.OpError:
+        pass  # damaged: reading it for training names the corrupt shard
+    return True  # empty or unreadable: nothing to say here
 
 
 def largest_token_id(files, max_seq_length, max_predictions_per_seq, examples=1000) -> int:
@@ -149,23 +168,22 @@ def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_
             hosts, "some hosts read one file more than others, so their examples come more "
             "often." if len(files) > hosts else f"every host reads all of them and keeps every "
             f"{hosts}th record ({hosts}x the reading).", hosts)
-    dataset = tf.data.Dataset.from_tensor_slices(files)
+    # each file with its own compression: a glob may match gzipped and plain data sets
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (files, [schema.compression_type(path) for path in files]))
     if input_context and input_context.num_input_pipelines > 1:
         if len(files) >= input_context.num_input_pipelines:
             dataset = dataset.shard(input_context.num_input_pipelines,
                                     input_context.input_pipeline_id)
         else:  # fewer files than workers: every worker reads all, keeping its share of records
-            dataset = None
-    compression = schema.compression_type(files[0])
-    if dataset is None:
-        dataset = tf.data.TFRecordDataset(files, compression_type=compression).shard(
-            input_context.num_input_pipelines, input_context.input_pipeline_id)
-    else:
+            dataset = dataset.flat_map(_records).shard(input_context.num_input_pipelines,
+                                                       input_context.input_pipeline_id)
+            files = ()
+    if files:
         if is_training:
             dataset = dataset.shuffle(len(files), seed=seed).repeat()
         dataset = dataset.interleave(
-            lambda path: tf.data.TFRecordDataset(path, compression_type=compression),
-            cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE,
+            _records, cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=seed is not None or not is_training)
     if is_training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed).repeat()
@@ -191,6 +209,10 @@ def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_
     dataset = dataset.batch(batch_size, drop_remainder=True).enumerate().skip(skip_batches)
     dataset = dataset.map(decode_batch, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _records(path, compression):
+    return tf.data.TFRecordDataset(path, compression_type=compression)
 
 
 def find_corrupt_shard(files):

@@ -37,19 +37,33 @@ def open_pretraining_data(input_file, eval_input_file, max_seq_length, max_predi
     model's `vocab_size`); evaluation shards (`eval_input_file`, default the training ones) are
     checked now too, not after the whole training run."""
     files = io.expand_file_patterns(input_file)
-    manifest = input_pipeline.check_data(files, max_seq_length, max_predictions_per_seq)
+    manifest = _checked(files, max_seq_length, max_predictions_per_seq, vocab_size,
+                        bert_config_file, "--input_file")
+    eval_files = eval_masking = None
+    if do_eval:
+        eval_files = io.expand_file_patterns(eval_input_file or input_file, "--eval_input_file")
+        eval_manifest = _checked(eval_files, max_seq_length, max_predictions_per_seq, vocab_size,
+                                 bert_config_file, "--eval_input_file")
+        if (manifest is not None and eval_manifest is not None
+                and eval_manifest["vocab"]["sha256"] != manifest["vocab"]["sha256"]):
+            raise ValueError(f"--eval_input_file was made with another vocab than --input_file "
+                             f"(sha256 {eval_manifest['vocab']['sha256'][:12]}... vs "
+                             f"{manifest['vocab']['sha256'][:12]}...): its metrics would mean "
+                             f"nothing")
+        eval_masking = masking_rules(eval_files, eval_manifest)
+    return PretrainingData(files, manifest, masking_rules(files, manifest), eval_files,
+                           eval_masking)
+
+
+def _checked(files, max_seq_length, max_predictions_per_seq, vocab_size, bert_config_file, flag):
+    """check_data, then the data's vocab against the model's `vocab_size`."""
+    manifest = input_pipeline.check_data(files, max_seq_length, max_predictions_per_seq, flag)
     if manifest is not None and manifest["vocab"]["size"] > vocab_size:
-        raise ValueError(f"--input_file: the data's vocab has {manifest['vocab']['size']} tokens, "
+        raise ValueError(f"{flag}: the data's vocab has {manifest['vocab']['size']} tokens, "
                          f"more than vocab_size={vocab_size} of {bert_config_file}")
     if manifest is None:  # no vocab recorded: look at the ids themselves
         largest = input_pipeline.largest_token_id(files, max_seq_length, max_predictions_per_seq)
         if largest >= vocab_size:
-            raise ValueError(f"--input_file: the data holds token id {largest}, outside "
+            raise ValueError(f"{flag}: the data holds token id {largest}, outside "
                              f"vocab_size={vocab_size} of {bert_config_file}")
-    eval_files = eval_masking = None
-    if do_eval:
-        eval_files = io.expand_file_patterns(eval_input_file or input_file, "--eval_input_file")
-        eval_masking = masking_rules(eval_files, input_pipeline.check_data(
-            eval_files, max_seq_length, max_predictions_per_seq, "--eval_input_file"))
-    return PretrainingData(files, manifest, masking_rules(files, manifest), eval_files,
-                           eval_masking)
+    return manifest

@@ -121,8 +121,18 @@ def vocab_copy_path(output_prefix) -> str:
     return f"{output_prefix}.vocab.txt"
 
 
+GZIP_MAGIC = b"\x1f\x8b\x08"  # gzip, deflate
+
+
 def compression_type(path) -> str:
-    return "GZIP" if str(path).endswith(".gz") else ""
+    """"GZIP" for `.gz` files and for gzip data under another name (its first bytes), else ""."""
+    if str(path).endswith(".gz"):
+        return "GZIP"
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            return "GZIP" if f.read(3) == GZIP_MAGIC else ""
+    except tf.errors.OpError:
+        return ""  # unreadable: the reader that follows says why
 
 
 def manifest(max_seq_length, max_predictions_per_seq, vocab, do_lower_case, output_prefix,

@@ -5,7 +5,7 @@
 
 (`python -m bert_tf.run_pretraining` is its command line.) Without `input_file` it trains on
 the embedded default's sample data. The same settings again resume from the latest checkpoint in
-`output_dir`; SIGTERM saves a checkpoint and returns.
+`output_dir`; SIGTERM (or SIGINT) saves a checkpoint and returns.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import os
 import keras
 import tensorflow as tf
 
-from bert_tf import locks, run_dir
+from bert_tf import io, locks, run_dir
 from bert_tf.config import BertConfig, configs_dir
 from bert_tf.data import input_pipeline, packing
 from bert_tf.data.pretraining_data import open_pretraining_data
@@ -73,6 +73,9 @@ class PretrainingConfig(TrainOptions):
                                 "TPU name, or grpc://IP:8470.")
     num_gpus: int = setting(0, "GPUs for one_device/mirrored; 0: CPU (mirrored: all).",
                             minimum=0)
+    worker_wait_secs: int = setting(300, "multi_worker_mirrored: how long each worker waits "
+                                         "for the others to start before it exits, naming "
+                                         "those missing.", minimum=1)
     mixed_precision: str = setting("auto", "Keras dtype policy; auto: mixed_bfloat16 where the "
                                            "hardware multiplies bfloat16 natively (TPU, GPUs of "
                                            "compute capability 8.0+, CPUs with AMX or "
@@ -85,6 +88,12 @@ class PretrainingConfig(TrainOptions):
 
     def check(self):
         problems = super().check()
+        if (self.pack_sequences and self.max_predictions_per_row
+                and self.max_predictions_per_row < self.max_predictions_per_seq):
+            problems.append(f"--max_predictions_per_row={self.max_predictions_per_row} is "
+                            f"smaller than --max_predictions_per_seq="
+                            f"{self.max_predictions_per_seq}: a packed row must hold the "
+                            f"masked positions of at least one sequence")
         if not 0 <= self.num_warmup_steps <= self.num_train_steps:
             problems.append(f"--num_warmup_steps={self.num_warmup_steps} must be in "
                             f"[0, --num_train_steps={self.num_train_steps}]")
@@ -115,15 +124,28 @@ class PretrainingConfig(TrainOptions):
 
 
 def run(config: PretrainingConfig, log=print):
-    """The whole job; returns the final metrics (with "step", and "preempted" after SIGTERM)."""
+    """The whole job; returns the final metrics (with "step"; "preempted" and "signal" after
+    SIGTERM or SIGINT, which save a checkpoint and stop)."""
     # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF op.
     strategy = strategies.make_strategy(config.distribution_strategy, config.tpu,
-                                        config.num_gpus)
+                                        config.num_gpus, config.worker_wait_secs)
     config.validate(strategy.num_replicas_in_sync)
     # One writer per run directory: the chief holds its lock (the workers write elsewhere).
     with (locks.run_lock(config.output_dir) if strategies.is_chief(strategy)
           else contextlib.nullcontext()):
-        return _run(strategy, config, log)
+        try:
+            return _run(strategy, config, log)
+        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                tf.errors.AbortedError, tf.errors.CancelledError) as e:
+            if strategies.workers(strategy) < 2:
+                raise
+            tf_config = strategies.read_tf_config()
+            raise OSError(
+                f"multi_worker_mirrored: lost contact with "
+                f"{strategies.lost_worker(tf_config, e.message)} ({type(e).__name__}); this "
+                f"worker stops. The last checkpoint is "
+                f"{tf.train.latest_checkpoint(config.output_dir)}: start every worker again "
+                f"to resume from it") from None
 
 
 def _run(strategy, config: PretrainingConfig, log):
@@ -140,17 +162,14 @@ def _run(strategy, config: PretrainingConfig, log):
     if config.max_seq_length > bert_config.max_position_embeddings:
         raise ValueError(f"--max_seq_length={config.max_seq_length} exceeds "
                          f"max_position_embeddings={bert_config.max_position_embeddings}")
+    if bert_config.type_vocab_size < 2:
+        raise ValueError(f"--bert_config_file {config.bert_config_file}: type_vocab_size="
+                         f"{bert_config.type_vocab_size}, but pretraining pairs two segments "
+                         f"(segment ids 0 and 1): it must be at least 2")
+    output_dir = config.output_dir
+    check_resume(output_dir, bert_config, config, data.manifest)
     precision = precision_lib.resolve(config.mixed_precision, strategy)
     log(f"precision: {precision.policy} ({precision.reason})")
-    output_dir = config.output_dir
-    try:
-        if strategies.is_chief(strategy):
-            write_run_files(output_dir, bert_config, config, data.files, data.manifest,
-                            precision)
-        else:
-            tf.io.gfile.makedirs(output_dir)
-    except (OSError, tf.errors.OpError) as e:
-        raise OSError(f"--output_dir {output_dir} is not writable: {e}") from None
 
     keras.utils.set_random_seed(config.random_seed)
     keras.mixed_precision.set_global_policy(precision.policy)
@@ -164,7 +183,22 @@ def _run(strategy, config: PretrainingConfig, log):
             clip_norm=0.0,  # the Trainer clips (--clip_norm), after the all-reduce
             mixed_precision=precision.policy)
     trainer = Trainer(strategy, pretrainer, optimizer, config)
-    log(trainer.restore(config.init_checkpoint))
+    try:
+        log(trainer.restore(config.init_checkpoint))
+    except tf.errors.InvalidArgumentError as e:
+        raise ValueError(f"--output_dir {output_dir}: its checkpoint does not fit the model of "
+                         f"--bert_config_file {config.bert_config_file}: "
+                         f"{io.one_line(e.message)}") from None
+    # The run directory's files only now, when every check of this (re)start has passed: a
+    # refused resume leaves the run as it was.
+    try:
+        if strategies.is_chief(strategy):
+            write_run_files(output_dir, bert_config, config, data.files, data.manifest,
+                            precision)
+        else:
+            tf.io.gfile.makedirs(output_dir)
+    except (OSError, tf.errors.OpError) as e:
+        raise OSError(f"--output_dir {output_dir} is not writable: {e}") from None
 
     def distributed_dataset(input_files, batch_size, training=True):
         def fn(context):
@@ -195,7 +229,7 @@ def _run(strategy, config: PretrainingConfig, log):
             f"--input_file: corrupt shard {bad or '(not found by re-reading)'}: {e.message}"
         ) from None
     if trainer.preempted:
-        return {"preempted": True, "step": trainer.step, **metrics}
+        return {"preempted": True, "signal": trainer.signal, "step": trainer.step, **metrics}
     if config.do_eval:
         eval_metrics = trainer.evaluate(distributed_dataset(data.eval_files,
                                                             config.eval_batch_size,
@@ -204,6 +238,49 @@ def _run(strategy, config: PretrainingConfig, log):
         log("eval: " + format_metrics(eval_metrics))
         metrics = {**metrics, **{f"eval_{k}": v for k, v in eval_metrics.items()}}
     return {"step": trainer.step, **metrics}
+
+
+# Settings a run cannot change once it has a checkpoint: the data stream and the model's inputs
+# depend on them (the model's shape is checked against bert_config.json).
+FIXED_ON_RESUME = ("max_seq_length", "max_predictions_per_seq", "pack_sequences")
+
+
+def check_resume(output_dir, bert_config, config: PretrainingConfig, manifest):
+    """Refuses to resume a run (`output_dir` has a checkpoint) with another model, another vocab
+    or settings that would change its data stream, naming the flag and both values. Nothing is
+    written before this check."""
+    if not tf.train.latest_checkpoint(output_dir):
+        return
+    problems = []
+    config_file = os.path.join(output_dir, run_dir.CONFIG_FILE)
+    if tf.io.gfile.exists(config_file):
+        held = dataclasses.asdict(BertConfig.from_json_file(config_file))
+        changed = [f"{key} {held[key]} -> {value}" for key, value in
+                   dataclasses.asdict(bert_config).items() if held[key] != value]
+        if changed:
+            problems.append(f"--bert_config_file {config.bert_config_file} differs from the "
+                            f"run's {config_file}: {', '.join(changed)}")
+    record = run_dir.read_record(output_dir)
+    flags = record.get("flags", {})
+    for name in FIXED_ON_RESUME + (("max_sequences_per_row",) if config.pack_sequences else ()):
+        if name in flags and flags[name] != getattr(config, name):
+            problems.append(f"--{name}={getattr(config, name)}, but the run was trained with "
+                            f"--{name}={flags[name]}")
+    if "flags" in record:
+        held_vocab = (record.get("data_manifest") or {}).get("vocab", {}).get("sha256")
+        vocab = (manifest or {}).get("vocab", {}).get("sha256")
+        if held_vocab != vocab:
+            problems.append(
+                "--input_file: the data's vocab is not the one the run was trained on (" + (
+                    f"sha256 {held_vocab[:12]}... recorded in "
+                    f"{os.path.join(output_dir, run_dir.RUN_CONFIG_FILE)}" if held_vocab else
+                    "the run's data recorded no vocab") + ", the data's " + (
+                    f"{vocab[:12]}..." if vocab else "none (no manifest)") + ")")
+    if problems:
+        raise ValueError(f"--output_dir {output_dir} holds a run that cannot resume with these "
+                         f"settings: {'; '.join(problems)}. Nothing was changed; to go on with "
+                         f"new settings, start another --output_dir with --init_checkpoint="
+                         f"{output_dir}")
 
 
 def write_run_files(output_dir, bert_config, config: PretrainingConfig, files, manifest,

@@ -1,6 +1,11 @@
 """`tf.distribute` strategies by name, and which worker is the chief."""
 
+import json
+import os
+import re
 import socket
+import subprocess
+import sys
 import urllib.parse
 
 import tensorflow as tf
@@ -8,15 +13,32 @@ import tensorflow as tf
 STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
 
-def make_strategy(name, tpu="", num_gpus=0):
-    """`one_device`, `mirrored`, `multi_worker_mirrored` (TF_CONFIG) or `tpu`."""
+def make_strategy(name, tpu="", num_gpus=0, worker_wait_secs=300):
+    """`one_device`, `mirrored`, `multi_worker_mirrored` (TF_CONFIG; the workers wait up to
+    `worker_wait_secs` for each other, then this process ends naming those missing) or `tpu`."""
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy("/gpu:0" if num_gpus > 0 else "/cpu:0")
     if name == "mirrored":
         devices = [f"/gpu:{i}" for i in range(num_gpus)] if num_gpus > 0 else None
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker_mirrored":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        tf_config = read_tf_config()
+        # TensorFlow waits for every worker inside C++ without a bound (nor a Python thread
+        # running): a watchdog process ends this one if the wait outlasts worker_wait_secs.
+        own = tf_config["task"]
+        peers = [(describe_task(tf_config, job, index), address)
+                 for job, addresses in tf_config["cluster"].items()
+                 for index, address in enumerate(addresses)
+                 if (job, index) != (own["type"], own["index"])]
+        watchdog = subprocess.Popen(
+            [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(worker_wait_secs),
+             describe_task(tf_config, own["type"], own["index"]), json.dumps(peers)],
+            stdin=subprocess.PIPE)
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        finally:
+            watchdog.stdin.close()  # the start is over: the watchdog exits
+            watchdog.wait()
     if name == "tpu":
         return tpu_strategy(tpu or "local")
     raise ValueError(f"--distribution_strategy must be one of {', '.join(STRATEGIES)}; "
@@ -60,3 +82,75 @@ def is_chief(strategy):
     return resolver.task_type == "chief" or (resolver.task_type == "worker"
                                              and resolver.task_id == 0
                                              and "chief" not in resolver.cluster_spec().jobs)
+
+
+def workers(strategy) -> int:
+    """The number of worker processes (hosts) that run `strategy`'s steps together."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return sum(len(spec.get(job, ())) for job in ("chief", "worker"))
+
+
+def read_tf_config() -> dict:
+    """The TF_CONFIG environment variable of a multi-worker run, checked: {"cluster": {job:
+    [host:port, ...]}, "task": {"type": job, "index": i}}."""
+    text = os.environ.get("TF_CONFIG")
+    if not text:
+        raise ValueError("--distribution_strategy=multi_worker_mirrored needs the TF_CONFIG "
+                         "environment variable (the cluster and this worker's task); it is unset")
+    try:
+        config = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({e}): {text[:200]!r}") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    task = config.get("task") if isinstance(config, dict) else None
+    if (not isinstance(cluster, dict) or not cluster
+            or not all(isinstance(v, list) and all(isinstance(a, str) for a in v)
+                       for v in cluster.values())):
+        raise ValueError(f'TF_CONFIG needs "cluster": {{"worker": ["host:port", ...]}}; got '
+                         f"{text[:200]!r}")
+    if (not isinstance(task, dict) or task.get("type") not in cluster
+            or not isinstance(task.get("index"), int)
+            or not 0 <= task["index"] < len(cluster[task["type"]])):
+        raise ValueError(f'TF_CONFIG needs "task": {{"type": one of {sorted(cluster)}, "index": '
+                         f"0..n-1 of that job's addresses}}; got {text[:200]!r}")
+    return config
+
+
+def describe_task(config, job, index) -> str:
+    """"worker 1 (10.0.0.2:2222)" from TF_CONFIG."""
+    addresses = config["cluster"].get(job, [])
+    return f"{job} {index}" + (f" ({addresses[index]})" if index < len(addresses) else "")
+
+
+def lost_worker(config, message) -> str:
+    """Which worker a multi-worker error names (TensorFlow's /job:worker/.../task:N), for
+    messages; "a worker" when it names none."""
+    found = re.search(r"/job:(\w+)/replica:\d+/task:(\d+)", message or "")
+    own = config["task"]
+    if found and (found[1], int(found[2])) != (own["type"], own["index"]):
+        return describe_task(config, found[1], int(found[2]))
+    return "a worker"
+
+
+# The watchdog of a multi-worker start (plain Python, no TensorFlow): when its stdin stays open
+# for `seconds`, it names the peers that do not answer and ends the waiting process.
+_WATCHDOG = """
+import json, os, select, signal, socket, sys
+pid, seconds, me, peers = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
+if not select.select([sys.stdin], [], [], seconds)[0]:
+    missing = []
+    for name, address in peers:
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=3).close()
+        except (OSError, ValueError):
+            missing.append(name)
+    print(f"multi_worker_mirrored: error: {me} waited {seconds} s (--worker_wait_secs) for the "
+          f"other workers to start; " + (f"not started: {', '.join(missing)}" if missing else
+                                         "they answer but did not join") +
+          ". Start every worker with the same TF_CONFIG cluster", file=sys.stderr, flush=True)
+    os.kill(pid, signal.SIGKILL)
+"""

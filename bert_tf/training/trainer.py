@@ -33,7 +33,7 @@ import tensorflow as tf
 from bert_tf import io, run_dir
 from bert_tf.modeling import objective as pretraining_objective
 from bert_tf.settings import Settings, setting
-from bert_tf.training.strategy import is_chief
+from bert_tf.training.strategy import is_chief, workers
 from bert_tf.training.summaries import TrainingLog
 
 
@@ -60,12 +60,19 @@ class TrainOptions(Settings):
                                      "TensorBoard's profile tab; empty: none.")
 
     def check(self):
-        return profile_steps_problems(self.profile_steps)
+        problems = profile_steps_problems(self.profile_steps)
+        if not problems and self.profile_range and self.profile_range[1] > self.num_train_steps:
+            problems.append(f"--profile_steps={self.profile_steps} ends past the last step "
+                            f"(--num_train_steps={self.num_train_steps})")
+        return problems
 
     @property
     def profile_range(self):
         """(first, last) step of --profile_steps, or None."""
         return parse_profile_steps(self.profile_steps)
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # save a checkpoint and stop
 
 
 class Trainer:
@@ -102,7 +109,10 @@ class Trainer:
                              else self._replica_step)
         self._train_loop = tf.function(self._loop)
         self._eval_loop = tf.function(self._eval)
-        self.preempted = False
+        self.preempted = False  # the signal stopped training (all workers agreed)
+        self.signal = None  # its name: "SIGTERM" or "SIGINT"
+        self._received = 0  # the signal this process received, else 0
+        self._workers = workers(strategy)
 
     @property
     def step(self) -> int:
@@ -233,14 +243,14 @@ class Trainer:
         iterator = iter(dataset)
         report = TrainingLog(summary_dir, options.num_train_steps, log,
                              write_summaries=self.chief)
-        previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        previous = {number: signal.signal(number, self._on_signal) for number in STOP_SIGNALS}
         metrics, start_step, start = {}, self.step, time.time()
         window = dict.fromkeys(self._sums, 0.0)
         window_steps, window_start = 0, time.time()
         profile = (Profile(*options.profile_range, os.path.join(summary_dir, "train"))
                    if options.profile_range and self.chief and summary_dir else None)
         try:
-            while self.step < options.num_train_steps and not self.preempted:
+            while self.step < options.num_train_steps and not self._stop_agreed():
                 step = self.step
                 steps = min(options.steps_per_loop, options.num_train_steps - step,
                             _to_next(step, options.log_steps),
@@ -278,9 +288,11 @@ class Trainer:
                     self.save()
             if self.preempted:
                 self.save()
-                log(f"SIGTERM: saved a checkpoint at step {self.step}; exiting.")
+                log(f"{self.signal}{'' if self._received else ' on another worker'}: saved a "
+                    f"checkpoint at step {self.step}; exiting.")
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
             report.close()
             if profile is not None:
                 profile.stop(log)
@@ -320,8 +332,24 @@ class Trainer:
             tf.io.gfile.rmtree(self.manager.directory)
         return path
 
-    def _on_sigterm(self, signum, frame):
-        self.preempted = True
+    def _on_signal(self, signum, frame):
+        self._received = signum
+
+    def _stop_agreed(self) -> bool:
+        """Whether a worker received SIGTERM or SIGINT, agreed by all workers between host
+        calls (preemption reaches one VM of a slice at a time): then every worker stops at the
+        same step and takes part in one save, or none does."""
+        received = [int(self._received == number) for number in STOP_SIGNALS]
+        if self._workers > 1:
+            values = self.strategy.experimental_distribute_values_from_function(
+                lambda context: tf.constant(received, tf.int32))
+            received = self.strategy.reduce(tf.distribute.ReduceOp.SUM, values,
+                                            axis=None).numpy().tolist()
+        if any(received):  # SIGTERM wins: a preemption notice beats a Ctrl-C
+            self.preempted = True
+            self.signal = next(number.name for number, count in zip(STOP_SIGNALS, received)
+                               if count)
+        return self.preempted
 
 
 def apply_reduced_gradients(optimizer):

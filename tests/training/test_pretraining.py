@@ -21,7 +21,7 @@ from bert_tf.config import BertConfig
 from bert_tf.data.input_pipeline import DataMismatchError
 from bert_tf.training.pretraining import run
 from conftest import REPO_ROOT
-from pretraining_fixtures import flag_values, make_tiny_data, tiny_config_file
+from pretraining_fixtures import flag_values, free_ports, make_tiny_data, tiny_config_file
 
 TAGS = {"loss", "masked_lm_loss", "masked_lm_accuracy", "next_sentence_loss",
         "next_sentence_accuracy", "learning_rate", "examples_per_second", "gradient_norm",
@@ -169,19 +169,135 @@ def test_jit_compiled_step_trains(data, tmp_path):
     assert metrics["step"] == 10 and np.isfinite(metrics["loss"])
 
 
-def test_packed_sequences_train_compiled_and_resume_unpacked(data, tmp_path):
-    """--pack_sequences: the XLA step on packed rows, more sequences than rows, then the same
-    checkpoint goes on unpacked (packing adds no weights)."""
+def test_packed_sequences_train_compiled_and_go_on_unpacked(data, tmp_path):
+    """--pack_sequences: the XLA step on packed rows, more sequences than rows, then the
+    checkpoint goes on unpacked in another run (packing adds no weights)."""
     lines = []
-    metrics = run(flag_values(data["glob"], data["config"], tmp_path, num_train_steps=10,
-                              jit_compile=True, pack_sequences=True, max_sequences_per_row=3),
-                  log=lines.append)
+    metrics = run(flag_values(data["glob"], data["config"], tmp_path / "packed",
+                              num_train_steps=10, jit_compile=True, pack_sequences=True,
+                              max_sequences_per_row=3), log=lines.append)
     assert metrics["step"] == 10 and np.isfinite(metrics["loss"])
     assert 0 <= metrics["eval_masked_lm_accuracy"] <= 1
     assert metrics["sequences_per_second"] >= metrics["examples_per_second"]
-    more = run(flag_values(data["glob"], data["config"], tmp_path, num_train_steps=20),
-               log=lines.append)
-    assert more["step"] == 20 and np.isfinite(more["loss"])
+    more = run(flag_values(data["glob"], data["config"], tmp_path / "unpacked",
+                           num_train_steps=10, do_eval=False,
+                           init_checkpoint=str(tmp_path / "packed")), log=lines.append)
+    assert more["step"] == 10 and np.isfinite(more["loss"])
+
+
+def test_packed_rows_must_hold_one_sequence_s_predictions(data):
+    with pytest.raises(ValueError, match="--max_predictions_per_row=3 is smaller than "
+                                         "--max_predictions_per_seq=5"):
+        flag_values(data["glob"], data["config"], "x", pack_sequences=True,
+                    max_predictions_per_row=3)
+
+
+def other_vocab_data(data, directory):
+    """The tiny data set relabelled as made with another vocab of the same size (two tokens
+    swapped): a consistent data set whose ids mean other words."""
+    source = os.path.dirname(data["glob"])
+    directory.mkdir()
+    for shard in glob.glob(data["glob"]):
+        shutil.copy(shard, directory)
+    vocab = open(os.path.join(source, "tiny.vocab.txt")).read().split("\n")
+    vocab[500], vocab[501] = vocab[501], vocab[500]
+    (directory / "tiny.vocab.txt").write_text("\n".join(vocab))
+    from bert_tf.text.tokenization import load_vocab
+    manifest = json.loads(open(os.path.join(source, "tiny.manifest.json")).read())
+    manifest["vocab"]["sha256"] = load_vocab(str(directory / "tiny.vocab.txt")).sha256()
+    (directory / "tiny.manifest.json").write_text(json.dumps(manifest))
+    return str(directory / os.path.basename(data["glob"]))
+
+
+def snapshot(directory):
+    return {str(p.relative_to(directory)): p.read_bytes()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_refused_resume_leaves_the_run_as_it_was(trained, data, tmp_path):
+    """Another config, vocab, max_seq_length or packing setting: refused before anything is
+    written, each naming the flag; the run directory stays byte for byte."""
+    output_dir = tmp_path / "run"
+    shutil.copytree(trained["dir"], output_dir)
+    before = snapshot(output_dir)
+    wider = tmp_path / "wider.json"
+    wider.write_text(json.dumps({**json.loads(open(data["config"]).read()), "hidden_size": 64}))
+    other_vocab = other_vocab_data(data, tmp_path / "other_vocab")
+    for overrides, message in (
+            ({"bert_config_file": str(wider)}, r"--bert_config_file .* hidden_size 32 -> 64"),
+            ({"input_file": other_vocab}, "--input_file: the data's vocab is not the one"),
+            ({"max_seq_length": 64}, "max_seq_length=64"),
+            ({"pack_sequences": True}, "--pack_sequences=True, but the run was trained with "
+                                       "--pack_sequences=False")):
+        values = {"bert_config_file": data["config"], "input_file": data["glob"], **overrides}
+        with pytest.raises(ValueError, match=message):
+            run(flag_values(values.pop("input_file"), values.pop("bert_config_file"),
+                            output_dir, num_train_steps=60, **values), log=lambda _: None)
+        assert snapshot(output_dir) == before, overrides
+
+
+def test_eval_data_of_another_vocab_is_refused_before_training(data, tmp_path):
+    other_vocab = other_vocab_data(data, tmp_path / "other_vocab")
+    with pytest.raises(ValueError, match="--eval_input_file was made with another vocab"):
+        run(flag_values(data["glob"], data["config"], tmp_path / "run",
+                        eval_input_file=other_vocab))
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_dynamic_shards_need_their_manifest(tmp_path):
+    glob_ = make_tiny_data(str(tmp_path), dynamic_masking=True)
+    config = tiny_config_file(str(tmp_path))
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for shard in glob.glob(glob_):
+        shutil.copy(shard, bare)
+    with pytest.raises(DataMismatchError, match="holds no masked positions .* no manifest"):
+        run(flag_values(str(bare / "*.tfrecord"), config, tmp_path / "a"))
+    manifest_file = tmp_path / "tiny_dynamic.manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    manifest_file.write_text(json.dumps({**manifest, "masking": "static"}))
+    with pytest.raises(DataMismatchError, match="holds no masked positions .* says its masks "
+                                                "are static"):
+        run(flag_values(glob_, config, tmp_path / "b"))
+
+
+def test_gzipped_and_plain_data_sets_train_together(data, tmp_path):
+    """One --input_file of a gzipped data set and a plain one (compression read per file);
+    a gzipped shard without .gz in its name is read too."""
+    source = os.path.dirname(data["glob"])
+    manifest = json.loads(open(os.path.join(source, "tiny.manifest.json")).read())
+    (tmp_path / "gz").mkdir()
+    for shard in manifest["shards"]:
+        name = shard["file"].replace("tiny-", "tinygz-") + ".gz"
+        with tf.io.TFRecordWriter(str(tmp_path / "gz" / name), "GZIP") as writer:
+            for record in tf.data.TFRecordDataset(os.path.join(source, shard["file"])):
+                writer.write(record.numpy())
+        shard["file"] = name
+    manifest.update(compression="GZIP", vocab={**manifest["vocab"], "file": "tinygz.vocab.txt"})
+    (tmp_path / "gz" / "tinygz.manifest.json").write_text(json.dumps(manifest))
+    shutil.copy(os.path.join(source, "tiny.vocab.txt"), tmp_path / "gz" / "tinygz.vocab.txt")
+    from bert_tf.data.schema import compression_type
+    renamed = tmp_path / "renamed.tfrecord"
+    shutil.copy(tmp_path / "gz" / manifest["shards"][0]["file"], renamed)
+    assert compression_type(str(renamed)) == "GZIP"
+    assert compression_type(glob.glob(data["glob"])[0]) == ""
+    metrics = run(flag_values(f"{data['glob']},{tmp_path / 'gz' / 'tinygz-*'}", data["config"],
+                              tmp_path / "run", num_train_steps=4, steps_per_loop=2,
+                              do_eval=False), log=lambda _: None)
+    assert metrics["step"] == 4 and np.isfinite(metrics["loss"])
+
+
+def test_pretraining_refuses_a_single_segment_config(data, tmp_path):
+    single = tmp_path / "single.json"
+    single.write_text(json.dumps({**json.loads(open(data["config"]).read()),
+                                  "type_vocab_size": 1}))
+    with pytest.raises(ValueError, match="type_vocab_size=1, but pretraining pairs two"):
+        run(flag_values(data["glob"], str(single), tmp_path / "run"))
+
+
+def test_profile_steps_past_the_last_step_are_refused(data):
+    with pytest.raises(ValueError, match="--profile_steps=45,50 ends past the last step"):
+        flag_values(data["glob"], data["config"], "x", profile_steps="45,50")
 
 
 def test_bad_flags_and_data(data, tmp_path):
@@ -270,25 +386,31 @@ def test_sigterm_saves_and_resumes(data, tmp_path):
                "--max_seq_length=32", "--max_predictions_per_seq=5", "--train_batch_size=16",
                "--num_train_steps=100000", "--steps_per_loop=5", "--save_checkpoints_steps=1000",
                "--log_steps=5", "--num_warmup_steps=2", "--do_eval=false"]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 240
-    seen = []
-    for line in process.stdout:  # wait until training is under way
-        seen.append(line)
-        if line.startswith("step 10/") or time.time() > deadline:
-            break
-    process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=120)
-    assert process.returncode == 0, "".join(seen) + out
+
+    def interrupted(signal_number, after):
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + 240
+        seen = []
+        for line in process.stdout:  # wait until training is under way
+            seen.append(line)
+            if line.startswith(f"step {after}/") or time.time() > deadline:
+                break
+        process.send_signal(signal_number)
+        out, _ = process.communicate(timeout=120)
+        return process.returncode, "".join(seen) + out
+
+    code, out = interrupted(signal.SIGTERM, 10)
+    assert code == 0, out
     assert "SIGTERM: saved a checkpoint at step" in out
     step = int(tf.train.latest_checkpoint(str(output_dir)).rsplit("-", 1)[1])
     assert step >= 10
-    command[command.index("--num_train_steps=100000")] = f"--num_train_steps={step + 5}"
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "resumed from" in result.stdout and f"step {step + 5}/{step + 5}" in result.stdout
+    # Ctrl-C: the same save, one line, the status of an interrupted program
+    code, out = interrupted(signal.SIGINT, step + 5)
+    assert code == 130, out
+    assert f"resumed from {output_dir}/ckpt-{step} at step {step}" in out
+    assert "SIGINT: saved a checkpoint at step" in out and "Traceback" not in out
+    assert int(tf.train.latest_checkpoint(str(output_dir)).rsplit("-", 1)[1]) >= step + 5
 
 
 MIRRORED_SCRIPT = """
@@ -350,16 +472,6 @@ def test_tensorboard_server_serves_the_scalars(trained):
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 @pytest.mark.slow
