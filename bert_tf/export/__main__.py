@@ -36,7 +36,7 @@ class ExportConfig(Settings):
                                            "bert, or classifier / squad / tagger for a "
                                            "finetuned run.")
     version: int | None = setting(None, "Version number; default: one above the highest.",
-                                  minimum=0)
+                                  minimum=1)
     overwrite: bool = setting(False, "Replace an existing version.")
 
 

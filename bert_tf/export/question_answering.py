@@ -11,13 +11,14 @@ As run_squad predicts: the question (at most max_query_length pieces) and window
 window where it has the most context; the best span over every window is the answer, searched
 over all valid (start, end) pairs rather than the n best of each. For SQuAD v2.0 models, no
 answer ("" , -1, -1, has_answer false) when the [CLS] score beats the best span's by more than
-the threshold. Only TensorFlow and tensorflow-text ops are inside.
+the threshold. A context runs as at most MAX_WINDOWS (export.serving) windows and is read up to
+its first MiB: what one request costs is bounded. Only TensorFlow and tensorflow-text ops are inside.
 """
 
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from bert_tf.export.serving import SavedModule, save_version
+from bert_tf.export.serving import MAX_WINDOWS, SavedModule, save_version
 from bert_tf.text.preprocessing import same_batch
 from bert_tf.text.tokenization import WordpieceTokenizer
 
@@ -57,7 +58,8 @@ class QuestionAnsweringExport(SavedModule):
         room = s["seq"] - 3 - query.row_lengths()  # [B] context pieces per window
         step = tf.minimum(room, s["stride"])
         total = pieces.row_lengths()
-        windows = 1 + (tf.maximum(total - room, 0) + step - 1) // step  # [B]
+        windows = tf.minimum(1 + (tf.maximum(total - room, 0) + step - 1) // step,
+                             MAX_WINDOWS)  # [B]; pieces past the last window go unread
         example = tf.repeat(tf.range(batch), windows)  # [W]
         index = tf.ragged.range(windows).flat_values  # [W] window number in its example
         start = index * tf.gather(step, example)

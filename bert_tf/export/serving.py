@@ -11,6 +11,12 @@ import tensorflow as tf
 from bert_tf import io, locks
 
 
+# The most model windows one text of a request runs as (the tagging and question-answering
+# signatures window long texts): what one request can cost is bounded; the rest of a longer text
+# is not read.
+MAX_WINDOWS = 64
+
+
 class SavedModule(tf.Module):
     """A tf.Module whose `variables` and `trainable_variables` are attributes saved with it.
 
@@ -32,6 +38,8 @@ def save_version(module, signatures, model_dir, version=None, overwrite=False) -
     temporary directory; returns the path."""
     with locks.output_lock(os.path.join(model_dir, ".bert_tf.lock"), f"--export_dir {model_dir}"):
         io.remove_all(tf.io.gfile.glob(os.path.join(model_dir, ".tmp-*")))  # a killed export's
+        if version is not None and version < 1:
+            raise ValueError(f"--version={version}: TF Serving loads versions 1 and up")
         version = version or next_version(model_dir)
         target = os.path.join(model_dir, str(version))
         if tf.io.gfile.exists(target) and not overwrite:

@@ -9,15 +9,16 @@ entities out, all in the graph.
 
 The words are the tokenizer's (split on whitespace and punctuation, as BERT's basic tokenizer
 splits them); each is tagged at its first WordPiece. Texts longer than max_seq_length - 2 pieces
-run as several windows. Entities follow conlleval's rules (bert_tf.finetuning.tagging_metrics).
+run as several windows, at most MAX_WINDOWS (export.serving) per text: the words beyond are not
+returned. Time and memory are linear in the text's length, which is read up to its first MiB. Entities follow conlleval's rules (bert_tf.finetuning.tagging_metrics).
 Offsets are characters of the text, ends exclusive; padding is "" and -1.
 """
 
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from bert_tf.export.serving import SavedModule, save_version
-from bert_tf.text.tokenization import WordpieceTokenizer
+from bert_tf.export.serving import MAX_WINDOWS, SavedModule, save_version
+from bert_tf.text.tokenization import WordpieceTokenizer, clip
 
 _PREFIXES = {"O": 0, "B": 1, "I": 2, "E": 3, "S": 4}
 
@@ -46,7 +47,9 @@ class TaggingExport(SavedModule):
             tf.TensorSpec([None], tf.string, name="text")])
 
     def _serve(self, text):
-        ids, starts, ends = self.tokenizer.tokenize_with_offsets(text)  # [B, (P)]
+        text = clip(text)
+        limit = MAX_WINDOWS * (self._seq - 2)  # the pieces of at most MAX_WINDOWS windows
+        ids, starts, ends = (x[:, :limit] for x in self.tokenizer.tokenize_with_offsets(text))
         tags = ids.with_flat_values(self._piece_tags(ids))  # [B, (P)] label ids
 
         # === Words: a piece that is not a "##" continuation starts one ===
@@ -60,8 +63,8 @@ class TaggingExport(SavedModule):
         word_end = tf.math.unsorted_segment_max(ends.flat_values, word_of_piece, count)
         word_tag = tf.gather(tags.flat_values, words.flat_values)  # [W] label ids
         row = words.value_rowids()
-        word_text = tf.strings.substr(tf.gather(text, row), word_start, word_end - word_start,
-                                      unit="UTF8_CHAR")
+        chars = tf.strings.unicode_split(text, "UTF-8")  # [B, (C)], as the offsets count
+        word_text = _spans(chars, row, word_start, word_end)
 
         # === Entities, by conlleval's rules over each text's words ===
         prefix, kind = tf.gather(self._prefix, word_tag), tf.gather(self._type, word_tag)
@@ -87,8 +90,7 @@ class TaggingExport(SavedModule):
         entity_row = tf.gather(row, entity_first)
         entity_start = tf.gather(word_start, entity_first)
         entity_end = tf.gather(word_end, entity_last)
-        entity_text = tf.strings.substr(tf.gather(text, entity_row), entity_start,
-                                        entity_end - entity_start, unit="UTF8_CHAR")
+        entity_text = _spans(chars, entity_row, entity_start, entity_end)
         entity_type = tf.gather(self._types, tf.gather(kind, entity_first))
 
         nrows = ids.nrows()
@@ -130,6 +132,16 @@ class TaggingExport(SavedModule):
         piece_window = chunks.value_rowids()
         piece_position = tf.ragged.range(chunks.row_lengths()).flat_values + 1  # after [CLS]
         return tf.gather_nd(best, tf.stack([piece_window, piece_position], axis=1))
+
+
+def _spans(chars, rows, starts, ends):
+    """The text of characters [start, end) of text `row`, for each span, from the texts'
+    characters [B, (C)]: linear in the spans' lengths (cutting each out of its whole text would
+    copy the text once per span, quadratic in a long text's length)."""
+    base = tf.gather(chars.row_starts(), rows)
+    starts, ends = (base + tf.cast(x, base.dtype) for x in (starts, ends))
+    return tf.strings.reduce_join(
+        tf.gather(chars.flat_values, tf.ragged.range(starts, ends)), axis=1)
 
 
 def export_tagger(model, vocab, do_lower_case, max_seq_length, labels, model_dir, version=None,

@@ -33,6 +33,9 @@ _CONTROL_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\x{fffd}\p{Cf}]"
 # counts bytes instead. So its byte limit is set out of reach (4 bytes per character) and
 # `WordpieceTokenizer` applies the character limit itself.
 _MAX_CHARS_PER_WORD = 200
+# Each text is read up to its first MiB: time and memory per text stay bounded (a served model
+# can be sent anything); longer texts are cut there.
+MAX_TEXT_BYTES = 1 << 20
 _MAX_BYTES_PER_WORD = 4 * _MAX_CHARS_PER_WORD
 # Text without 201 characters in a row free of ASCII whitespace cannot hold such a word; it skips
 # the (slower, memory-hungry) check.
@@ -167,7 +170,7 @@ class WordpieceTokenizer(tf.Module):
         self._unk_id = tf.constant(vocab.unk_id, tf.int64)
 
     def tokenize(self, texts):
-        texts = normalize_text(tf.convert_to_tensor(texts, tf.string), self.do_lower_case)
+        texts = normalize_text(clip(tf.convert_to_tensor(texts, tf.string)), self.do_lower_case)
         maybe_long = tf.reduce_any(tf.strings.regex_full_match(texts, _MAYBE_LONG_WORD))
         return tf.cond(maybe_long, lambda: self._tokenize_unk_long_words(texts)[0],
                        lambda: self._tokenizer.tokenize(texts))
@@ -181,7 +184,7 @@ class WordpieceTokenizer(tf.Module):
         for context-dependent lower-casing (a Greek capital sigma ending a word), where a
         piece can differ from `tokenize`'s.
         """
-        texts = tf.convert_to_tensor(texts, tf.string)
+        texts = clip(tf.convert_to_tensor(texts, tf.string))
         chars = tf.strings.unicode_split(texts, "UTF-8")  # [N, (C)]
         normalized = normalize_text(chars.flat_values, self.do_lower_case)  # [C total]
         lengths = tf.strings.length(normalized)  # bytes each character became (0: dropped)
@@ -212,10 +215,12 @@ class WordpieceTokenizer(tf.Module):
         # Only words of over 200 bytes can have over 200 characters; count just those.
         maybe_long = tf.where(end - begin > _MAX_CHARS_PER_WORD)[:, 0]
         word_rows = tf.math.unsorted_segment_min(rows, word, num_words)
-        text = tf.strings.substr(tf.gather(texts, tf.gather(word_rows, maybe_long)),
-                                 tf.gather(begin, maybe_long),
-                                 tf.gather(end - begin, maybe_long))
-        too_long = tf.strings.length(text, unit="UTF8_CHAR") > _MAX_CHARS_PER_WORD
+        too_long = tf.cond(
+            tf.size(maybe_long) > 0,
+            lambda: _characters_in(texts, tf.gather(word_rows, maybe_long),
+                                   tf.gather(begin, maybe_long),
+                                   tf.gather(end, maybe_long)) > _MAX_CHARS_PER_WORD,
+            lambda: tf.zeros([0], tf.bool))
         long_word = tf.scatter_nd(maybe_long[:, None], too_long, tf.shape(begin, tf.int64))
         piece_in_long_word = tf.gather(long_word, word)
         keep = word_starts | ~piece_in_long_word
@@ -230,6 +235,23 @@ class WordpieceTokenizer(tf.Module):
 
     def __call__(self, texts):
         return self.tokenize(texts)
+
+
+def _characters_in(texts, rows, begins, ends):
+    """The number of characters in bytes [begin, end) of texts[row], for each span: counted on
+    the byte offsets of the texts' characters, in time and memory linear in the texts (cutting
+    each span out of its text would copy the text once per span)."""
+    _, offsets = tf.strings.unicode_decode_with_offsets(texts, "UTF-8")  # [N, (C)] byte starts
+    base = tf.concat([[0], tf.cumsum(tf.cast(tf.strings.length(texts), tf.int64))], 0)
+    flat = offsets.flat_values + tf.gather(base, offsets.value_rowids())  # sorted over all texts
+    first = tf.searchsorted(flat, tf.gather(base, rows) + begins, side="left")
+    last = tf.searchsorted(flat, tf.gather(base, rows) + ends, side="left")
+    return last - first
+
+
+def clip(texts):
+    """Each text up to its first MAX_TEXT_BYTES bytes: what one text can cost is bounded."""
+    return tf.strings.substr(texts, 0, MAX_TEXT_BYTES)
 
 
 def _ragged_searchsorted(sorted_rows, values, side, pad):

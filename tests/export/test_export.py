@@ -251,3 +251,16 @@ def test_encoder_export_rebuilds_as_keras(exported):
     np.testing.assert_allclose(encoder(inputs)["sequence_output"],
                                exported["pretrainer"].encoder(inputs)["sequence_output"],
                                atol=1e-6)
+
+
+def test_versions_below_1_are_refused(tmp_path):
+    """TF Serving loads versions 1 and up: 0 and -1 are errors, never another number."""
+    from bert_tf.export.__main__ import ExportConfig
+    from bert_tf.export.serving import save_version
+    for version in (0, -1):
+        with pytest.raises(ValueError, match=f"--version must be at least 1, got {version}"):
+            ExportConfig(output_dir="run", export_dir="out", version=version)
+        with pytest.raises(ValueError, match=f"--version={version}: TF Serving loads versions 1"):
+            save_version(tf.Module(), {}, str(tmp_path / "model"), version)
+    assert not (tmp_path / "model").exists() or not [
+        p for p in os.listdir(tmp_path / "model") if not p.startswith(".")]

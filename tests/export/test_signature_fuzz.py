@@ -181,3 +181,68 @@ def test_the_documented_serving_ops_are_the_exports_ops(exports):
     found = {name: non_core_ops(saved_model_ops(path))
              for name, path in exports["paths"].items()}
     assert found == documented_text_ops()
+
+
+LONG_SCRIPT = r"""
+import json, sys, time
+import tensorflow as tf
+import tensorflow_text  # registers the ops; nothing from bert_tf
+
+
+def memory(field):
+    with open("/proc/self/status") as f:  # VmRSS: resident now, VmHWM: its peak, in kB
+        return next(int(l.split()[1]) for l in f if l.startswith(field + ":")) * 1024
+
+
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as f:  # "5": VmHWM starts again from VmRSS
+        f.write("5")
+
+
+paths = json.loads(sys.argv[1])
+words = "The Python Software Foundation holds the copyright of Python since 2001 . "
+long_words = ("x" * 300 + " ") * 4
+rows = []
+for name, path in paths.items():
+    model = tf.saved_model.load(path)
+    for signature, function in model.signatures.items():
+        specs = function.structured_input_signature[1]
+        if any(spec.dtype != tf.string for spec in specs.values()):
+            continue
+        for size in (10_000, 100_000, 1_000_000, 4_000_000):
+            for kind, unit in (("words", words), ("long words", long_words)):
+                text = (unit * (size // len(unit) + 1))[:size].encode()
+                inputs = {key: tf.constant([text if key in ("text", "context") else b"who?"])
+                          for key in specs}
+                reset_peak()
+                before, start = memory("VmRSS"), time.perf_counter()
+                outputs = function(**inputs)
+                rows.append({"call": f"{name}/{signature}", "kind": kind, "bytes": size,
+                             "seconds": time.perf_counter() - start,
+                             "peak_rss_growth": max(memory("VmHWM") - before, 0),
+                             "rows": {k: int(v.shape[0]) for k, v in outputs.items()
+                                      if v.shape.rank}})
+                print(json.dumps(rows[-1]), flush=True)
+print("REPORT " + json.dumps(rows), flush=True)
+"""
+
+
+def test_long_texts_cost_bounded_memory_per_call(exports):
+    """Texts of 10 kB to 4 MB (words, and words of over 200 characters) through every text-in
+    signature: each answers one row, and its peak memory grows by a bounded amount (texts are
+    read up to 1 MiB, long-text windows are capped, and no step copies the text per word)."""
+    text_in = {name: path for name, path in exports["paths"].items() if name != "bert_encoder"}
+    result = subprocess.run([sys.executable, "-c", LONG_SCRIPT, json.dumps(text_in)],
+                            capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    rows = json.loads(result.stdout.split("REPORT ", 1)[1])
+    assert {row["call"] for row in rows} >= {"tagging/serving_default", "bert/fill_mask",
+                                              "question_answering/serving_default"}
+    print()
+    for row in rows:
+        print(f"{row['call']:38s} {row['kind']:10s} {row['bytes']:>9,} B "
+              f"{row['seconds']:7.2f} s  peak RSS +{row['peak_rss_growth'] / 2**20:7.1f} MiB")
+        assert all(n == 1 for n in row["rows"].values()), row
+        # before: a 1 MB text took the tagger to 21.8 GB; now bounded by the 1 MiB read
+        assert row["peak_rss_growth"] < 512 * 2**20, row
