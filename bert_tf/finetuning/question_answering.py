@@ -134,6 +134,6 @@ def predict_file(model, tokenizer, config, log=print):
     io.write_json(os.path.join(output_dir, "nbest_predictions.json"), nbest)
     if config.version_2_with_negative:
         io.write_json(os.path.join(output_dir, "null_odds.json"), null_odds)
-    if not any(e.answers for e in examples) and not config.version_2_with_negative:
+    if not all(e.labelled for e in examples):  # a test set: predictions only
         return {}
     return evaluate({e.qas_id: e.answers for e in examples}, predictions)

@@ -41,6 +41,7 @@ class SquadExample(NamedTuple):
     end_word: int = -1
     answer_text: str = ""
     is_impossible: bool = False
+    labelled: bool = True  # the file gives its answers (a test set's questions have none)
 
 
 def split_words(context):
@@ -71,28 +72,32 @@ def read_squad(path, is_training, version_2_with_negative=False) -> list:
         raise InputFileError(f"{path}: not a JSON file ({e})") from None
     except (KeyError, TypeError):
         raise InputFileError(f"{path}: not a SQuAD file (no top-level 'data' list)") from None
-    examples = []
+    examples, ids = [], {}
     for i, entry in enumerate(data):
         for j, paragraph in enumerate(_field(entry, "paragraphs", path, f"data[{i}]")):
             where = f"data[{i}].paragraphs[{j}]"
             context = _field(paragraph, "context", path, where)
+            if not isinstance(context, str) or not context.strip():
+                raise InputFileError(f"{path}: {where}: the context is empty")
             words, word_starts = split_words(context)
             char_to_word = np.cumsum([c not in _WHITESPACE and (k == 0 or context[k - 1] in
                                                                 _WHITESPACE)
                                       for k, c in enumerate(context)]) - 1
             for k, qa in enumerate(_field(paragraph, "qas", path, where)):
                 here = f"{where}.qas[{k}]"
-                answers = _field(qa, "answers", path, here) if not qa.get("is_impossible") else []
-                for a, answer in enumerate(answers):
-                    text = _field(answer, "text", path, f"{here}.answers[{a}]")
-                    start = _field(answer, "answer_start", path, f"{here}.answers[{a}]")
-                    if context[start:start + len(text)] != text:
-                        raise InputFileError(
-                            f"{path}: {here}.answers[{a}]: the answer {text!r} is not at "
-                            f"answer_start={start} (the context has "
-                            f"{context[start:start + len(text)]!r} there)")
-                impossible = bool(version_2_with_negative and qa.get("is_impossible", False))
-                example = dict(qas_id=str(_field(qa, "id", path, here)),
+                qas_id = str(_field(qa, "id", path, here))
+                if qas_id in ids:
+                    raise InputFileError(f"{path}: {here}: question id {qas_id!r} is also the id "
+                                         f"of {ids[qas_id]}; ids must be unique")
+                ids[qas_id] = here
+                labelled = "answers" in qa or "is_impossible" in qa
+                answers = [] if qa.get("is_impossible") else (
+                    _field(qa, "answers", path, here) if is_training else qa.get("answers", []))
+                answers = _checked_answers(answers, context, path, here, qas_id,
+                                           version_2_with_negative)
+                impossible = bool(version_2_with_negative and (qa.get("is_impossible", False)
+                                                               or labelled and not answers))
+                example = dict(qas_id=qas_id, labelled=labelled,
                                question=_field(qa, "question", path, here), context=context,
                                words=words, word_starts=word_starts,
                                answers=[a["text"] for a in answers], is_impossible=impossible)
@@ -109,6 +114,37 @@ def read_squad(path, is_training, version_2_with_negative=False) -> list:
     if not examples:
         raise InputFileError(f"{path}: no questions")
     return examples
+
+
+def _checked_answers(answers, context, path, here, qas_id, version_2_with_negative):
+    """The answers of a question, each checked to lie in the context; empty ones (text "",
+    as some files mark a question without answer) are dropped under SQuAD v2.0 (the question
+    is then impossible) and refused under v1.1."""
+    if not isinstance(answers, list):
+        raise InputFileError(f"{path}: {here}: 'answers' must be a list")
+    kept = []
+    for a, answer in enumerate(answers):
+        at = f"{here}.answers[{a}]"
+        text = _field(answer, "text", path, at)
+        start = _field(answer, "answer_start", path, at)
+        if not isinstance(text, str):
+            raise InputFileError(f"{path}: {at}: the answer text must be a string, got {text!r}")
+        if not text:
+            if version_2_with_negative:
+                continue
+            raise InputFileError(
+                f"{path}: {at}: question {qas_id!r} has an empty answer; SQuAD v1.1 questions "
+                f"need one (a question without answer needs --version_2_with_negative)")
+        if isinstance(start, bool) or not isinstance(start, int):
+            raise InputFileError(f"{path}: {at}: answer_start must be a whole number, got "
+                                 f"{start!r}")
+        if not 0 <= start <= len(context) - len(text) or \
+                context[start:start + len(text)] != text:
+            raise InputFileError(
+                f"{path}: {at}: the answer {text!r} is not at answer_start={start} (the "
+                f"context has {context[max(start, 0):max(start, 0) + len(text)]!r} there)")
+        kept.append(answer)
+    return kept
 
 
 def _field(value, key, path, where):
@@ -292,7 +328,7 @@ def predict(examples, features, start_logits, end_logits, pieces, n_best_size=20
             to_piece = features.token_to_piece[feature]
             max_context = features.token_is_max_context[feature]
             if version_2_with_negative:
-                score = starts[0] + ends[0]
+                score = float(starts[0] + ends[0])
                 if null is None or score < null[0]:
                     null = (score, float(starts[0]), float(ends[0]))
             best_starts = np.argsort(-starts, kind="stable")[:n_best_size]

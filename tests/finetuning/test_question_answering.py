@@ -3,6 +3,7 @@ text-in export, bad files."""
 
 import dataclasses
 import json
+import os
 import random
 import subprocess
 import sys
@@ -250,3 +251,67 @@ def test_bad_files_name_the_file_and_entry(tmp_path):
         squad.read_squad(str(path), False)
     with pytest.raises(ValueError, match="give --do_train and/or --do_predict"):
         QuestionAnsweringConfig(output_dir="x")
+
+
+def test_v2_predictions_with_one_best_on_an_unlabelled_test_set(trained, tmp_path):
+    """--version_2_with_negative --n_best_size=1 (questions with no non-null candidate) on a
+    test set without answers: predictions, null odds and the export are all written; no
+    evaluation without answers."""
+    dev = json.loads(open(trained["dev"]).read())
+    for paragraph in dev["data"][0]["paragraphs"]:
+        for qa in paragraph["qas"]:
+            del qa["answers"], qa["is_impossible"]
+    test = tmp_path / "test.json"
+    test.write_text(json.dumps(dev))
+    config = trained["config"]
+    results = run(dataclasses.replace(
+        config, do_train=False, output_dir=str(tmp_path / "v2"), init_checkpoint=config.output_dir,
+        predict_file=str(test), version_2_with_negative=True, n_best_size=1),
+        log=lambda _: None)
+    null_odds = json.loads((tmp_path / "v2" / "null_odds.json").read_text())
+    predictions = json.loads((tmp_path / "v2" / "predictions.json").read_text())
+    assert set(null_odds) == set(predictions) and len(predictions) == 60
+    assert all(isinstance(value, float) for value in null_odds.values())
+    assert "exact_match" not in results and os.path.isdir(results["export"])
+
+
+def write_squad(path, paragraphs):
+    path.write_text(json.dumps({"data": [{"paragraphs": paragraphs}]}))
+    return str(path)
+
+
+def test_answers_are_checked_and_empty_ones_mean_no_answer_only_in_v2(tmp_path):
+    context = "the cat sat on the mat"
+
+    def one(answer, version_2=False, is_training=True):
+        path = write_squad(tmp_path / "f.json", [{"context": context, "qas": [
+            {"id": "q1", "question": "who?", "answers": [answer]}]}])
+        return squad.read_squad(path, is_training, version_2)
+
+    for empty in ({"text": "", "answer_start": -1}, {"text": "", "answer_start": 0}):
+        with pytest.raises(InputFileError, match="question 'q1' has an empty answer; SQuAD v1.1"):
+            one(empty)
+        example, = one(empty, version_2=True)
+        assert example.is_impossible and example.answers == []
+    with pytest.raises(InputFileError, match=r"the answer 'mat' is not at answer_start=-3"):
+        one({"text": "mat", "answer_start": -3})  # Python's negative slicing would find it
+    with pytest.raises(InputFileError, match="answer_start must be a whole number, got 4.0"):
+        one({"text": "cat", "answer_start": 4.0})
+    example, = one({"text": "cat", "answer_start": 4})
+    assert example.answer_text == "cat" and example.words[example.start_word] == "cat"
+    path = write_squad(tmp_path / "dup.json", [{"context": context, "qas": [
+        {"id": "q1", "question": "who?", "answers": []},
+        {"id": "q1", "question": "where?", "answers": []}]}])
+    with pytest.raises(InputFileError, match=r"qas\[1\]: question id 'q1' is also the id of "
+                                             r"data\[0\].paragraphs\[0\].qas\[0\]"):
+        squad.read_squad(path, False)
+    path = write_squad(tmp_path / "empty.json", [{"context": "", "qas": [
+        {"id": "q1", "question": "who?"}]}])
+    with pytest.raises(InputFileError, match=r"paragraphs\[0\]: the context is empty"):
+        squad.read_squad(path, False)
+    path = write_squad(tmp_path / "test.json", [{"context": context, "qas": [
+        {"id": "q1", "question": "who?"}]}])
+    example, = squad.read_squad(path, False)  # a test set: no answers, nothing to evaluate
+    assert not example.labelled and example.answers == []
+    with pytest.raises(InputFileError, match=r"qas\[0\]: no 'answers'"):
+        squad.read_squad(path, True)
