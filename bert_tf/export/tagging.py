@@ -10,7 +10,9 @@ entities out, all in the graph.
 The words are the tokenizer's (split on whitespace and punctuation, as BERT's basic tokenizer
 splits them); each is tagged at its first WordPiece. Texts longer than max_seq_length - 2 pieces
 run as several windows, at most MAX_WINDOWS (export.serving) per text: the words beyond are not
-returned. Time and memory are linear in the text's length, which is read up to its first MiB. Entities follow conlleval's rules (bert_tf.finetuning.tagging_metrics).
+returned. Time and memory are linear in the text's length, which is read up to its first MiB.
+Entities follow conlleval's rules (bert_tf.finetuning.tagging_metrics); with tags of no scheme
+(no B-/I- prefix), consecutive words of the same tag make one entity of that type.
 Offsets are characters of the text, ends exclusive; padding is "" and -1.
 """
 
@@ -21,6 +23,17 @@ from bert_tf.export.serving import MAX_WINDOWS, SavedModule, save_version
 from bert_tf.text.tokenization import WordpieceTokenizer, clip
 
 _PREFIXES = {"O": 0, "B": 1, "I": 2, "E": 3, "S": 4}
+
+
+def _prefix_and_type(label):
+    """("B", "PER") from "B-PER" (BIO and IOBES tags); a tag of no scheme ("PER", or
+    transformers' "LABEL_1") is its own type, inside: consecutive words so tagged make one
+    entity. "O" is outside."""
+    if label == "O":
+        return "O", ""
+    if len(label) > 2 and label[0] in "BIES" and label[1] == "-":
+        return label[0], label[2:]
+    return "I", label
 
 
 class TaggingExport(SavedModule):
@@ -35,12 +48,12 @@ class TaggingExport(SavedModule):
         self.max_seq_length = tf.Variable(max_seq_length, trainable=False, name="max_len")
         self.variables = [v.value for v in model.variables]
         self.labels = tf.constant(list(labels))
-        types = sorted({label[2:] for label in labels if label != "O"})
+        parts = [_prefix_and_type(label) for label in labels]
+        types = sorted({kind for _, kind in parts if kind})
         self._types = tf.constant([""] + types)
-        self._prefix = tf.constant([_PREFIXES[label[0]] if label != "O" else 0
-                                    for label in labels], tf.int64)
-        self._type = tf.constant([types.index(label[2:]) + 1 if label != "O" else 0
-                                  for label in labels], tf.int64)
+        self._prefix = tf.constant([_PREFIXES[prefix] for prefix, _ in parts], tf.int64)
+        self._type = tf.constant([types.index(kind) + 1 if kind else 0 for _, kind in parts],
+                                 tf.int64)
         self._seq, self._cls, self._sep = max_seq_length, vocab.cls_id, vocab.sep_id
         self._is_continuation = tf.constant(vocab.is_continuation())
         self.serve = tf.function(self._serve, input_signature=[

@@ -9,6 +9,7 @@ names the file and the line.
 """
 
 import json
+import re
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -61,11 +62,15 @@ def check_tag(tag, scheme, path, line):
                             and tag[:2] in ("E-", "S-") else ""))
 
 
+_COLUMNS = re.compile(r"[ \t]+")  # CoNLL's columns: ASCII spaces and tabs
+
+
 def _read_conll(path, text, require_tags):
     sentences, words, tags, start = [], [], [], None
     lines = text.split("\n")
     for number, line in enumerate(lines + [""], start=1):
-        fields = line.split()
+        fields = _COLUMNS.split(line.strip(" \t\r"))  # not str.split(): a word may hold U+00A0
+        fields = [] if fields == [""] else fields
         if fields and fields[0] == "-DOCSTART-":
             fields = []
         if not fields:

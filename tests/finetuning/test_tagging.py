@@ -179,3 +179,47 @@ def test_bad_files_name_the_file_and_line(tmp_path):
     path.write_text("the\n")
     with pytest.raises(InputFileError, match="bad.txt:1: expected a word and its tag"):
         read_tagged(str(path), "conll")
+
+
+def test_a_tag_set_of_no_scheme_exports_and_groups_runs(workspace, tmp_path):
+    """transformers' default labels (LABEL_0, ...) or plain tags (CAP, O): each tag other than
+    O is a type, and consecutive words of one tag make one entity."""
+    import keras
+
+    from bert_tf.config import BertConfig
+    from bert_tf.export.tagging import export_tagger
+    from bert_tf.modeling import BertEncoder, build_tagger
+
+    vocab = load_vocab(workspace / "pretrain" / "vocab.txt")
+    config = BertConfig.from_json_file(workspace / "pretrain" / "bert_config.json")
+    labels = ["LABEL_0", "LABEL_1", "CAP", "O"]
+    keras.utils.set_random_seed(3)
+    path = export_tagger(build_tagger(BertEncoder(config), len(labels)), vocab, True, 16, labels,
+                         str(tmp_path / "tagger"))
+    served = tf.saved_model.load(path).signatures["serving_default"]
+    texts = [" ".join(random.Random(i).choice(PLAIN) for _ in range(30)) for i in range(4)]
+    out = {k: v.numpy() for k, v in served(text=tf.constant(texts)).items()}
+    seen = set()
+    for row in range(len(texts)):
+        words = [w.decode() for w in out["words"][row][:out["num_words"][row]]]
+        tags = [t.decode() for t in out["tags"][row][:out["num_words"][row]]]
+        seen.update(tags)
+        runs, previous = [], "O"
+        for word, tag in zip(words, tags):
+            if tag != "O" and tag == previous:
+                runs[-1] = (runs[-1][0] + " " + word, tag)
+            elif tag != "O":
+                runs.append((word, tag))
+            previous = tag
+        n = out["num_entities"][row]
+        assert [(e.decode(), t.decode()) for e, t in zip(out["entities"][row][:n],
+                                                         out["entity_types"][row][:n])] == runs
+    assert len(seen - {"O"}) >= 2, "the random head tags with several of the labels"
+
+
+def test_conll_columns_split_on_spaces_and_tabs_only(tmp_path):
+    path = tmp_path / "nbsp.txt"
+    path.write_text("costs O\n10\u00a0000 B-NUM\neuros\tO\n", encoding="utf-8")
+    sentence, = read_tagged(str(path), "conll")
+    assert sentence.words == ["costs", "10\u00a0000", "euros"]
+    assert sentence.tags == ["O", "B-NUM", "O"]
