@@ -78,6 +78,7 @@ def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case
             canonical = re.sub(pattern, replacement, canonical)
         if canonical in google_of:
             google, transposed = google_of[canonical]
+            _check_float(arrays[name], name, path)
             value = arrays[name].T if transposed else arrays[name]
             tensors[google] = np.ascontiguousarray(value, np.float32)
             source_names[google] = name
@@ -100,6 +101,15 @@ def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case
         vocab_file or os.path.join(path, "vocab.txt"), do_lower_case, notes, path)
     return Weights(config, tensors, skipped, vocab_file, do_lower_case, notes, source_names,
                    task, labels)
+
+
+def _check_float(array, name, path):
+    """Weights are floats: an integer or quantized (int8) tensor would be cast to garbage."""
+    import ml_dtypes
+
+    if array.dtype not in (np.float32, np.float16, np.float64, ml_dtypes.bfloat16):
+        raise ValueError(f"--input {path}: tensor {name} is {array.dtype}; bert_tf reads float "
+                         f"weights (float32, float16, bfloat16): dequantize the model first")
 
 
 def write_huggingface(tensors, config, vocab, do_lower_case, directory, task=None, labels=()):

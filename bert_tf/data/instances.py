@@ -220,6 +220,8 @@ def _mask_pieces(input_ids, candidates, options, ids, np_rng):
     # A uniformly random subset of `count` candidates: the smallest of random keys.
     keys = np.where(candidates, np_rng.random(candidates.shape), 2.0)
     chosen = np.argsort(keys, axis=1)[:, :num_predictions]
+    if chosen.shape[1] < num_predictions:  # more predictions allowed than positions (google's
+        chosen = np.pad(chosen, ((0, 0), (0, num_predictions - chosen.shape[1])))  # does too)
     valid = np.arange(num_predictions)[None, :] < count[:, None]
     positions = np.sort(np.where(valid, chosen, input_ids.shape[1]), axis=1)
     positions = np.where(valid, positions, 0)  # valid stays a prefix after sorting

@@ -462,6 +462,21 @@ def test_half_precision_sources_convert(work, tmp_path):
             np.testing.assert_array_equal(back[name], value.astype(dtype).astype(np.float32))
 
 
+def test_integer_and_int8_safetensors_are_refused(work, tmp_path):
+    """An integer file, or one quantized tensor: named, nothing written (not cast to garbage)."""
+    source = load_file(work["hf"] / "model.safetensors")
+    name = sorted(n for n in source if n.endswith("query.weight"))[0]
+    for label, arrays in (("int32", {k: v.astype(np.int32) for k, v in source.items()}),
+                          ("int8", {**source, name: source[name].astype(np.int8)})):
+        bad = copy_into(tmp_path / label, work["hf"],
+                        ("config.json", "vocab.txt", "tokenizer_config.json"))
+        save_file(arrays, bad / "model.safetensors", metadata={"format": "pt"})
+        with pytest.raises(ValueError, match=rf"tensor \S+ is {label}; bert_tf reads float"):
+            convert("huggingface", str(bad), "bert_tf", str(tmp_path / f"{label}_out"),
+                    log=lambda _: None)
+        assert not (tmp_path / f"{label}_out").exists()
+
+
 # === The command line and the rest of the pipeline ===
 
 def test_cli_converts_and_reports(work, tmp_path):

@@ -422,3 +422,28 @@ def test_static_and_dynamic_data_are_not_mixed(dynamic_dataset, dataset):
     files = dataset["summary"]["shards"] + dynamic_dataset["summary"]["shards"]
     with pytest.raises(DataMismatchError, match="--input_file: mixes data sets with static"):
         check_data(files, 128, 20)
+
+
+def test_more_predictions_than_positions_are_allowed(corpus, tmp_path):
+    """--max_predictions_per_seq above --max_seq_length (google's script takes it): the masked
+    positions are at most the sequence's own, the rest is padding; dynamic data too."""
+    from bert_tf.data import input_pipeline
+    from bert_tf.data.pretraining_data import masking_rules
+
+    text = tmp_path / "part.txt"
+    with open(corpus["text"], encoding="utf-8") as f:
+        text.write_text("\n\n".join(f.read().split("\n\n")[:40]) + "\n", encoding="utf-8")
+    for dynamic in (False, True):
+        summary = make({**corpus, "text": str(text)}, tmp_path / f"wide{dynamic}", num_shards=1,
+                       options=InstanceOptions(max_seq_length=16, max_predictions_per_seq=20,
+                                               dynamic_masking=dynamic))
+        manifest = schema.read_manifest(schema.manifest_path(str(tmp_path / f"wide{dynamic}")))
+        dataset = input_pipeline.make_dataset(
+            summary["shards"], 8, 16, 20, is_training=False,
+            masking_rules=masking_rules(summary["shards"], manifest))
+        for features, labels in dataset.take(3):
+            weights = labels["masked_lm_weights"].numpy()
+            real = features["input_mask"].numpy().sum(1)
+            assert (weights.sum(1) >= 1).all() and (weights.sum(1) <= real - 2).all()
+            positions = features["masked_lm_positions"].numpy()
+            assert (positions < 16).all() and (positions[weights > 0] > 0).all()
