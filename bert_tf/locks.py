@@ -59,7 +59,7 @@ def _is_stale(holder) -> bool:
         return True
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # gone, or no pid this system could have
         return True
     except PermissionError:  # alive, another user's
         return False
@@ -70,9 +70,10 @@ def _is_stale(holder) -> bool:
 
 def _read(path):
     try:
-        return json.loads(io.read_text(path))
+        holder = json.loads(io.read_text(path))
     except (ValueError, tf.errors.OpError):
         return {}  # half-written by a process killed while taking it, or just removed
+    return holder if isinstance(holder, dict) else {}  # not a lock this code wrote
 
 
 def _create(path, content) -> bool:

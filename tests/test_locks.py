@@ -61,6 +61,12 @@ def test_stale_locks_are_taken_over_and_released(tmp_path, sleeper, caplog):
     with locks.output_lock(lock, "out"):
         pass
     assert not lock.exists()
+    # not a lock this code wrote: JSON that is no object, a pid no process can have
+    for content in ("[1, 2]", "42", json.dumps({"host": socket.gethostname(), "pid": 2**64})):
+        lock.write_text(content)
+        with locks.output_lock(lock, "out"):
+            assert json.loads(lock.read_text())["pid"] != 2**64
+        assert not lock.exists()
 
 
 def test_waiting_for_a_holder_that_finishes(tmp_path):

@@ -152,10 +152,26 @@ def manifest(max_seq_length, max_predictions_per_seq, vocab, do_lower_case, outp
         **record}
 
 
+# What readers take from a manifest: (key, type), "a.b" inside "a"
+MANIFEST_KEYS = (("max_seq_length", int), ("max_predictions_per_seq", int), ("vocab", dict),
+                 ("vocab.file", str), ("vocab.size", int), ("vocab.sha256", str),
+                 ("vocab.do_lower_case", bool), ("shards", list))
+
+
 def read_manifest(path) -> dict:
     manifest = io.read_json(path)
-    if manifest.get("format") != MANIFEST_FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ValueError(f"{path}: not a bert_tf pretraining-data manifest")
+    for key, kind in MANIFEST_KEYS:
+        value = manifest
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if not isinstance(value, kind):
+            raise ValueError(f"{path}: the manifest's {key!r} is missing or not a "
+                             f"{kind.__name__}; make the data again or restore the file")
+    if not all(isinstance(shard, dict) and isinstance(shard.get("file"), str)
+               for shard in manifest["shards"]):
+        raise ValueError(f"{path}: the manifest's 'shards' must each name a 'file'")
     return manifest
 
 

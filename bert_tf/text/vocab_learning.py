@@ -19,20 +19,29 @@ def learn_vocab(input_files, vocab_size=30522, do_lower_case=True, min_frequency
     if vocab_size <= len(SPECIAL_TOKENS):
         raise ValueError(f"--vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, "
                          f"got {vocab_size}")
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=do_lower_case,
-        lowercase=do_lower_case)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece(prefix="##")
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=limit_alphabet,
-        special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##",
-        show_progress=False)
-    with io.local_copies(files) as local_files:  # the trainer reads local files only
+    def train(local_files, size, first_tokens):
+        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tokenizer.normalizer = normalizers.BertNormalizer(
+            clean_text=True, handle_chinese_chars=True, strip_accents=do_lower_case,
+            lowercase=do_lower_case)
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tokenizer.decoder = decoders.WordPiece(prefix="##")
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=size, min_frequency=min_frequency, limit_alphabet=limit_alphabet,
+            special_tokens=first_tokens, continuing_subword_prefix="##", show_progress=False)
         tokenizer.train(local_files, trainer)
-    vocab = tokenizer.get_vocab()
-    tokens = sorted(vocab, key=vocab.get)
-    if len(tokens) <= len(SPECIAL_TOKENS):
+        vocab = tokenizer.get_vocab()
+        return sorted(vocab, key=vocab.get)
+
+    with io.local_copies(files) as local_files:  # the trainer reads local files only
+        # The trainer numbers the "##c" tokens in hash-map order, and its merges break ties by
+        # those numbers: the same text gave another vocab on each run. A first pass finds the
+        # alphabet; the second is given every "##c" up front, in sorted order: same bytes each
+        # run.
+        alphabet = sorted(t for t in train(local_files, 1, list(SPECIAL_TOKENS))
+                          if len(t) == 1 and t not in SPECIAL_TOKENS)
+        tokens = train(local_files, vocab_size,
+                       list(SPECIAL_TOKENS) + ["##" + char for char in alphabet])
+    if not alphabet:
         raise ValueError(f"--input_file: no text to learn a vocab from in {', '.join(files)}")
     return tokens

@@ -107,3 +107,33 @@ def test_cli(shards):
         [sys.executable, "-m", "bert_tf.inspect_tfrecords", f"--input_file={directory}/none*"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "no files match" in bad.stderr
+
+
+def test_a_gzipped_shard_without_gz_in_its_name_is_read(shards, tmp_path):
+    directory, vocab = shards
+    plain = sorted(directory.glob("data-*"))[0]
+    renamed = tmp_path / "zipped" / "data-00000-of-00001.tfrecord"
+    renamed.parent.mkdir()
+    with tf.io.TFRecordWriter(str(renamed), "GZIP") as writer:
+        for record in tf.data.TFRecordDataset(str(plain)):
+            writer.write(record.numpy())
+    assert schema.compression_type(str(renamed)) == "GZIP"
+    out = io.StringIO()
+    inspect(str(renamed), vocab_file=vocab.path, num_examples=1, out=out)
+    assert "masked fraction" in out.getvalue()
+
+
+def test_a_manifest_without_a_key_is_named(tmp_path):
+    import json
+    path = tmp_path / "data.manifest.json"
+    manifest = schema.manifest(12, 3, load_vocab_like(tmp_path), True, str(tmp_path / "data"),
+                               [1], [str(tmp_path / "data-00000-of-00001.tfrecord")], False)
+    del manifest["vocab"]["sha256"]
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="the manifest's 'vocab.sha256' is missing"):
+        schema.read_manifest(str(path))
+
+
+def load_vocab_like(directory):
+    write_vocab(list(SPECIAL_TOKENS) + WORDS, directory / "v.txt")
+    return load_vocab(directory / "v.txt")

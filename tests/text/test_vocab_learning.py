@@ -59,3 +59,11 @@ def test_cli(corpus, tmp_path):
         [sys.executable, "-m", "bert_tf.build_vocab", f"--input_file={tmp_path}/none*",
          f"--output_file={out}"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "no files match" in bad.stderr
+
+
+def test_the_same_text_gives_the_same_vocab_every_run(corpus, tmp_path):
+    """Data, checkpoints and exports all key on the vocab's bytes: learning is deterministic."""
+    for run in range(3):
+        write_vocab(learn_vocab(corpus, vocab_size=1500), tmp_path / f"vocab{run}.txt")
+    first = (tmp_path / "vocab0.txt").read_bytes()
+    assert all((tmp_path / f"vocab{run}.txt").read_bytes() == first for run in (1, 2))
