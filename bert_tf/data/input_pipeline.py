@@ -92,12 +92,12 @@ def _check_data_set(prefix, files, asked, flag):
             f"{held[1]} ({source}), but the flags ask --max_seq_length={asked[0]} "
             f"--max_predictions_per_seq={asked[1]}")
     if not masking.is_dynamic(manifest) and not _has_masks(files[0], *asked):
+        why = (f"its manifest {manifest_file} says its masks are static" if manifest
+               else f"no manifest {manifest_file} lies beside it")
         raise DataMismatchError(
             f"{flag}: {files[0]} holds no masked positions (masked_lm_weights all 0 in its first "
-            "records) and " + ("its manifest " + manifest_file + " says its masks are static"
-                                if manifest else "no manifest " + manifest_file + " lies beside "
-                                "it") + ": shards made with --dynamic_masking are masked as "
-            f"read, by the rules in their manifest; put the manifest made with them back")
+            f"records) and {why}: shards made with --dynamic_masking are masked as read, by the "
+            f"rules in their manifest; put the manifest made with them back")
     return manifest
 
 

@@ -126,12 +126,19 @@ def describe_task(config, job, index) -> str:
 
 
 def lost_worker(config, message) -> str:
-    """Which worker a multi-worker error names (TensorFlow's /job:worker/.../task:N), for
-    messages; "a worker" when it names none."""
-    found = re.search(r"/job:(\w+)/replica:\d+/task:(\d+)", message or "")
-    own = config["task"]
-    if found and (found[1], int(found[2])) != (own["type"], own["index"]):
-        return describe_task(config, found[1], int(found[2]))
+    """Which worker a multi-worker error is about, for messages: the one it names (TensorFlow's
+    /job:worker/task:N, or its address), else the only other worker; "a worker" when unknown."""
+    own = (config["task"]["type"], config["task"]["index"])
+    others = [(job, index) for job, addresses in config["cluster"].items()
+              for index in range(len(addresses)) if (job, index) != own]
+    named = [(job, int(index)) for job, index in
+             re.findall(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", message or "")]
+    named += [(job, index) for job, index in others
+              if re.search(rf"(?<![\d.]){re.escape(config['cluster'][job][index])}(?!\d)",
+                           message or "")]
+    for task in named + (others if len(others) == 1 else []):
+        if task in others:
+            return describe_task(config, *task)
     return "a worker"
 
 

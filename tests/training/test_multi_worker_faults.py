@@ -143,3 +143,19 @@ def test_a_malformed_tf_config_is_named(monkeypatch):
         monkeypatch.setenv("TF_CONFIG", value)
         with pytest.raises(ValueError, match=message):
             make_strategy("multi_worker_mirrored")
+
+
+def test_the_lost_worker_is_named_from_tensorflows_messages():
+    from bert_tf.training.strategy import lost_worker
+    three = {"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222", "10.0.0.3:2222"]},
+             "task": {"type": "worker", "index": 0}}
+    assert lost_worker(three, "Error reported from /job:worker/task:2: unhealthy") == \
+        "worker 2 (10.0.0.3:2222)"
+    assert lost_worker(three, "from /job:worker/replica:0/task:1 while calling RecvBuf") == \
+        "worker 1 (10.0.0.2:2222)"
+    assert lost_worker(three, "ipv4:10.0.0.2:2222: Connection refused") == \
+        "worker 1 (10.0.0.2:2222)"
+    assert lost_worker(three, "Socket closed") == "a worker"
+    two = {"cluster": {"worker": ["10.0.0.1:2222", "10.0.0.2:2222"]},
+           "task": {"type": "worker", "index": 1}}
+    assert lost_worker(two, "Socket closed") == "worker 0 (10.0.0.1:2222)"  # the only peer
