@@ -103,14 +103,20 @@ def _check_data_set(prefix, files, asked, flag):
 
 def _has_masks(path, max_seq_length, max_predictions_per_seq, records=64) -> bool:
     """Whether the first `records` examples of `path` have any masked position."""
-    dataset = tf.data.TFRecordDataset(path, compression_type=schema.compression_type(path))
     try:
-        for batch in dataset.take(records).batch(records):
-            _, labels = decode(batch, max_seq_length, max_predictions_per_seq)
-            return bool(tf.reduce_any(labels["masked_lm_weights"] > 0))
+        first = first_records(path, records, max_seq_length, max_predictions_per_seq)
     except tf.errors.OpError:
-        pass  # damaged: reading it for training names the corrupt shard
-    return True  # empty or unreadable: nothing to say here
+        return True  # damaged: reading it for training names the corrupt shard
+    # empty: nothing to say here
+    return first is None or bool(tf.reduce_any(first[1]["masked_lm_weights"] > 0))
+
+
+def first_records(path, count, max_seq_length, max_predictions_per_seq):
+    """(features, labels) of the first `count` records of `path`, decoded; None if it has none."""
+    dataset = tf.data.TFRecordDataset(path, compression_type=schema.compression_type(path))
+    for batch in dataset.take(count).batch(count):
+        return decode(batch, max_seq_length, max_predictions_per_seq)
+    return None
 
 
 def largest_token_id(files, max_seq_length, max_predictions_per_seq, examples=1000) -> int:
@@ -118,9 +124,9 @@ def largest_token_id(files, max_seq_length, max_predictions_per_seq, examples=10
     masked_lm_ids): checks data without a manifest against the config's vocab_size."""
     largest = 0
     for path in files[:8]:
-        dataset = tf.data.TFRecordDataset(path, compression_type=schema.compression_type(path))
-        for batch in dataset.take(examples).batch(examples):
-            inputs, labels = decode(batch, max_seq_length, max_predictions_per_seq)
+        first = first_records(path, examples, max_seq_length, max_predictions_per_seq)
+        if first is not None:
+            inputs, labels = first
             largest = max(largest, int(tf.reduce_max(inputs["input_word_ids"])),
                           int(tf.reduce_max(labels["masked_lm_ids"])))
     return largest
@@ -170,7 +176,7 @@ def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_
             f"{hosts}th record ({hosts}x the reading).", hosts)
     # each file with its own compression: a glob may match gzipped and plain data sets
     dataset = tf.data.Dataset.from_tensor_slices(
-        (files, [schema.compression_type(path) for path in files]))
+        (files, schema.compression_types(files)))
     if input_context and input_context.num_input_pipelines > 1:
         if len(files) >= input_context.num_input_pipelines:
             dataset = dataset.shard(input_context.num_input_pipelines,

@@ -135,6 +135,18 @@ def compression_type(path) -> str:
         return ""  # unreadable: the reader that follows says why
 
 
+def compression_types(files) -> list:
+    """compression_type of each of `files`, read once per data set (the shards of one set are
+    written alike): thousands of shards on gs:// cost one small read per set at start-up, not
+    one per shard."""
+    found = {}
+    for path in files:
+        key = (dataset_prefix(path), str(path).endswith(".gz"))
+        if key not in found:
+            found[key] = compression_type(path)
+    return [found[(dataset_prefix(path), str(path).endswith(".gz"))] for path in files]
+
+
 def manifest(max_seq_length, max_predictions_per_seq, vocab, do_lower_case, output_prefix,
              counts, shard_files, gzip, **record) -> dict:
     """The manifest of a finished data set: its schema, lengths, vocab, shards and `record`

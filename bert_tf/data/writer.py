@@ -107,7 +107,7 @@ def read_unit_buffers(files, buffer_bytes, errors="strict"):
     buffer, buffer_size, document = [], 0, []
     for path in files:
         # Python's own reader for local files: GFile's readline is ~20x slower per line.
-        with (tf.io.gfile.GFile(path, "rb") if "://" in path else open(path, "rb")) as f:
+        with (open(path, "rb") if io.is_local(path) else tf.io.gfile.GFile(path, "rb")) as f:
             for line_number, raw in enumerate(f, start=1):
                 try:
                     line = raw.decode("utf-8", errors=errors).strip()

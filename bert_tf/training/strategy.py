@@ -1,4 +1,5 @@
-"""`tf.distribute` strategies by name, and which worker is the chief."""
+"""`tf.distribute` strategies by name, which worker is the chief, and the multi-worker
+cluster of TF_CONFIG (checked, its workers named in errors)."""
 
 import json
 import os
@@ -26,10 +27,8 @@ def make_strategy(name, tpu="", num_gpus=0, worker_wait_secs=300):
         # TensorFlow waits for every worker inside C++ without a bound (nor a Python thread
         # running): a watchdog process ends this one if the wait outlasts worker_wait_secs.
         own = tf_config["task"]
-        peers = [(describe_task(tf_config, job, index), address)
-                 for job, addresses in tf_config["cluster"].items()
-                 for index, address in enumerate(addresses)
-                 if (job, index) != (own["type"], own["index"])]
+        peers = [(describe_task(tf_config, job, index), tf_config["cluster"][job][index])
+                 for job, index in other_tasks(tf_config)]
         watchdog = subprocess.Popen(
             [sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(worker_wait_secs),
              describe_task(tf_config, own["type"], own["index"]), json.dumps(peers)],
@@ -119,6 +118,13 @@ def read_tf_config() -> dict:
     return config
 
 
+def other_tasks(config) -> list:
+    """The (job, index) of every task of TF_CONFIG's cluster but this one."""
+    own = (config["task"]["type"], config["task"]["index"])
+    return [(job, index) for job, addresses in config["cluster"].items()
+            for index in range(len(addresses)) if (job, index) != own]
+
+
 def describe_task(config, job, index) -> str:
     """"worker 1 (10.0.0.2:2222)" from TF_CONFIG."""
     addresses = config["cluster"].get(job, [])
@@ -128,9 +134,7 @@ def describe_task(config, job, index) -> str:
 def lost_worker(config, message) -> str:
     """Which worker a multi-worker error is about, for messages: the one it names (TensorFlow's
     /job:worker/task:N, or its address), else the only other worker; "a worker" when unknown."""
-    own = (config["task"]["type"], config["task"]["index"])
-    others = [(job, index) for job, addresses in config["cluster"].items()
-              for index in range(len(addresses)) if (job, index) != own]
+    others = other_tasks(config)
     named = [(job, int(index)) for job, index in
              re.findall(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", message or "")]
     named += [(job, index) for job, index in others

@@ -109,10 +109,14 @@ class Trainer:
                              else self._replica_step)
         self._train_loop = tf.function(self._loop)
         self._eval_loop = tf.function(self._eval)
-        self.preempted = False  # the signal stopped training (all workers agreed)
-        self.signal = None  # its name: "SIGTERM" or "SIGINT"
+        self.signal = None  # "SIGTERM" or "SIGINT" once one stopped training (all agreed)
         self._received = 0  # the signal this process received, else 0
         self._workers = workers(strategy)
+
+    @property
+    def preempted(self) -> bool:
+        """Whether a signal stopped training (see `signal`)."""
+        return self.signal is not None
 
     @property
     def step(self) -> int:
@@ -346,7 +350,6 @@ class Trainer:
             received = self.strategy.reduce(tf.distribute.ReduceOp.SUM, values,
                                             axis=None).numpy().tolist()
         if any(received):  # SIGTERM wins: a preemption notice beats a Ctrl-C
-            self.preempted = True
             self.signal = next(number.name for number, count in zip(STOP_SIGNALS, received)
                                if count)
         return self.preempted
