@@ -52,6 +52,33 @@ def flag_values(data, config_file, output_dir, **overrides):
     return PretrainingConfig(**values)
 
 
+def launch_workers(data, output_dir, flags, skip=None):
+    """run_pretraining as the two workers of a local multi_worker_mirrored cluster (worker
+    `skip` not started) on the tiny data, with `flags` added: {index: Popen}, output merged."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    processes = {}
+    for index in range(2):
+        if index == skip:
+            continue
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
+               "TF_CONFIG": json.dumps({"cluster": cluster,
+                                        "task": {"type": "worker", "index": index}})}
+        processes[index] = subprocess.Popen(
+            [sys.executable, "-m", "bert_tf.run_pretraining",
+             "--distribution_strategy=multi_worker_mirrored", f"--input_file={data['glob']}",
+             f"--bert_config_file={data['config']}", f"--output_dir={output_dir}",
+             f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDICTIONS}",
+             "--train_batch_size=16", "--num_warmup_steps=2", "--steps_per_loop=5", *flags],
+            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return processes
+
+
 def free_ports(n):
     """`n` local TCP ports free now (for the workers of a multi-worker cluster)."""
     sockets = [socket.socket() for _ in range(n)]

@@ -2,18 +2,15 @@
 (SIGTERM), killed (SIGKILL) or never started. Every process exits within a bound, no worker
 claims a save that did not happen, and a restart resumes from the last checkpoint there is."""
 
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT
-from pretraining_fixtures import free_ports, make_tiny_data, tiny_config_file
+from pretraining_fixtures import launch_workers, make_tiny_data, tiny_config_file
 
 EXIT_BOUND = 90  # seconds from the fault to the last process's exit (a heartbeat and a save)
 
@@ -25,24 +22,9 @@ def data(tmp_path_factory):
 
 
 def launch(data, output_dir, steps=100_000, skip=None, wait=60):
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
-    processes = {}
-    for index in range(2):
-        if index == skip:
-            continue
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-               "TF_CONFIG": json.dumps({"cluster": cluster,
-                                        "task": {"type": "worker", "index": index}})}
-        processes[index] = subprocess.Popen(
-            [sys.executable, "-m", "bert_tf.run_pretraining",
-             "--distribution_strategy=multi_worker_mirrored", f"--input_file={data['glob']}",
-             f"--bert_config_file={data['config']}", f"--output_dir={output_dir}",
-             "--max_seq_length=32", "--max_predictions_per_seq=5", "--train_batch_size=16",
-             f"--num_train_steps={steps}", "--num_warmup_steps=2", "--steps_per_loop=5",
-             "--save_checkpoints_steps=10", "--log_steps=10", "--do_eval=false",
-             f"--worker_wait_secs={wait}"],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    return processes
+    return launch_workers(data, output_dir, [
+        f"--num_train_steps={steps}", "--save_checkpoints_steps=10", "--log_steps=10",
+        "--do_eval=false", f"--worker_wait_secs={wait}"], skip)
 
 
 def finish(processes, timeout):

@@ -21,7 +21,7 @@ from bert_tf.config import BertConfig
 from bert_tf.data.input_pipeline import DataMismatchError
 from bert_tf.training.pretraining import run
 from conftest import REPO_ROOT
-from pretraining_fixtures import flag_values, free_ports, make_tiny_data, tiny_config_file
+from pretraining_fixtures import flag_values, launch_workers, make_tiny_data, tiny_config_file
 
 TAGS = {"loss", "masked_lm_loss", "masked_lm_accuracy", "next_sentence_loss",
         "next_sentence_accuracy", "learning_rate", "examples_per_second", "gradient_norm",
@@ -479,22 +479,9 @@ def test_multi_worker_mirrored_two_processes_train_and_resume(data, tmp_path):
     output_dir = tmp_path / "run"
 
     def launch(steps):
-        cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
-        processes = []
-        for index in range(2):
-            env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-                   "TF_CONFIG": json.dumps({"cluster": cluster,
-                                            "task": {"type": "worker", "index": index}})}
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "bert_tf.run_pretraining",
-                 "--distribution_strategy=multi_worker_mirrored",
-                 f"--input_file={data['glob']}", f"--bert_config_file={data['config']}",
-                 f"--output_dir={output_dir}", "--max_seq_length=32",
-                 "--max_predictions_per_seq=5", "--train_batch_size=16",
-                 f"--num_train_steps={steps}", "--num_warmup_steps=2", "--steps_per_loop=5",
-                 "--save_checkpoints_steps=5", "--log_steps=5", "--max_eval_steps=2"],
-                cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                text=True))
+        processes = launch_workers(data, output_dir, [
+            f"--num_train_steps={steps}", "--save_checkpoints_steps=5", "--log_steps=5",
+            "--max_eval_steps=2"]).values()
         outputs = [p.communicate(timeout=400)[0] for p in processes]
         for process, out in zip(processes, outputs):
             assert process.returncode == 0, out[-3000:]
