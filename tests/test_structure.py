@@ -83,7 +83,7 @@ def test_every_command_declares_its_settings():
     from bert_tf.settings import Settings, flag_names
 
     commands = [p for p in PACKAGE.rglob("*.py") if 'if __name__ == "__main__"' in p.read_text()]
-    assert len(commands) == 11, [str(p) for p in commands]
+    assert len(commands) == 13, [str(p) for p in commands]
     for path in commands:
         assert "cli.start(main, SETTINGS" in path.read_text(), path
         module = importlib.import_module(module_name(path))

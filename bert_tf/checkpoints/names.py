@@ -294,10 +294,9 @@ def config_to_huggingface(config: BertConfig, pad_token_id: int, task=None, labe
 def vocab_is_cased(vocab_file) -> bool:
     """A cased vocab has upper-case tokens; an uncased one (built from lower-cased text) has
     none besides bracketed specials such as [CLS]."""
-    from bert_tf.text.tokenization import load_vocab
+    from bert_tf.text.tokenization import load_vocab, vocab_casing
 
-    return any(t != t.lower() for t in load_vocab(vocab_file).tokens
-               if not (t.startswith("[") and t.endswith("]")))
+    return vocab_casing(load_vocab(vocab_file)) == "cased"
 
 
 def vocab_and_case(vocab_file, do_lower_case, notes, source):

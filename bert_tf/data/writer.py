@@ -54,6 +54,8 @@ class DataCreationConfig(Settings):
                                "NAME.manifest.json and NAME.vocab.txt.", required=True)
     vocab_file: str = setting(None, "google-format vocab.txt.", required=True)
     do_lower_case: bool = setting(True, "Lower-case and strip accents (uncased models).")
+    allow_case_mismatch: bool = setting(False, "Go on with a --do_lower_case that contradicts "
+                                               "the vocab (upper-case tokens, or none).")
     options: InstanceOptions = InstanceOptions()
     random_seed: int = setting(12345, "Seed; the output is a function of it and the flags.")
     num_shards: int = setting(1, "Number of output shards.", minimum=1)
@@ -358,11 +360,13 @@ def prepare_output(config: DataCreationConfig):
     kept unless --overwrite; what a killed run left is removed."""
     import tensorflow as tf
 
-    from bert_tf.text.tokenization import load_vocab
+    from bert_tf.text.tokenization import check_casing, load_vocab
 
     files = io.expand_file_patterns(config.input_file)
     options, output_file = config.options, config.output_file
     vocab = load_vocab(config.vocab_file)
+    if not config.allow_case_mismatch:
+        check_casing(vocab, config.do_lower_case, config.vocab_file)
     expected_masks = options.masked_lm_prob * (options.max_seq_length - 3)
     if options.max_predictions_per_seq < expected_masks:
         logging.warning(

@@ -1,7 +1,8 @@
-"""The text-in classifier for TF Serving: strings in; probabilities, label_id and label out.
+"""The text-in classifier for TF Serving: strings in; probabilities, label_id and label out (a
+regression model: its score).
 
     serving_default  text [B] (and text_b [B] for a pair task) -> probabilities [B,C],
-                     label_id [B] int32, label [B] string
+                     label_id [B] int32, label [B] string; or score [B] float32
     single           text -> the same, on a pair task's export
 """
 
@@ -45,9 +46,16 @@ class ClassifierExport(SavedModule):
         return {"serving_default": self.serve}
 
 
+class RegressorExport(ClassifierExport):
+    """A Keras regression model (encoder inputs -> score [B]) behind a `Preprocessor`."""
+
+    def _outputs(self, inputs):
+        return {"score": tf.cast(self.model(inputs, training=False), tf.float32)}
+
+
 def export_classifier(model, vocab, do_lower_case, max_seq_length, labels, pair, model_dir,
                       version=None, overwrite=False):
-    """Writes model_dir/<version>; returns its path."""
+    """Writes model_dir/<version>; returns its path. No `labels`: a regression model."""
     preprocessor = Preprocessor(vocab, do_lower_case, max_seq_length)
-    module = ClassifierExport(model, preprocessor, labels, pair)
+    module = (ClassifierExport if labels else RegressorExport)(model, preprocessor, labels, pair)
     return save_version(module, module.signatures(), model_dir, version, overwrite)

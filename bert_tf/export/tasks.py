@@ -6,16 +6,17 @@ sentence-pair classifier) and, for question answering, the windowing in "flags" 
 max_query_length, max_answer_length, version_2_with_negative, null_score_diff_threshold).
 """
 
-from bert_tf.modeling.heads import CLASSIFICATION, QUESTION_ANSWERING, TAGGING
+from bert_tf.modeling.heads import CLASSIFICATION, QUESTION_ANSWERING, REGRESSION, TAGGING
 
-DEFAULT_NAMES = {CLASSIFICATION: "classifier", QUESTION_ANSWERING: "squad", TAGGING: "tagger"}
+DEFAULT_NAMES = {CLASSIFICATION: "classifier", REGRESSION: "regressor",
+                 QUESTION_ANSWERING: "squad", TAGGING: "tagger"}
 
 
 def _classifier(model, vocab, do_lower_case, max_seq_length, record, model_dir, version,
                 overwrite):
     from bert_tf.export.classifier import export_classifier
 
-    return export_classifier(model, vocab, do_lower_case, max_seq_length, record["labels"],
+    return export_classifier(model, vocab, do_lower_case, max_seq_length, record.get("labels"),
                              bool(record.get("pair", False)), model_dir, version, overwrite)
 
 
@@ -38,7 +39,8 @@ def _tagger(model, vocab, do_lower_case, max_seq_length, record, model_dir, vers
                          model_dir, version, overwrite)
 
 
-EXPORTS = {CLASSIFICATION: _classifier, QUESTION_ANSWERING: _question_answerer,
+EXPORTS = {CLASSIFICATION: _classifier, REGRESSION: _classifier,
+           QUESTION_ANSWERING: _question_answerer,
            TAGGING: _tagger}
 
 

@@ -7,7 +7,9 @@ its own.
 A task (classification.py, question_answering.py, tagging.py) is an object with the `Task`
 shape: its name (one of `modeling.heads.TASKS`), the validation metric whose best epoch is kept,
 and four methods: `read` its files into batches (`TaskData`), `compile_args` (losses, metrics),
-`evaluate` and `predict` a trained model. The model is `modeling.build_task_model(task.name,
+`evaluate` and `predict` a trained model. A task with a `score(metrics)` method is evaluated by
+its own `evaluate` after every epoch (`EpochEvaluation`), and its best epoch is chosen by that
+score (a GLUE task's metric, not Keras's). The model is `modeling.build_task_model(task.name,
 ...)`; the export is `export.tasks.export_task(task.name, ...)`. Every job's `--output_dir` is a
 run directory (bert_tf.run_dir): checkpoint, bert_config.json, vocab.txt, run_config.json,
 TensorBoard events, so it can be exported again, converted, or used as `--init_checkpoint`.
@@ -20,6 +22,8 @@ import math
 import os
 import time
 from typing import Any, Protocol
+
+import keras
 
 from bert_tf import io, locks, run_dir
 from bert_tf.finetuning.progress import Progress, format_metrics
@@ -37,6 +41,8 @@ class FinetuningConfig(Settings):
     vocab_file: str | None = setting(None, "Default: from the checkpoint's run or the export.")
     do_lower_case: bool | None = setting(None, "Default: from the checkpoint's run or the "
                                                "export.")
+    allow_case_mismatch: bool = setting(False, "Go on with a --do_lower_case that contradicts "
+                                               "the vocab or the source's record.")
     max_seq_length: int = setting(128, "Tokens per example.", above=0)
     train_batch_size: int = setting(32, "Batch size for training.", above=0)
     learning_rate: float = setting(2e-5, "Peak learning rate (AdamW).", above=0)
@@ -59,6 +65,9 @@ class FinetuningConfig(Settings):
                                             "mixed_bfloat16"))
     early_stopping_patience: int = setting(0, "Stop after this many epochs without a better "
                                               "eval score; 0: off.", minimum=0)
+    keep_best: bool = setting(True, "Evaluate after every epoch and keep (save, evaluate, "
+                                    "export) the weights of the best epoch by the task's "
+                                    "score; false: the last epoch's.")
     profile_steps: str = setting("", "START,END: a TensorFlow profiler trace of training steps "
                                      "START..END (1-based) in OUTPUT_DIR/train, for "
                                      "TensorBoard's profile tab; empty: none.")
@@ -105,15 +114,12 @@ class Task(Protocol):
 def run(config: FinetuningConfig, task: Task, log=print):
     """The job: returns the evaluation metrics with "export" (the text-in SavedModel's path)
     and "labels"."""
-    import keras
     import tensorflow as tf
 
     from bert_tf.export.tasks import export_task
     from bert_tf.modeling import build_task_model, task_encoder
-    from bert_tf.text.tokenization import load_vocab
-
     source = encoder_source(config)
-    vocab = load_vocab(source.vocab_file)
+    vocab = source_vocab(source, config.allow_case_mismatch)
     tf.io.gfile.makedirs(config.output_dir)
     keras.utils.set_random_seed(config.random_seed)
     precision = set_precision(config, log)
@@ -133,14 +139,26 @@ def run(config: FinetuningConfig, task: Task, log=print):
         if data.train is not None:
             total_steps = int(data.steps_per_epoch * config.num_train_epochs)
             compile_model(model, config, total_steps, **task.compile_args())
+    epochs = None
     if data.train is not None:
+        if hasattr(task, "score"):
+            epochs = EpochEvaluation(lambda: task.evaluate(model, log), task.score,
+                                     os.path.join(config.output_dir, BEST_WEIGHTS),
+                                     config.keep_best)
         fit(model, data.train, config, data.steps_per_epoch, data.validation, task.monitor,
-            log=log)
+            log=log, evaluation=epochs)
     record = {"task": task.name, "labels": data.labels, **data.record,
               "flags": flat_dict(config), "precision": precision.as_record()}
     save_run(model, task_encoder(model).config, source, config.output_dir, **record)
 
-    metrics = timed(log, "evaluation", lambda: task.evaluate(model, log)) or {}
+    if epochs is not None and epochs.chosen is not None:  # the kept epoch's evaluation
+        metrics = epochs.results()
+        log(f"kept epoch {metrics['epoch']} of {len(epochs.scores)} (score "
+            f"{metrics['score']:.4f}{', the best' if config.keep_best else ', the last'})")
+    else:
+        metrics = timed(log, "evaluation", lambda: task.evaluate(model, log)) or {}
+        if metrics and hasattr(task, "score"):
+            metrics = {**metrics, "score": task.score(metrics)}
     if metrics:
         io.write_json(os.path.join(config.output_dir, "eval_results.json"), metrics)
         log("eval: " + format_metrics(metrics))
@@ -172,6 +190,8 @@ class EncoderSource:
     do_lower_case: bool
     checkpoint: run_dir.RunFiles | None = None  # a bert_tf checkpoint and its run files
     saved_model: str | None = None  # or an encoder export
+    recorded_lower_case: bool | None = None  # what the source records, when it does
+    recorded_by: str = ""  # which source that is, for messages
 
 
 def encoder_source(config: FinetuningConfig) -> EncoderSource:
@@ -188,17 +208,31 @@ def encoder_source(config: FinetuningConfig) -> EncoderSource:
                                 vocab_file=config.vocab_file, do_lower_case=config.do_lower_case,
                                 flag="--init_checkpoint")
         vocab_file, lower = files.vocab_file, files.do_lower_case
+        recorded = files.record.get("do_lower_case")
+        recorded_by = f"the run of --init_checkpoint {checkpoint}"
     else:
         files = None
         if not tf.io.gfile.exists(os.path.join(saved_model, "saved_model.pb")):
             raise ValueError(f"--encoder_saved_model {saved_model}: no SavedModel there")
         vocab_file = config.vocab_file or os.path.join(saved_model, "assets", "vocab.txt")
-        lower = config.do_lower_case
-        if lower is None:
-            lower = bool(tf.saved_model.load(saved_model).do_lower_case.numpy())
+        recorded = bool(tf.saved_model.load(saved_model).do_lower_case.numpy())
+        recorded_by = f"--encoder_saved_model {saved_model}"
+        lower = recorded if config.do_lower_case is None else config.do_lower_case
     if lower is None:
         raise ValueError("--do_lower_case is needed: the encoder source does not record it")
-    return EncoderSource(vocab_file, bool(lower), files, saved_model)
+    return EncoderSource(vocab_file, bool(lower), files, saved_model, recorded, recorded_by)
+
+
+def source_vocab(source: EncoderSource, allow_case_mismatch=False):
+    """The source's `Vocab`; a lower-casing that contradicts it or the source's record is
+    refused (`text.tokenization.check_casing`) unless `allow_case_mismatch`."""
+    from bert_tf.text.tokenization import check_casing, load_vocab
+
+    vocab = load_vocab(source.vocab_file)
+    if not allow_case_mismatch:
+        check_casing(vocab, source.do_lower_case, source.vocab_file, source.recorded_lower_case,
+                     source.recorded_by)
+    return vocab
 
 
 def continues(source: EncoderSource, task, labels) -> bool:
@@ -239,8 +273,6 @@ def make_strategy(name):
 def set_precision(config: FinetuningConfig, log=print):
     """Resolves --mixed_precision (auto: for the devices fit() trains on), sets it as Keras's
     global dtype policy, logs it; returns the `Precision` (policy and reason) for the records."""
-    import keras
-
     from bert_tf.training import precision as precision_lib
 
     precision = precision_lib.resolve(config.mixed_precision,
@@ -254,8 +286,6 @@ def compile_model(model, config: FinetuningConfig, total_steps, **compile_args):
     """AdamW with warmup and linear decay over `total_steps`, gradients clipped to norm 1 (loss
     scaling under the mixed_float16 policy set by `set_precision`); `compile_args` (loss,
     metrics, ...) go to `model.compile`."""
-    import keras
-
     from bert_tf.training.optimization import create_optimizer
 
     model.compile(optimizer=create_optimizer(
@@ -264,38 +294,95 @@ def compile_model(model, config: FinetuningConfig, total_steps, **compile_args):
         mixed_precision=keras.mixed_precision.global_policy().name), **compile_args)
 
 
+BEST_WEIGHTS = "best.weights.h5"
+
+
+class EpochEvaluation(keras.callbacks.Callback):
+    """Evaluates the task after every epoch by its own metrics, puts them
+    in the epoch's logs as val_<metric> (and val_score) for TensorBoard, the progress line and
+    early stopping, and, with `keep_best`, saves the best epoch's weights to `best_file` and
+    restores them when training ends."""
+
+    def __init__(self, evaluate, score, best_file, keep_best=True):
+        super().__init__()
+        self.evaluate, self.score, self.best_file, self.keep_best = (evaluate, score, best_file,
+                                                                     keep_best)
+        self.scores = []  # per epoch
+        self.chosen = None  # (score, epoch, metrics) of the epoch kept
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = self.evaluate()
+        score = float(self.score(metrics))
+        self.scores.append(score)
+        if logs is not None:
+            logs.update({f"val_{name}": value for name, value in flat_numbers(metrics).items()})
+            logs["val_score"] = score
+        better = self.chosen is None or score > self.chosen[0] or math.isnan(self.chosen[0])
+        if better or not self.keep_best:
+            self.chosen = (score, epoch + 1, metrics)
+            if self.keep_best:
+                self.model.save_weights(self.best_file)
+
+    def on_train_end(self, logs=None):
+        if self.keep_best and self.chosen is not None and self.chosen[1] != len(self.scores):
+            self.model.load_weights(self.best_file)
+
+    def results(self) -> dict:
+        """The kept epoch's metrics with its "score" and "epoch", and every epoch's scores."""
+        score, epoch, metrics = self.chosen
+        return {**metrics, "score": score, "epoch": epoch, "epoch_scores": self.scores,
+                "kept": "best" if self.keep_best else "last"}
+
+
+def flat_numbers(metrics, prefix="") -> dict:
+    """{name: number} of nested metrics ({"matched": {"accuracy": ...}} -> matched_accuracy)."""
+    flat = {}
+    for name, value in metrics.items():
+        if isinstance(value, dict):
+            flat.update(flat_numbers(value, f"{prefix}{name}_"))
+        elif (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and name != "num_examples"):
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
 def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=None,
-        monitor="val_accuracy", log=print):
+        monitor="val_accuracy", log=print, evaluation=None):
     """fit() for ceil(num_train_epochs) epochs (a fractional last epoch runs whole; the learning
     rate has reached its end by then), with a progress line every --log_steps and TensorBoard
-    logs in output_dir. With `eval_data`: early stopping, and the weights of the best epoch by
-    `monitor` (kept in output_dir/best.weights.h5) restored at the end.
+    logs in output_dir. With `evaluation` (an `EpochEvaluation`): the task's own evaluation after
+    every epoch, which keeps the best epoch, and early stopping by its score. Else with
+    `eval_data`: Keras's validation, early stopping, and (with --keep_best) the weights of the
+    best epoch by `monitor` (kept in output_dir/best.weights.h5) restored at the end.
 
     `eval_data` is cached in memory after its first pass: Keras makes new iterators over it
     every epoch, and making an iterator over a dataset that tokenizes in-graph took about 2 s
     (tensorflow-text 2.20), twice per epoch, where a step of a small model takes 25 ms."""
-    import keras
-
     from bert_tf.training.trainer import parse_profile_steps
 
     epochs = max(math.ceil(config.num_train_epochs), 1)
     profile = parse_profile_steps(config.profile_steps)
-    callbacks = [keras.callbacks.TensorBoard(config.output_dir, profile_batch=profile or 0),
-                 Progress(config.log_steps, steps_per_epoch, epochs, config.train_batch_size,
-                          log)]
-    if eval_data is not None:
-        best = os.path.join(config.output_dir, "best.weights.h5")
+    # the evaluation first: the callbacks after it see its metrics in the epoch's logs
+    callbacks = [evaluation] if evaluation is not None else []
+    callbacks += [keras.callbacks.TensorBoard(config.output_dir, profile_batch=profile or 0),
+                  Progress(config.log_steps, steps_per_epoch, epochs, config.train_batch_size,
+                           log)]
+    best = os.path.join(config.output_dir, BEST_WEIGHTS)
+    if evaluation is not None:
+        eval_data, monitor = None, "val_score"
+    if eval_data is not None and config.keep_best:
         callbacks.append(keras.callbacks.ModelCheckpoint(
             best, monitor=monitor, mode="max", save_best_only=True, save_weights_only=True))
-        if config.early_stopping_patience > 0:
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor=monitor, mode="max", patience=config.early_stopping_patience))
+    if (eval_data is not None or evaluation is not None) and config.early_stopping_patience > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=monitor, mode="max", patience=config.early_stopping_patience))
+    if eval_data is not None:
         eval_data = eval_data.cache()
     # shuffle=False: the tf.data pipelines shuffle; Keras's default of True only warns that it
     # cannot shuffle a Dataset. verbose=0: `Progress` prints the lines.
     model.fit(train_data, validation_data=eval_data, epochs=epochs,
               steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0, shuffle=False)
-    if eval_data is not None:
+    if eval_data is not None and config.keep_best:
         model.load_weights(best)
 
 

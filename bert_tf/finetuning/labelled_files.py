@@ -31,10 +31,16 @@ class Example(NamedTuple):
     text_b: str | None
     label: str | None
     line: int  # in its file, for messages and predictions
+    index: str | None = None  # the row's own id (a GLUE test file's "index" column)
 
 
-def read_examples(path, input_format, columns: Columns, require_label=True) -> list:
-    """The examples of a tsv/csv (with a header row) or jsonl file."""
+def read_examples(path, input_format, columns: Columns, require_label=True, header=None,
+                  index_column=None, keep=None, skip_malformed=False, log=print) -> list:
+    """The examples of a tsv/csv (with a header row) or jsonl file. `header`: the column names
+    of a tsv/csv file without a header row; `index_column`: a column whose value becomes each
+    example's `index`; `keep(row)`: which rows ({column: value}) to take; `skip_malformed`:
+    rows with another number of fields than the header are skipped with one warning (some
+    distributed corpora have a few), not refused."""
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
             data = f.read()
@@ -45,8 +51,8 @@ def read_examples(path, input_format, columns: Columns, require_label=True) -> l
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
         raise InputFileError(f"{path}:{line}: not valid UTF-8 ({e.reason})") from None
-    wanted = [c for c in (columns.text_a, columns.text_b, columns.label if require_label else None)
-              if c]
+    wanted = [c for c in (columns.text_a, columns.text_b, columns.label if require_label else None,
+                          index_column) if c]
     rows = []
     if input_format == "jsonl":
         for number, line in enumerate(records(text), start=1):
@@ -65,13 +71,18 @@ def read_examples(path, input_format, columns: Columns, require_label=True) -> l
             raise InputFileError(f"{path}:{reader.line_num}: {e}") from None
         if not lines:
             raise InputFileError(f"{path}: empty file")
-        header = lines[0][1]
-        missing = [c for c in wanted if c not in header]
-        if missing:
-            raise InputFileError(f"{path}:1: missing column(s) {', '.join(missing)}; the header "
-                                 f"has {', '.join(header)}")
+        if header is None:
+            header, lines = lines[0][1], lines[1:]
+            missing = [c for c in wanted if c not in header]
+            if missing:
+                raise InputFileError(f"{path}:1: missing column(s) {', '.join(missing)}; the "
+                                     f"header has {', '.join(header)}")
         separator = "tab" if input_format == "tsv" else "comma"
-        for number, values in lines[1:]:
+        skipped = 0
+        for number, values in lines:
+            if values and len(values) != len(header) and skip_malformed:
+                skipped += 1
+                continue
             if values and len(values) != len(header):
                 raise InputFileError(
                     f"{path}:{number}: {len(values)} {separator}-separated fields, but the "
@@ -80,10 +91,15 @@ def read_examples(path, input_format, columns: Columns, require_label=True) -> l
                        if input_format == "tsv" and len(values) > len(header) else ""))
             if values:
                 rows.append((number, dict(zip(header, values))))
+        if skipped:
+            log(f"warning: {path}: skipped {skipped:,} row(s) without the {len(header)} fields "
+                f"of its header")
     else:
         raise ValueError(f"--input_format must be tsv, csv or jsonl, got {input_format!r}")
     examples = []
     for number, row in rows:
+        if keep is not None and not keep(row):
+            continue
         for column in wanted:
             if column not in row:
                 raise InputFileError(f"{path}:{number}: missing column {column!r}")
@@ -92,7 +108,8 @@ def read_examples(path, input_format, columns: Columns, require_label=True) -> l
             raise InputFileError(f"{path}:{number}: empty label in column {columns.label!r}")
         examples.append(Example(str(row[columns.text_a]),
                                 str(row[columns.text_b]) if columns.text_b else None,
-                                str(label).strip() if label is not None else None, number))
+                                str(label).strip() if label is not None else None, number,
+                                str(row[index_column]) if index_column else None))
     if not examples:
         raise InputFileError(f"{path}: no examples")
     return examples

@@ -2,6 +2,7 @@
 `build_task_model`, which builds a task's model from its name (what a run directory records).
 
     model = build_classifier(encoder, num_classes=2)     # -> logits [B, num_classes]
+    model = build_regressor(encoder)                     # -> score [B]
     model = build_question_answerer(encoder)             # -> start_logits, end_logits [B, T]
     model = build_tagger(encoder, num_labels=9)          # -> logits [B, T, num_labels]
 
@@ -17,7 +18,8 @@ import keras
 from bert_tf.modeling.encoder import INPUT_NAMES, BertEncoder
 
 CLASSIFICATION, QUESTION_ANSWERING, TAGGING = "classification", "question_answering", "tagging"
-TASKS = (CLASSIFICATION, QUESTION_ANSWERING, TAGGING)
+REGRESSION = "regression"
+TASKS = (CLASSIFICATION, REGRESSION, QUESTION_ANSWERING, TAGGING)
 
 
 def _inputs():
@@ -44,6 +46,16 @@ def build_classifier(encoder, num_classes, dropout_rate=0.1, initializer_range=0
     pooled = keras.layers.Dropout(dropout_rate, name="dropout")(pooled)
     return keras.Model(inputs, _dense(num_classes, initializer_range, "logits")(pooled),
                        name=name)
+
+
+def build_regressor(encoder, dropout_rate=0.1, initializer_range=0.02, name="bert_regressor"):
+    """Encoder inputs -> one score per example [batch] (float32): the classifier's head with
+    one output (STS-B's similarity)."""
+    inputs = _inputs()
+    pooled = encoder(inputs)["pooled_output"]  # [B, H]
+    pooled = keras.layers.Dropout(dropout_rate, name="dropout")(pooled)
+    score = _dense(1, initializer_range, "logits")(pooled)  # [B, 1]
+    return keras.Model(inputs, score[:, 0], name=name)
 
 
 def build_question_answerer(encoder, initializer_range=0.02, name="bert_question_answerer"):
@@ -74,6 +86,8 @@ def build_task_model(task, encoder, labels=(), dropout_rate=None):
     dropout = config.hidden_dropout_prob if dropout_rate is None else dropout_rate
     if task == CLASSIFICATION:
         return build_classifier(encoder, len(labels), dropout, config.initializer_range)
+    if task == REGRESSION:
+        return build_regressor(encoder, dropout, config.initializer_range)
     if task == QUESTION_ANSWERING:
         return build_question_answerer(encoder, config.initializer_range)
     if task == TAGGING:

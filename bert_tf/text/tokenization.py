@@ -98,6 +98,51 @@ class Vocab:
         return hashlib.sha256("\n".join(self.tokens).encode("utf-8")).hexdigest()
 
 
+# An uncased vocab is told by this many tokens with letters that have case, none upper-case:
+# real vocabs have tens of thousands; a small one (a test's, a caseless script's) tells nothing.
+UNCASED_EVIDENCE = 1000
+
+
+class CaseMismatch(ValueError):
+    """A --do_lower_case that contradicts the vocab or what the model's run recorded."""
+
+
+def vocab_casing(vocab: Vocab) -> str | None:
+    """"cased" when a token (besides bracketed specials such as [CLS]) has an upper-case
+    letter, "uncased" when none has but at least UNCASED_EVIDENCE tokens have letters with case,
+    else None (cannot tell)."""
+    with_case = 0
+    for token in vocab.tokens:
+        if token.startswith("[") and token.endswith("]"):
+            continue
+        if token != token.lower():
+            return "cased"
+        with_case += token != token.upper()
+    return "uncased" if with_case >= UNCASED_EVIDENCE else None
+
+
+def check_casing(vocab: Vocab, do_lower_case: bool, vocab_file, recorded=None,
+                 recorded_by="") -> None:
+    """Refuses (`CaseMismatch`) a lower-casing that contradicts the vocab (an uncased model
+    never saw upper case; a cased vocab's upper-case tokens would never be reached) or the
+    setting `recorded` by `recorded_by` (the model's run directory or export)."""
+    flag = f"--do_lower_case={str(bool(do_lower_case)).lower()}"
+    override = "; pass --allow_case_mismatch to go on anyway"
+    if recorded is not None and bool(recorded) != bool(do_lower_case):
+        raise CaseMismatch(f"{flag} contradicts {recorded_by}, which records "
+                           f"do_lower_case={str(bool(recorded)).lower()}{override}")
+    casing = vocab_casing(vocab)
+    if do_lower_case and casing == "cased":
+        example = next(t for t in vocab.tokens if t != t.lower() and not t.startswith("["))
+        raise CaseMismatch(f"{flag} but {vocab_file} is a cased vocab (it has upper-case "
+                           f"tokens such as {example!r}, which lower-cased text never reaches): "
+                           f"give --do_lower_case=false{override}")
+    if not do_lower_case and casing == "uncased":
+        raise CaseMismatch(f"{flag} but {vocab_file} is an uncased vocab (no upper-case token "
+                           f"among its {len(vocab):,}): upper-case words would become [UNK] or "
+                           f"split apart; give --do_lower_case=true{override}")
+
+
 def load_vocab(path) -> Vocab:
     """Reads a google-format vocab.txt; every problem names the file and, where it can, the line."""
     path = os.fspath(path)

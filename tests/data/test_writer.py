@@ -447,3 +447,23 @@ def test_more_predictions_than_positions_are_allowed(corpus, tmp_path):
             assert (weights.sum(1) >= 1).all() and (weights.sum(1) <= real - 2).all()
             positions = features["masked_lm_positions"].numpy()
             assert (positions < 16).all() and (positions[weights > 0] > 0).all()
+
+
+def test_a_lower_casing_that_contradicts_the_vocab_is_refused(corpus, tmp_path):
+    """The corpus's vocab was learned from lower-cased text: --do_lower_case=false would make
+    every capitalised word [UNK] or pieces. Refused before anything is written, unless
+    --allow_case_mismatch."""
+    from bert_tf.text.tokenization import CaseMismatch
+
+    output = tmp_path / "cased"
+    with pytest.raises(CaseMismatch, match=r"--do_lower_case=false but .*vocab.txt is an "
+                                           r"uncased vocab .*--allow_case_mismatch"):
+        make(corpus, output, do_lower_case=False)
+    assert not list(tmp_path.iterdir())
+    cased = tmp_path / "cased_vocab.txt"
+    cased.write_text(open(corpus["vocab"]).read() + "Python\n")
+    with pytest.raises(CaseMismatch, match=r"--do_lower_case=true but .*cased_vocab.txt is a "
+                                           r"cased vocab .*'Python'"):
+        make(corpus, output, vocab_file=str(cased))
+    make(corpus, output, do_lower_case=False, allow_case_mismatch=True, num_shards=1)
+    assert (tmp_path / "cased.manifest.json").exists()

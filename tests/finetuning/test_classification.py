@@ -43,7 +43,7 @@ def single_run(workspace):
 def test_single_sentence_task_is_learned(single_run, workspace):
     assert single_run["accuracy"] >= 0.95, single_run
     assert single_run["labels"] == ["negative", "positive"]
-    assert {"macro_f1", "f1", "matthews_corrcoef"} <= set(single_run)
+    assert {"macro_f1", "f1", "mcc", "score", "epoch", "epoch_scores"} <= set(single_run)
     out = workspace / "single_out"
     assert json.loads((out / "eval_results.json").read_text())["accuracy"] == single_run[
         "accuracy"]
@@ -120,7 +120,7 @@ def test_metrics_agree_with_a_hand_count():
     # tp=3 fp=1 fn=1 tn=3
     assert m["accuracy"] == pytest.approx(6 / 8)
     assert m["f1"] == pytest.approx(2 * 0.75 * 0.75 / 1.5)
-    assert m["matthews_corrcoef"] == pytest.approx((3 * 3 - 1 * 1) / np.sqrt(4 * 4 * 4 * 4))
+    assert m["mcc"] == pytest.approx((3 * 3 - 1 * 1) / np.sqrt(4 * 4 * 4 * 4))
     assert m["macro_f1"] == pytest.approx(0.75)
     three = classifier.classification_metrics([0, 1, 2, 2], [0, 2, 2, 2], 3)
     assert three["accuracy"] == 0.75 and "f1" not in three
@@ -235,3 +235,13 @@ def test_dynamic_padding_cuts_batches_and_keeps_every_example(workspace):
     for (short, _), (full, _) in zip(ordered, padded, strict=True):
         np.testing.assert_allclose(model(short, training=False), model(full, training=False),
                                    atol=1e-5)
+
+
+def test_a_lower_casing_that_contradicts_the_run_is_refused(workspace, tmp_path):
+    from bert_tf.text.tokenization import CaseMismatch
+
+    with pytest.raises(CaseMismatch, match=r"--do_lower_case=false contradicts the run of "
+                                           r"--init_checkpoint .*ckpt-1, which records "
+                                           r"do_lower_case=true; pass --allow_case_mismatch"):
+        run(values(workspace, "single", tmp_path / "o", do_lower_case=False))
+    assert not (tmp_path / "o" / "ckpt-0.index").exists()

@@ -145,3 +145,28 @@ def test_offsets_point_at_each_pieces_characters(vocab_file, do_lower_case):
     text = "Héllo, wörld! fox."
     assert [text[s:e] for s, e in zip(starts[0].numpy(), ends[0].numpy())] == [
         "Héllo", ",", "wörld", "!", "fox", "."]
+
+
+def test_casing_is_told_from_the_vocab_and_contradictions_are_refused():
+    from bert_tf.text.tokenization import (UNCASED_EVIDENCE, CaseMismatch, Vocab, check_casing,
+                                           vocab_casing)
+
+    words = tuple(f"w{chr(97 + i % 26)}{i}" for i in range(UNCASED_EVIDENCE))
+    uncased = Vocab(SPECIAL_TOKENS + words)
+    cased = Vocab(SPECIAL_TOKENS + words + ("##The",))
+    small = Vocab(SPECIAL_TOKENS + words[:10])
+    caseless = Vocab(SPECIAL_TOKENS + tuple(str(i) for i in range(2000)) + tuple("的是不了人"))
+    assert [vocab_casing(v) for v in (uncased, cased, small, caseless)] == [
+        "uncased", "cased", None, None]
+    for vocab, lower in ((uncased, True), (cased, False), (small, False), (small, True),
+                         (caseless, False)):
+        check_casing(vocab, lower, "v.txt")  # consistent, or nothing to tell by
+    with pytest.raises(CaseMismatch, match=r"--do_lower_case=true but v.txt is a cased vocab "
+                                           r".*'##The'.*--allow_case_mismatch"):
+        check_casing(cased, True, "v.txt")
+    with pytest.raises(CaseMismatch, match=r"--do_lower_case=false but v.txt is an uncased "
+                                           r"vocab \(no upper-case token among its 1,005\)"):
+        check_casing(uncased, False, "v.txt")
+    with pytest.raises(CaseMismatch, match=r"--do_lower_case=false contradicts the run of X, "
+                                           r"which records do_lower_case=true"):
+        check_casing(small, False, "v.txt", recorded=True, recorded_by="the run of X")

@@ -1,0 +1,246 @@
+"""Per-token (or pooled) vectors of chosen encoder layers for every line of a text file, as
+google-research/bert's extract_features.py gives them, streamed: memory stays flat however many
+lines the file has.
+
+    extract(encoder, preprocessor, "input.txt", "features.jsonl", layers=[-1, -2, -3, -4])
+
+Each line is one text, or a pair written `text_a ||| text_b`. Output formats:
+
+- `jsonl` (google's): one JSON object per line, {"linex_index": i, "features": [{"token":
+  "[CLS]", "layers": [{"index": -1, "values": [...]}, ...]}, ...]}, values rounded to 6
+  decimals; with pooling, {"linex_index": i, "layers": [{"index": -1, "values": [...]}]}.
+- `npz`: `features` float32 [lines, layers, hidden] (pooled) or [lines, layers, max_seq_length,
+  hidden] (zeros past a line's tokens) with `input_word_ids` and `input_mask` [lines,
+  max_seq_length] (per token), and `layers`.
+- `tfrecord`: one tf.train.Example per line: `linex_index`, `layers`, `shape` and the float
+  `features` (flattened), with `input_word_ids` (its tokens' ids) when per token.
+
+Pooling: `none` (every token), `cls` (the [CLS] vector), `mean` (the mean over the line's
+tokens, [CLS] and [SEP] included). The output is written under a temporary name and renamed
+when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import zipfile
+
+import numpy as np
+import tensorflow as tf
+
+from bert_tf import io
+
+FORMATS = ("jsonl", "npz", "tfrecord")
+POOLINGS = ("none", "cls", "mean")
+PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
+
+
+def parse_layers(layers, num_layers, flag="--layers"):
+    """"-1,-2" -> [-1, -2], each checked against the encoder's `num_layers`."""
+    try:
+        values = [int(x) for x in str(layers).split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} must be a comma list of layer indexes such as -1,-2,-3,-4, "
+                         f"got {layers!r}") from None
+    bad = [x for x in values if not -num_layers <= x < num_layers]
+    if not values or bad:
+        raise ValueError(f"{flag}={layers}: the encoder has {num_layers} layers (indexes "
+                         f"{-num_layers}..{num_layers - 1})"
+                         + (f"; {bad} out of range" if bad else ""))
+    return values
+
+
+def read_lines(path):
+    """The lines of a text file, one at a time (newline and surrounding space stripped)."""
+    try:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            for number, line in enumerate(f, start=1):
+                try:
+                    yield line.decode("utf-8").strip()
+                except UnicodeDecodeError as e:
+                    raise ValueError(f"{path}:{number}: not valid UTF-8 ({e.reason})") from None
+    except tf.errors.NotFoundError:
+        raise ValueError(f"--input_file {path}: no such file") from None
+
+
+def _batches(lines, batch_size):
+    batch = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _encode(preprocessor, texts):
+    """Encoder inputs [B, max_seq_length] for lines that are single texts or `a ||| b` pairs,
+    in their order."""
+    matches = [PAIR.match(text) for text in texts]
+    singles = [i for i, m in enumerate(matches) if m is None]
+    pairs = [i for i, m in enumerate(matches) if m is not None]
+    parts, order = [], []
+    if singles:
+        parts.append(preprocessor.single(tf.constant([texts[i] for i in singles])))
+        order += singles
+    if pairs:
+        parts.append(preprocessor.pair(tf.constant([matches[i].group(1) for i in pairs]),
+                                       tf.constant([matches[i].group(2) for i in pairs])))
+        order += pairs
+    inverse = np.argsort(order)
+    return {name: tf.gather(tf.concat([p[name] for p in parts], 0), inverse)
+            for name in parts[0]}
+
+
+def _cut(inputs):
+    """Inputs cut to the smallest power of two (from 16) that holds the longest row: features
+    of padding are never written, and a short batch costs a short sequence."""
+    longest = int(tf.reduce_max(tf.reduce_sum(inputs["input_mask"], -1)))
+    length = 16
+    while length < longest:
+        length *= 2
+    return {name: x[:, :length] for name, x in inputs.items()}
+
+
+class _Writer:
+    """Writes one output format to a temporary file; `close()` renames it into place."""
+
+    def __init__(self, path, output_format, pooling, layers, lines, max_seq_length, vocab):
+        self.path, self.format, self.pooling, self.layers = path, output_format, pooling, layers
+        self.tmp, self.vocab, self.count = io.temp_name(path), vocab, 0
+        self.lines, self.max_seq_length = lines, max_seq_length
+        if output_format == "jsonl":
+            self.file = tf.io.gfile.GFile(self.tmp, "w")
+        elif output_format == "tfrecord":
+            self.file = tf.io.TFRecordWriter(self.tmp)
+        else:  # npz: each array in a memory-mapped .npy in a local folder, zipped at the end
+            self.folder = tempfile.mkdtemp(prefix="bert_tf_features_")
+            self.arrays = {}
+
+    def _array(self, name, dtype, shape):
+        if name not in self.arrays:
+            self.arrays[name] = np.lib.format.open_memmap(
+                os.path.join(self.folder, f"{name}.npy"), mode="w+", dtype=dtype,
+                shape=(self.lines, *shape))
+        return self.arrays[name]
+
+    def write(self, features, inputs):
+        """features [B, layers, T, H] or [B, layers, H] (pooled); inputs cut to T."""
+        ids, mask = inputs["input_word_ids"].numpy(), inputs["input_mask"].numpy()
+        start, end = self.count, self.count + len(features)
+        if self.format == "npz":
+            if self.pooling == "none":
+                padding = self.max_seq_length - features.shape[2]
+                self._array("features", np.float32, features.shape[1:2] + (
+                    self.max_seq_length,) + features.shape[3:])[start:end] = np.pad(
+                    features * mask[:, None, :, None], [(0, 0), (0, 0), (0, padding), (0, 0)])
+                for name, x in (("input_word_ids", ids), ("input_mask", mask)):
+                    self._array(name, np.int32, (self.max_seq_length,))[start:end] = np.pad(
+                        x, [(0, 0), (0, padding)])
+            else:
+                self._array("features", np.float32, features.shape[1:])[start:end] = features
+        for row in range(len(features)):
+            index, length = start + row, int(mask[row].sum())
+            values = features[row] if self.pooling != "none" else features[row][:, :length]
+            if self.format == "jsonl":
+                self.file.write(json.dumps(self._json(index, values, ids[row][:length])) + "\n")
+            elif self.format == "tfrecord":
+                self.file.write(self._example(index, values, ids[row][:length]))
+        self.count = end
+
+    def _json(self, index, values, ids):
+        rounded = np.round(values.astype(np.float64), 6).tolist()
+        if self.pooling != "none":
+            return {"linex_index": index, "layers": [
+                {"index": layer, "values": v} for layer, v in zip(self.layers, rounded)]}
+        return {"linex_index": index, "features": [
+            {"token": self.vocab.tokens[token_id],
+             "layers": [{"index": layer, "values": rounded[j][t]}
+                        for j, layer in enumerate(self.layers)]}
+            for t, token_id in enumerate(ids)]}
+
+    def _example(self, index, values, ids):
+        feature = {"linex_index": tf.train.Feature(int64_list=tf.train.Int64List(value=[index])),
+                   "layers": tf.train.Feature(int64_list=tf.train.Int64List(value=self.layers)),
+                   "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=values.shape)),
+                   "features": tf.train.Feature(float_list=tf.train.FloatList(
+                       value=values.reshape(-1)))}
+        if self.pooling == "none":
+            feature["input_word_ids"] = tf.train.Feature(int64_list=tf.train.Int64List(value=ids))
+        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+    def close(self):
+        if self.format == "npz":
+            local = os.path.join(self.folder, "features.npz")
+            with zipfile.ZipFile(local, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+                for name, array in self.arrays.items():
+                    array.flush()
+                    archive.write(os.path.join(self.folder, f"{name}.npy"), f"{name}.npy")
+                archive.writestr("layers.npy", _npy(np.asarray(self.layers, np.int32)))
+            self.arrays.clear()
+            tf.io.gfile.copy(local, self.tmp, overwrite=True)
+            tf.io.gfile.rmtree(self.folder)
+        else:
+            self.file.close()
+        tf.io.gfile.rename(self.tmp, self.path, overwrite=True)
+
+    def abort(self):
+        if self.format != "npz":
+            self.file.close()
+        else:
+            tf.io.gfile.rmtree(self.folder)
+        io.remove_quietly(self.tmp)
+
+
+def _npy(array) -> bytes:
+    import io as python_io
+
+    buffer = python_io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def extract(encoder, preprocessor, vocab, input_file, output_file, layers=(-1, -2, -3, -4),
+            batch_size=32, output_format="jsonl", pooling="none", log=print):
+    """Writes the features of every line of `input_file` to `output_file`; returns the number of
+    lines. `encoder` is a Keras `BertEncoder`, `preprocessor` a `text.preprocessing.Preprocessor`
+    (its max_seq_length is the lines' length), `layers` indexes of the encoder's layers (or
+    their comma list)."""
+    if output_format not in FORMATS:
+        raise ValueError(f"--output_format must be one of {', '.join(FORMATS)}, got "
+                         f"{output_format!r}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"--pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    layers = parse_layers(layers if isinstance(layers, str) else ",".join(map(str, layers)),
+                          encoder.config.num_hidden_layers)
+    lines = sum(1 for _ in read_lines(input_file)) if output_format == "npz" else None
+    max_seq_length = int(preprocessor.max_seq_length.numpy())
+
+    @tf.function(reduce_retracing=True)
+    def outputs(inputs):
+        per_layer = encoder(inputs, training=False)["encoder_outputs"]
+        chosen = tf.stack([per_layer[i] for i in layers], 1)  # [B, layers, T, H]
+        if pooling == "cls":
+            return chosen[:, :, 0]
+        if pooling == "mean":
+            mask = tf.cast(inputs["input_mask"], chosen.dtype)[:, None, :, None]
+            return tf.reduce_sum(chosen * mask, 2) / tf.reduce_sum(mask, 2)
+        return chosen
+
+    writer = _Writer(output_file, output_format, pooling, layers, lines, max_seq_length, vocab)
+    try:
+        for batch in _batches(read_lines(input_file), batch_size):
+            inputs = _cut(_encode(preprocessor, batch))
+            writer.write(tf.cast(outputs(inputs), tf.float32).numpy(), inputs)
+        count = writer.count
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    log(f"features of {count:,} lines ({', '.join(map(str, layers))}; pooling {pooling}) -> "
+        f"{output_file}")
+    return count
