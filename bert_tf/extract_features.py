@@ -12,37 +12,29 @@ finetuned) or --encoder_saved_model (an encoder export). See `bert_tf.export.fea
 import dataclasses
 
 from bert_tf import cli
-from bert_tf.settings import Settings, setting
+from bert_tf.export.features import FORMATS, POOLINGS, extract
+from bert_tf.finetuning.harness import EncoderSettings, encoder_source, load_encoder, source_vocab
+from bert_tf.settings import setting
 
 
 @dataclasses.dataclass(frozen=True)
-class FeatureConfig(Settings):
+class FeatureConfig(EncoderSettings):
     """The settings of a feature-extraction job (the command line's flags)."""
     input_file: str = setting(None, "Text file: one text per line, or `text_a ||| text_b`.",
                               required=True)
     output_file: str = setting(None, "Where the features go.", required=True)
     layers: str = setting("-1,-2,-3,-4", "Comma list of encoder layers (-1: the last).")
-    init_checkpoint: str | None = setting(None, "A bert_tf checkpoint or run directory.")
-    bert_config_file: str | None = setting(None, "Default: beside --init_checkpoint.")
-    encoder_saved_model: str | None = setting(None, "An encoder export (bert_tf.export).")
-    vocab_file: str | None = setting(None, "Default: from the checkpoint's run or the export.")
-    do_lower_case: bool | None = setting(None, "Default: from the checkpoint's run or the "
-                                               "export.")
-    allow_case_mismatch: bool = setting(False, "Go on with a --do_lower_case that contradicts "
-                                               "the vocab or the source's record.")
     max_seq_length: int = setting(128, "Tokens per line (longer lines are cut).", above=2)
     batch_size: int = setting(32, "Lines per batch.", above=0)
     output_format: str = setting("jsonl", "jsonl (google's layout), npz or tfrecord.",
-                                 choices=("jsonl", "npz", "tfrecord"))
+                                 choices=FORMATS)
     pooling: str = setting("none", "none: every token's vector; cls: the [CLS] vector; mean: "
                                    "the mean over the line's tokens.",
-                           choices=("none", "cls", "mean"))
+                           choices=POOLINGS)
 
 
 def run(config: FeatureConfig, log=print):
     """Loads the encoder and writes the features; returns the number of lines."""
-    from bert_tf.export.features import extract
-    from bert_tf.finetuning.harness import encoder_source, load_encoder, source_vocab
     from bert_tf.text.preprocessing import Preprocessor
 
     source = encoder_source(config)

@@ -27,6 +27,7 @@ from conftest import REPO_ROOT, TF_ERROR_LINE
 DOCS = ["README.md", "CHANGELOG.md"] + sorted(
     os.path.relpath(p, REPO_ROOT) for p in glob.glob(os.path.join(REPO_ROOT, "docs", "*.md")))
 PAGES = ["data", "pretraining", "cloud-tpu", "multi-gpu-and-multi-worker", "finetuning",
+         "feature-extraction",
          "export-and-serving", "checkpoints", "jax-and-gpu", "performance", "failure-behaviour",
          "development"]
 

@@ -19,7 +19,6 @@ from bert_tf.checkpoints.google_tf1 import read_google_tf1, write_google_tf1
 from bert_tf.checkpoints.huggingface import read_huggingface, write_huggingface
 from bert_tf.checkpoints.names import assign_to_model, check_tensors, model_tensors
 from bert_tf.checkpoints.native import read_bert_tf, write_bert_tf
-from bert_tf.modeling.heads import REGRESSION
 from bert_tf.text.tokenization import load_vocab
 
 READERS = {"google_tf1": read_google_tf1, "huggingface": read_huggingface,
@@ -47,10 +46,6 @@ def _convert(input_format, input_path, output_format, output_dir, bert_config_fi
     if tf.io.gfile.exists(output_dir) and not overwrite:
         raise FileExistsError(f"--output {output_dir} exists; pass --overwrite to replace it")
     source = READERS[input_format](input_path, bert_config_file, vocab_file, do_lower_case)
-    if source.task == REGRESSION:
-        raise ValueError(f"--input {input_path}: a regression run (one score per text) has no "
-                         f"google or Hugging Face counterpart here; export it for serving with "
-                         f"python -m bert_tf.export")
     config, notes = source.config, list(source.notes)
     vocab = load_vocab(source.vocab_file)
     run_dir.check_vocab_fits(vocab, config, source.vocab_file, "the config")

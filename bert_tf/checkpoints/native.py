@@ -10,6 +10,7 @@ import tensorflow as tf
 from bert_tf import run_dir
 from bert_tf.checkpoints.names import Weights, google_shapes, model_tensors, vocab_and_case
 from bert_tf.config import BertConfig
+from bert_tf.modeling.heads import REGRESSION
 
 
 def read_bert_tf(path, bert_config_file=None, vocab_file=None, do_lower_case=None) -> Weights:
@@ -25,6 +26,10 @@ def read_bert_tf(path, bert_config_file=None, vocab_file=None, do_lower_case=Non
     vocab_file, do_lower_case = vocab_and_case(files.vocab_file, files.do_lower_case, notes,
                                                files.checkpoint)
     task, labels = files.record.get("task"), list(files.record.get("labels", []))
+    if task == REGRESSION:
+        raise ValueError(f"--input {path}: a regression run (one score per text) has no google "
+                         f"or Hugging Face counterpart here; export it for serving with python "
+                         f"-m bert_tf.export")
     config = BertConfig.from_json_file(files.bert_config_file)
     model, _ = run_dir.load_model(files, flag="--input")
     skipped = [name for name in run_dir.checkpoint_reader(files.checkpoint)

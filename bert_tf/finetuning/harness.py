@@ -31,9 +31,9 @@ from bert_tf.settings import Settings, flat_dict, setting
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuningConfig(Settings):
-    """Settings every finetuning task has (the command line's flags)."""
-    output_dir: str = setting(None, "Where everything goes.", required=True)
+class EncoderSettings(Settings):
+    """Where a job's encoder comes from, with its tokenizer (`encoder_source` resolves them):
+    the flags of every job that starts from a trained encoder."""
     init_checkpoint: str | None = setting(None, "A bert_tf checkpoint or run directory "
                                                 "(pretrained, or a finetuned run).")
     bert_config_file: str | None = setting(None, "Default: beside --init_checkpoint.")
@@ -43,6 +43,12 @@ class FinetuningConfig(Settings):
                                                "export.")
     allow_case_mismatch: bool = setting(False, "Go on with a --do_lower_case that contradicts "
                                                "the vocab or the source's record.")
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuningConfig(EncoderSettings):
+    """Settings every finetuning task has (the command line's flags)."""
+    output_dir: str = setting(None, "Where everything goes.", required=True)
     max_seq_length: int = setting(128, "Tokens per example.", above=0)
     train_batch_size: int = setting(32, "Batch size for training.", above=0)
     learning_rate: float = setting(2e-5, "Peak learning rate (AdamW).", above=0)
@@ -108,6 +114,9 @@ class Task(Protocol):
 
     def predict(self, model, log) -> str | None:
         """Writes predictions for the predict file, if any; returns the file written."""
+
+    # Optional: `score(metrics) -> float`, what the best epoch is chosen by. A task that has it
+    # is evaluated by `evaluate` after every epoch (`EpochEvaluation`) instead of by Keras.
 
 
 @locks.holds_run_lock
@@ -194,7 +203,7 @@ class EncoderSource:
     recorded_by: str = ""  # which source that is, for messages
 
 
-def encoder_source(config: FinetuningConfig) -> EncoderSource:
+def encoder_source(config: EncoderSettings) -> EncoderSource:
     """Resolves --init_checkpoint or --encoder_saved_model (exactly one) with the vocab and
     lower-casing; errors name the flags."""
     import tensorflow as tf
@@ -312,6 +321,8 @@ class EpochEvaluation(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = self.evaluate()
+        if not metrics:  # no dev data (--do_eval=false): nothing to choose by
+            return
         score = float(self.score(metrics))
         self.scores.append(score)
         if logs is not None:

@@ -21,13 +21,16 @@ LINES = ["the cat sat on the mat .", "the dog ran ||| a big tree with a red hous
 @pytest.fixture(scope="module")
 def source(tmp_path_factory):
     """A run directory, its encoder export, and a text file of LINES."""
-    from bert_tf.export import export_all
+    from bert_tf.export.encoder import EncoderExport
+    from bert_tf.export.serving import save_version
 
     root = tmp_path_factory.mktemp("features")
     workspace = make_workspace(root)
     files = run_dir.resolve(str(workspace / "pretrain" / "ckpt-1"))
     pretrainer, vocab = run_dir.load_pretrainer(files)
-    export = export_all(pretrainer, vocab, True, 16, str(root / "exports"))["bert_encoder"]
+    module = EncoderExport(pretrainer.encoder, vocab, True)  # the encoder export alone
+    export = save_version(module, {"serving_default": module.serve},
+                          str(root / "exports" / "bert_encoder"), 1)
     text = root / "input.txt"
     text.write_text("\n".join(LINES) + "\n")
     return workspace / "pretrain" / "ckpt-1", export, text, vocab, root
@@ -75,18 +78,18 @@ def test_json_lines_match_the_encoder_export(source, from_export, tmp_path):
 
 def test_compact_formats_and_pooling_agree_with_the_json(source, tmp_path):
     checkpoint, export, text, vocab, _ = source
+    from bert_tf.export.encoder import load_encoder_export
+
     rows = expected_outputs(export, vocab, LINES)
-    common = dict(input_file=str(text), init_checkpoint=str(checkpoint), layers="-1",
-                  max_seq_length=16, batch_size=4)
+    encoder, _ = load_encoder_export(export)
+    preprocessor = Preprocessor(vocab, True, 16)
     for pooling in ("none", "cls", "mean"):
-        npz = tmp_path / f"{pooling}.npz"
-        run(FeatureConfig(output_file=str(npz), output_format="npz", pooling=pooling, **common),
-            log=lambda _: None)
+        npz, records = tmp_path / f"{pooling}.npz", tmp_path / f"{pooling}.tfrecord"
+        for output, output_format in ((npz, "npz"), (records, "tfrecord")):
+            extract(encoder, preprocessor, vocab, str(text), str(output), [-1], batch_size=4,
+                    output_format=output_format, pooling=pooling, log=lambda _: None)
         arrays = np.load(npz)
         assert arrays["layers"].tolist() == [-1]
-        records = tmp_path / f"{pooling}.tfrecord"
-        run(FeatureConfig(output_file=str(records), output_format="tfrecord", pooling=pooling,
-                          **common), log=lambda _: None)
         examples = [tf.train.Example.FromString(r.numpy())
                     for r in tf.data.TFRecordDataset(str(records))]
         assert len(examples) == len(LINES) == len(arrays["features"])
@@ -141,3 +144,23 @@ def test_any_path_and_bad_input(source, tmp_path):
                                            "--init_checkpoint"):
         run(FeatureConfig(input_file=str(text), output_file=str(tmp_path / "y.jsonl"),
                           init_checkpoint=str(checkpoint), do_lower_case=False))
+
+
+def test_the_command_line(source, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO_ROOT
+
+    checkpoint, export, text, vocab, _ = source
+    output = tmp_path / "cls.npz"
+    result = subprocess.run(
+        [sys.executable, "-m", "bert_tf.extract_features", f"--input_file={text}",
+         f"--output_file={output}", f"--init_checkpoint={checkpoint}", "--layers=-1",
+         "--max_seq_length=16", "--output_format=npz", "--pooling=cls"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"features of {len(LINES)} lines" in result.stdout
+    rows = expected_outputs(export, vocab, LINES)
+    np.testing.assert_allclose(np.load(output)["features"][:, 0],
+                               [r[0]["encoder_outputs_1"].numpy()[0, 0] for r in rows], atol=1e-5)

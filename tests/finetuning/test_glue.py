@@ -312,3 +312,38 @@ def test_the_suite_needs_task_folders(tmp_path):
         run_suite(GlueSuiteConfig(data_dir=str(tmp_path), output_dir=str(tmp_path / "o"),
                                   init_checkpoint="x"))
     assert glue_suite.found_tasks(str(tmp_path)) == []
+
+
+@pytest.mark.slow
+def test_regression_from_generic_files_predicts_scores(suite, data, tmp_path):
+    """--regression with the generic column flags: the STS-B run evaluates STS-B's dev file read
+    by column names to the same correlations, and writes a score per row."""
+    summary, output, _, _ = suite
+    glue_dir, _ = data
+    dev = str(glue_dir / "STS-B" / "dev.tsv")
+    common = dict(output_dir=str(tmp_path / "o"), init_checkpoint=summary["tasks"]["stsb"]["run"],
+                  regression=True, do_train=False, text_a_column="sentence1",
+                  text_b_column="sentence2", label_column="score", max_seq_length=32,
+                  mixed_precision="float32")
+    result = run(ClassificationConfig(eval_file=dev, predict_file=dev, **common),
+                 log=lambda _: None)
+    assert result["pearson"] == pytest.approx(summary["tasks"]["stsb"]["metrics"]["pearson"],
+                                              abs=1e-6)
+    rows = (tmp_path / "o" / "predictions.tsv").read_text().splitlines()
+    assert rows[0] == "line\tscore" and len(rows) == SIZES["dev"] + 1
+    assert [int(r.split("\t")[0]) for r in rows[1:]] == list(range(2, SIZES["dev"] + 2))
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sentence1\tsentence2\tscore\na\tb\thigh\n")
+    with pytest.raises(InputFileError, match=r"bad.tsv:2: the score 'high' is not a number"):
+        run(ClassificationConfig(eval_file=str(bad), **common), log=lambda _: None)
+
+
+@pytest.mark.slow
+def test_a_regression_run_is_refused_by_conversion(suite, tmp_path):
+    from bert_tf.checkpoints.convert import convert
+
+    summary, _, _, _ = suite
+    with pytest.raises(ValueError, match="a regression run .* export it for serving"):
+        convert("bert_tf", summary["tasks"]["stsb"]["run"], "huggingface", str(tmp_path / "hf"),
+                log=lambda _: None)
+    assert not (tmp_path / "hf").exists()
