@@ -7,13 +7,12 @@ formats, on the same lines and encoder.
 The encoder has random weights of the config's shape (speed and size do not depend on the
 weights); the lines are sentences of the sample corpus, one per line, every fourth a
 `text_a ||| text_b` pair. Each format is written once (after one warm-up batch), timed, and its
-size read back; peak RSS growth is measured for the JSON layout at `--lines` and 4x as many lines
-(flat memory means the two are alike).
+size read back; peak RSS growth over the extraction (Linux: /proc/self/clear_refs) is measured
+for the JSON and npz layouts per token at `--lines` and 4x as many lines (flat memory: alike).
 """
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,8 @@ flags.DEFINE_integer("lines", 1000, "Lines of input.")
 flags.DEFINE_integer("max_seq_length", 128, "Tokens per line.")
 flags.DEFINE_integer("batch_size", 32, "Lines per batch.")
 flags.DEFINE_string("output", None, "Write the figures as JSON here.")
-flags.DEFINE_string("_rss_child", None, "(internal) measure one JSON run's peak RSS: LINES,WORK")
+flags.DEFINE_string("_rss_child", None, "(internal) one run's peak RSS growth: "
+                    "LINES,FORMAT,WORK")
 
 CASES = [("jsonl", "none", "-1,-2,-3,-4"), ("npz", "none", "-1,-2,-3,-4"),
          ("tfrecord", "none", "-1"), ("npz", "cls", "-1"), ("npz", "mean", "-1,-2,-3,-4")]
@@ -79,14 +79,22 @@ def extract(checkpoint, text, output, output_format, pooling, layers):
                              pooling=pooling), log=lambda line: None)
 
 
+def status(field):
+    """A /proc/self/status field in MiB (VmRSS: now; VmHWM: the peak since the last reset)."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field)) / 1024
+
+
 def rss_child(spec):
-    lines, work = spec.split(",")
+    lines, output_format, work = spec.split(",")
     checkpoint, text = make_inputs(work, int(lines))
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    extract(checkpoint, text, os.path.join(work, "rss.jsonl"), "jsonl", "none", "-1,-2,-3,-4")
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"lines": int(lines), "peak_rss_mb": after / 1024,
-                      "growth_mb": (after - before) / 1024}))
+    with open("/proc/self/clear_refs", "w") as f:  # the peak counts from here
+        f.write("5")
+    before = status("VmRSS")
+    extract(checkpoint, text, os.path.join(work, "rss.out"), output_format, "none",
+            "-1,-2,-3,-4")
+    print(json.dumps({"lines": int(lines), "format": output_format,
+                      "peak_growth_mb": round(status("VmHWM") - before, 1)}))
 
 
 def main(argv):
@@ -114,10 +122,12 @@ def main(argv):
             print(json.dumps(row), flush=True)
             results["formats"].append(row)
             os.remove(output)
-        for lines in (FLAGS.lines, 4 * FLAGS.lines):
-            child = os.path.join(work, f"rss_{lines}")
+        for lines, output_format in ((FLAGS.lines, "jsonl"), (4 * FLAGS.lines, "jsonl"),
+                                     (FLAGS.lines, "npz"), (4 * FLAGS.lines, "npz")):
+            child = os.path.join(work, f"rss_{lines}_{output_format}")
             os.makedirs(child)
-            out = subprocess.run([sys.executable, __file__, f"--_rss_child={lines},{child}",
+            out = subprocess.run([sys.executable, __file__,
+                                  f"--_rss_child={lines},{output_format},{child}",
                                   f"--bert_config_file={FLAGS.bert_config_file}",
                                   f"--max_seq_length={FLAGS.max_seq_length}"],
                                  capture_output=True, text=True, check=True)

@@ -9,9 +9,9 @@ Each line is one text, or a pair written `text_a ||| text_b`. Output formats:
 - `jsonl` (google's): one JSON object per line, {"linex_index": i, "features": [{"token":
   "[CLS]", "layers": [{"index": -1, "values": [...]}, ...]}, ...]}, values rounded to 6
   decimals; with pooling, {"linex_index": i, "layers": [{"index": -1, "values": [...]}]}.
-- `npz`: `features` float32 [lines, layers, hidden] (pooled) or [lines, layers, max_seq_length,
-  hidden] (zeros past a line's tokens) with `input_word_ids` and `input_mask` [lines,
-  max_seq_length] (per token), and `layers`.
+- `npz`: `features` float32 [lines, layers, hidden] (pooled); per token, every line's tokens one
+  after another: `features` [tokens, layers, hidden], `input_word_ids` [tokens] and `offsets`
+  [lines + 1] (line i is rows offsets[i]:offsets[i+1]); and `layers`.
 - `tfrecord`: one tf.train.Example per line: `linex_index`, `layers`, `shape` and the float
   `features` (flattened), with `input_word_ids` (its tokens' ids) when per token.
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 import zipfile
 
@@ -32,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf import io
+from bert_tf.modeling import INPUT_NAMES
 
 FORMATS = ("jsonl", "npz", "tfrecord")
 POOLINGS = ("none", "cls", "mean")
@@ -106,51 +108,79 @@ def _cut(inputs):
     return {name: x[:, :length] for name, x in inputs.items()}
 
 
+class _Arrays:
+    """Arrays grown a batch at a time in raw files of a local folder, then written as one .npz
+    (each member a .npy whose header gives the final row count): memory stays flat."""
+
+    def __init__(self):
+        self.folder = tempfile.mkdtemp(prefix="bert_tf_features_")
+        self.files, self.shapes = {}, {}  # name -> open raw file, (dtype, rows, row shape)
+
+    def append(self, name, rows):
+        rows = np.ascontiguousarray(rows)
+        if name not in self.files:
+            self.files[name] = open(os.path.join(self.folder, name), "wb")  # a local temp file
+            self.shapes[name] = [rows.dtype, 0, rows.shape[1:]]
+        self.files[name].write(rows.tobytes())
+        self.shapes[name][1] += len(rows)
+
+    def save(self, target, extra):
+        """Writes every array, and `extra` ({name: small array}), to the npz `target`."""
+        local = os.path.join(self.folder, "features.npz")
+        with zipfile.ZipFile(local, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name, file in self.files.items():
+                file.close()
+                dtype, count, shape = self.shapes[name]
+                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array_header_2_0(member, {
+                        "descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                        "shape": (count, *shape)})
+                    with open(os.path.join(self.folder, name), "rb") as raw:
+                        shutil.copyfileobj(raw, member, 1 << 24)
+            for name, array in extra.items():
+                with archive.open(f"{name}.npy", "w") as member:
+                    np.save(member, array)
+        tf.io.gfile.copy(local, target, overwrite=True)
+
+    def remove(self):
+        for file in self.files.values():
+            file.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 class _Writer:
     """Writes one output format to a temporary file; `close()` renames it into place."""
 
-    def __init__(self, path, output_format, pooling, layers, lines, max_seq_length, vocab):
+    def __init__(self, path, output_format, pooling, layers, vocab):
         self.path, self.format, self.pooling, self.layers = path, output_format, pooling, layers
-        self.tmp, self.vocab, self.count = io.temp_name(path), vocab, 0
-        self.lines, self.max_seq_length = lines, max_seq_length
+        self.tmp, self.vocab, self.count, self.tokens = io.temp_name(path), vocab, 0, 0
         if output_format == "jsonl":
             self.file = tf.io.gfile.GFile(self.tmp, "w")
         elif output_format == "tfrecord":
             self.file = tf.io.TFRecordWriter(self.tmp)
-        else:  # npz: each array in a memory-mapped .npy in a local folder, zipped at the end
-            self.folder = tempfile.mkdtemp(prefix="bert_tf_features_")
-            self.arrays = {}
-
-    def _array(self, name, dtype, shape):
-        if name not in self.arrays:
-            self.arrays[name] = np.lib.format.open_memmap(
-                os.path.join(self.folder, f"{name}.npy"), mode="w+", dtype=dtype,
-                shape=(self.lines, *shape))
-        return self.arrays[name]
+        else:
+            self.arrays = _Arrays()
 
     def write(self, features, inputs):
         """features [B, layers, T, H] or [B, layers, H] (pooled); inputs cut to T."""
         ids, mask = inputs["input_word_ids"].numpy(), inputs["input_mask"].numpy()
-        start, end = self.count, self.count + len(features)
-        if self.format == "npz":
-            if self.pooling == "none":
-                padding = self.max_seq_length - features.shape[2]
-                self._array("features", np.float32, features.shape[1:2] + (
-                    self.max_seq_length,) + features.shape[3:])[start:end] = np.pad(
-                    features * mask[:, None, :, None], [(0, 0), (0, 0), (0, padding), (0, 0)])
-                for name, x in (("input_word_ids", ids), ("input_mask", mask)):
-                    self._array(name, np.int32, (self.max_seq_length,))[start:end] = np.pad(
-                        x, [(0, 0), (0, padding)])
-            else:
-                self._array("features", np.float32, features.shape[1:])[start:end] = features
-        for row in range(len(features)):
-            index, length = start + row, int(mask[row].sum())
+        lengths = mask.sum(-1).astype(np.int64)
+        if self.format == "npz" and self.pooling != "none":
+            self.arrays.append("features", features)
+        elif self.format == "npz":  # every line's tokens, one after another
+            real = mask.astype(bool)
+            self.arrays.append("features", features.transpose(0, 2, 1, 3)[real])
+            self.arrays.append("input_word_ids", ids[real].astype(np.int32))
+            self.arrays.append("offsets", self.tokens + np.cumsum(lengths) - lengths)
+            self.tokens += int(lengths.sum())
+        for row in range(len(features) if self.format != "npz" else 0):
+            index, length = self.count + row, int(lengths[row])
             values = features[row] if self.pooling != "none" else features[row][:, :length]
             if self.format == "jsonl":
                 self.file.write(json.dumps(self._json(index, values, ids[row][:length])) + "\n")
-            elif self.format == "tfrecord":
+            else:
                 self.file.write(self._example(index, values, ids[row][:length]))
-        self.count = end
+        self.count += len(features)
 
     def _json(self, index, values, ids):
         rounded = np.round(values.astype(np.float64), 6).tolist()
@@ -175,33 +205,21 @@ class _Writer:
 
     def close(self):
         if self.format == "npz":
-            local = os.path.join(self.folder, "features.npz")
-            with zipfile.ZipFile(local, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-                for name, array in self.arrays.items():
-                    array.flush()
-                    archive.write(os.path.join(self.folder, f"{name}.npy"), f"{name}.npy")
-                archive.writestr("layers.npy", _npy(np.asarray(self.layers, np.int32)))
-            self.arrays.clear()
-            tf.io.gfile.copy(local, self.tmp, overwrite=True)
-            tf.io.gfile.rmtree(self.folder)
+            extra = {"layers": np.asarray(self.layers, np.int32)}
+            if self.pooling == "none":
+                self.arrays.append("offsets", np.asarray([self.tokens], np.int64))
+            self.arrays.save(self.tmp, extra)
+            self.arrays.remove()
         else:
             self.file.close()
         tf.io.gfile.rename(self.tmp, self.path, overwrite=True)
 
     def abort(self):
-        if self.format != "npz":
-            self.file.close()
+        if self.format == "npz":
+            self.arrays.remove()
         else:
-            tf.io.gfile.rmtree(self.folder)
+            self.file.close()
         io.remove_quietly(self.tmp)
-
-
-def _npy(array) -> bytes:
-    import io as python_io
-
-    buffer = python_io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
 
 
 def extract(encoder, preprocessor, vocab, input_file, output_file, layers=(-1, -2, -3, -4),
@@ -217,11 +235,9 @@ def extract(encoder, preprocessor, vocab, input_file, output_file, layers=(-1, -
         raise ValueError(f"--pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
     layers = parse_layers(layers if isinstance(layers, str) else ",".join(map(str, layers)),
                           encoder.config.num_hidden_layers)
-    lines = sum(1 for _ in read_lines(input_file)) if output_format == "npz" else None
-    max_seq_length = int(preprocessor.max_seq_length.numpy())
-
-    @tf.function(reduce_retracing=True)
-    def outputs(inputs):
+    @tf.function(input_signature=[{name: tf.TensorSpec([None, None], tf.int32, name=name)
+                                   for name in INPUT_NAMES}])
+    def outputs(inputs):  # one trace for every batch size and length
         per_layer = encoder(inputs, training=False)["encoder_outputs"]
         chosen = tf.stack([per_layer[i] for i in layers], 1)  # [B, layers, T, H]
         if pooling == "cls":
@@ -231,7 +247,7 @@ def extract(encoder, preprocessor, vocab, input_file, output_file, layers=(-1, -
             return tf.reduce_sum(chosen * mask, 2) / tf.reduce_sum(mask, 2)
         return chosen
 
-    writer = _Writer(output_file, output_format, pooling, layers, lines, max_seq_length, vocab)
+    writer = _Writer(output_file, output_format, pooling, layers, vocab)
     try:
         for batch in _batches(read_lines(input_file), batch_size):
             inputs = _cut(_encode(preprocessor, batch))
