@@ -307,8 +307,8 @@ BEST_WEIGHTS = "best.weights.h5"
 
 
 class EpochEvaluation(keras.callbacks.Callback):
-    """Evaluates the task after every epoch by its own metrics, puts them
-    in the epoch's logs as val_<metric> (and val_score) for TensorBoard, the progress line and
+    """A Keras callback: evaluates the task after every epoch by its own metrics, puts them in
+    the epoch's logs as val_<metric> (and val_score) for TensorBoard, the progress line and
     early stopping, and, with `keep_best`, saves the best epoch's weights to `best_file` and
     restores them when training ends."""
 
