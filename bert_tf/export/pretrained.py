@@ -25,6 +25,7 @@ def export_all(pretrainer, vocab, do_lower_case, max_seq_length, export_dir, mod
         raise ValueError(f"--max_seq_length={max_seq_length} exceeds max_position_embeddings="
                          f"{pretrainer.config.max_position_embeddings}")
     preprocessor = Preprocessor(vocab, do_lower_case, max_seq_length)
+    preprocessor.trace_hub_api()  # tokenize and bert_pack_inputs, as TF Hub's preprocessors
     encoder = EncoderExport(pretrainer.encoder, vocab, do_lower_case)
     text_model = TextModel(pretrainer, preprocessor)
     plan = {

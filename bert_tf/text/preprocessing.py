@@ -3,6 +3,11 @@ export and the finetuning input pipeline share.
 
     single(text [B])          -> input_word_ids, input_mask, input_type_ids [B, max_seq_length]
     pair(text [B], text_b [B]) -> the same for sentence pairs: [CLS] A [SEP] B [SEP]
+
+and TF Hub's BERT preprocessor API, for other lengths and up to three segments:
+
+    tokenize(text [B])        -> wordpiece ids [B, (tokens)] int32 (ragged)
+    bert_pack_inputs([a, b, ...], seq_length) -> the three inputs [B, seq_length]
 """
 
 import tensorflow as tf
@@ -40,15 +45,51 @@ class Preprocessor(tf.Module):
         self.sequence_length = max_seq_length
         self.cls_id, self.sep_id, self.mask_id = vocab.cls_id, vocab.sep_id, vocab.mask_id
 
-    def pack(self, segments):
-        """Ragged token ids per segment -> the three [batch, max_seq_length] int32 inputs."""
-        budget = self.sequence_length - 1 - len(segments)  # [CLS] and a [SEP] per segment
+    def pack(self, segments, seq_length=None):
+        """Ragged token ids per segment -> the three [batch, seq_length] int32 inputs
+        (default: max_seq_length)."""
+        seq_length = self.sequence_length if seq_length is None else seq_length
+        budget = seq_length - 1 - len(segments)  # [CLS] and a [SEP] per segment
         trimmed = tf_text.RoundRobinTrimmer(budget).trim(segments)
         ids, types = tf_text.combine_segments(trimmed, self.cls_id, self.sep_id)
-        ids, mask = tf_text.pad_model_inputs(ids, self.sequence_length)
-        types, _ = tf_text.pad_model_inputs(types, self.sequence_length)
+        ids, mask = tf_text.pad_model_inputs(ids, seq_length)
+        types, _ = tf_text.pad_model_inputs(types, seq_length)
         return {"input_word_ids": tf.cast(ids, tf.int32), "input_mask": tf.cast(mask, tf.int32),
                 "input_type_ids": tf.cast(types, tf.int32)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def tokenize(self, text):
+        """TF Hub's `tokenize`: texts -> their wordpiece ids, ragged [batch, (tokens)] int32."""
+        return tf.cast(self.tokenizer.tokenize(text), tf.int32)
+
+    @tf.function
+    def bert_pack_inputs(self, segments, seq_length):
+        """TF Hub's `bert_pack_inputs`: a list of 1 to 3 tokenized segments ([batch, (tokens)],
+        or [batch, (words), (pieces)]) and a sequence length -> the three int32 inputs [batch,
+        seq_length]: [CLS] A [SEP] B [SEP] ..., trimmed round-robin (the longest loses tokens
+        first), as the Model Garden's `BertPackInputs`."""
+        if not 1 <= len(segments) <= 3:
+            raise ValueError(f"bert_pack_inputs takes 1 to 3 segments, got {len(segments)}")
+        segments = [s.merge_dims(1, -1) if s.shape.rank > 2 else s for s in segments]
+        rows = [s.nrows(out_type=tf.int32) for s in segments]
+        checks = [tf.debugging.Assert(tf.equal(rows[0], n), [
+            f"bert_pack_inputs: segment {i + 2} must hold the same number of texts as segment "
+            f"1; got", n, "and", rows[0]]) for i, n in enumerate(rows[1:])]
+        with tf.control_dependencies(checks):  # before tensorflow-text reads them together
+            segments = [tf.RaggedTensor.from_row_splits(tf.identity(s.values),
+                                                        tf.identity(s.row_splits), validate=False)
+                        for s in segments]
+        return self.pack(segments, tf.cast(seq_length, tf.int32))
+
+    def trace_hub_api(self):
+        """Traces `bert_pack_inputs` for 1 to 3 segments of ragged int32 ids of rank 2 (this
+        `tokenize`'s) or 3 (TF Hub's word-split tokenizers') and any seq_length, so that a
+        SavedModel of this module serves it."""
+        length = tf.TensorSpec([], tf.int32, name="seq_length")
+        for rank in (2, 3):
+            spec = tf.RaggedTensorSpec([None] * rank, tf.int32, ragged_rank=rank - 1)
+            for count in (1, 2, 3):
+                self.bert_pack_inputs.get_concrete_function([spec] * count, length)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def single(self, text):

@@ -264,3 +264,41 @@ def test_versions_below_1_are_refused(tmp_path):
             save_version(tf.Module(), {}, str(tmp_path / "model"), version)
     assert not (tmp_path / "model").exists() or not [
         p for p in os.listdir(tmp_path / "model") if not p.startswith(".")]
+
+
+def test_preprocessor_tokenize_and_bert_pack_inputs_match_the_model_garden(exported):
+    """TF Hub's preprocessor API on the export: `tokenize`, then `bert_pack_inputs` of 1 to 3
+    segments at any length, gives what the Model Garden's BertPackInputs gives on the same
+    tokens; at max_seq_length it is what `serving_default` and `pair` give."""
+    from official.nlp.modeling.layers import BertPackInputs
+
+    vocab = exported["vocab"]
+    loaded = tf.saved_model.load(exported["paths"]["bert_preprocessor"])
+    texts = [tf.constant(t) for t in (
+        ["the cat sat on the mat and then it ran away", "a", ""],
+        ["Python's documentation is long and detailed", "b c d e f g h", "x"],
+        ["a third segment", "", "with several words in it"])]
+    tokens = [loaded.tokenize(t) for t in texts]
+    assert isinstance(tokens[0], tf.RaggedTensor) and tokens[0].dtype == tf.int32
+    for count in (1, 2, 3):
+        for seq_length in (8, 16, 40):
+            ours = loaded.bert_pack_inputs(tokens[:count], seq_length=seq_length)
+            theirs = BertPackInputs.bert_pack_inputs(
+                tokens[:count], seq_length, start_of_sequence_id=vocab.cls_id,
+                end_of_segment_id=vocab.sep_id, padding_id=vocab.pad_id)
+            for name in ("input_word_ids", "input_mask", "input_type_ids"):
+                assert ours[name].dtype == tf.int32 and ours[name].shape == (3, seq_length)
+                np.testing.assert_array_equal(ours[name], theirs[name], err_msg=(count, name))
+    pieces = tokens[0].flat_values  # TF Hub's word-split form: [batch, (words), (pieces)]
+    words = tokens[0].with_flat_values(tf.RaggedTensor.from_row_lengths(
+        pieces, tf.ones_like(pieces, tf.int64)))
+    np.testing.assert_array_equal(loaded.bert_pack_inputs([words], seq_length=16)["input_word_ids"],
+                                  loaded.bert_pack_inputs([tokens[0]], 16)["input_word_ids"])
+    single = loaded.signatures["serving_default"](text=texts[0])
+    pair = loaded.signatures["pair"](text=texts[0], text_b=texts[1])
+    for expected, count in ((single, 1), (pair, 2)):
+        packed = loaded.bert_pack_inputs(tokens[:count], seq_length=SEQ)
+        for name in packed:
+            np.testing.assert_array_equal(packed[name], expected[name])
+    with pytest.raises(Exception, match="same number of texts"):
+        loaded.bert_pack_inputs([tokens[0], tokens[1][:2]], seq_length=16)
