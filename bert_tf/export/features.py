@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from bert_tf import io
 from bert_tf.modeling import INPUT_NAMES
+from bert_tf.text.preprocessing import length_buckets
 
 FORMATS = ("jsonl", "npz", "tfrecord")
 POOLINGS = ("none", "cls", "mean")
@@ -98,13 +99,12 @@ def _encode(preprocessor, texts):
             for name in parts[0]}
 
 
-def _cut(inputs):
-    """Inputs cut to the smallest power of two (from 16) that holds the longest row: features
-    of padding are never written, and a short batch costs a short sequence."""
+def _cut(inputs, max_seq_length):
+    """Inputs cut to the smallest of `length_buckets` (16, 32, 64, ... max_seq_length) that
+    holds the longest row, as finetuning's batches are: features of padding are never
+    written, and a short batch costs a short sequence."""
     longest = int(tf.reduce_max(tf.reduce_sum(inputs["input_mask"], -1)))
-    length = 16
-    while length < longest:
-        length *= 2
+    length = next(b for b in length_buckets(max_seq_length) if b >= longest)
     return {name: x[:, :length] for name, x in inputs.items()}
 
 
@@ -250,7 +250,7 @@ def extract(encoder, preprocessor, vocab, input_file, output_file, layers=(-1, -
     writer = _Writer(output_file, output_format, pooling, layers, vocab)
     try:
         for batch in _batches(read_lines(input_file), batch_size):
-            inputs = _cut(_encode(preprocessor, batch))
+            inputs = _cut(_encode(preprocessor, batch), preprocessor.sequence_length)
             writer.write(tf.cast(outputs(inputs), tf.float32).numpy(), inputs)
         count = writer.count
         writer.close()

@@ -15,13 +15,7 @@ an answer's positions) are left as they are.
 
 import tensorflow as tf
 
-
-def length_buckets(max_seq_length):
-    """Padded lengths a batch may take: powers of two from 16, and max_seq_length."""
-    buckets = [16]
-    while buckets[-1] * 2 < max_seq_length:
-        buckets.append(buckets[-1] * 2)
-    return sorted({b for b in buckets if b < max_seq_length} | {max_seq_length})
+from bert_tf.text.preprocessing import length_buckets
 
 
 def batch_by_length(rows, batch_size, max_seq_length, shuffle=False, seed=None,

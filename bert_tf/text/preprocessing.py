@@ -16,12 +16,28 @@ import tensorflow_text as tf_text
 from bert_tf.text.tokenization import MASK, WordpieceTokenizer
 
 
+def length_buckets(max_seq_length):
+    """Padded lengths a batch may take: powers of two from 16, and max_seq_length."""
+    buckets = [16]
+    while buckets[-1] * 2 < max_seq_length:
+        buckets.append(buckets[-1] * 2)
+    return sorted({b for b in buckets if b < max_seq_length} | {max_seq_length})
+
+
+def _rows(texts):
+    """How many texts (or tokenized texts, ragged) a batch holds."""
+    if isinstance(texts, tf.RaggedTensor):
+        return texts.nrows(out_type=tf.int32)
+    return tf.shape(texts, out_type=tf.int32)[0]
+
+
 def same_batch(first_name, first, second_name, second):
     """(first, second), once an in-graph check has found that they hold the same number of
-    texts: otherwise a clean InvalidArgumentError naming both and their sizes. Every op that
-    reads the two together waits for the check (tensorflow-text's segment ops read out of
-    bounds on a mismatch: garbage ids, or an aborted process)."""
-    first_size, second_size = tf.size(first), tf.size(second)
+    texts (strings [B], or ragged token ids [B, (tokens)]): otherwise a clean
+    InvalidArgumentError naming both and their sizes. Every op that reads the two together
+    waits for the check (tensorflow-text's segment ops read out of bounds on a mismatch:
+    garbage ids, or an aborted process)."""
+    first_size, second_size = _rows(first), _rows(second)
     check = tf.debugging.Assert(tf.equal(first_size, second_size), [
         f"inputs {first_name} and {second_name} must hold the same number of texts; got",
         first_size, "and", second_size])
@@ -70,16 +86,10 @@ class Preprocessor(tf.Module):
         first), as the Model Garden's `BertPackInputs`."""
         if not 1 <= len(segments) <= 3:
             raise ValueError(f"bert_pack_inputs takes 1 to 3 segments, got {len(segments)}")
-        segments = [s.merge_dims(1, -1) if s.shape.rank > 2 else s for s in segments]
-        rows = [s.nrows(out_type=tf.int32) for s in segments]
-        checks = [tf.debugging.Assert(tf.equal(rows[0], n), [
-            f"bert_pack_inputs: segment {i + 2} must hold the same number of texts as segment "
-            f"1; got", n, "and", rows[0]]) for i, n in enumerate(rows[1:])]
-        with tf.control_dependencies(checks):  # before tensorflow-text reads them together
-            segments = [tf.RaggedTensor.from_row_splits(tf.identity(s.values),
-                                                        tf.identity(s.row_splits), validate=False)
-                        for s in segments]
-        return self.pack(segments, tf.cast(seq_length, tf.int32))
+        first, *rest = [s.merge_dims(1, -1) if s.shape.rank > 2 else s for s in segments]
+        for i, segment in enumerate(rest):
+            first, rest[i] = same_batch("segment 1", first, f"segment {i + 2}", segment)
+        return self.pack([first, *rest], tf.cast(seq_length, tf.int32))
 
     def trace_hub_api(self):
         """Traces `bert_pack_inputs` for 1 to 3 segments of ragged int32 ids of rank 2 (this
