@@ -1,4 +1,4 @@
-"""CLI: convert BERT checkpoints between google-research TF1, Hugging Face and bert_tf.
+"""CLI: convert BERT checkpoints between google-research TF1, Hugging Face, keras-hub and bert_tf.
 
     python -m bert_tf.convert_checkpoint --input_format=google_tf1 \
         --input=uncased_L-12_H-768_A-12/bert_model.ckpt \
@@ -7,6 +7,8 @@
         --output_format=bert_tf --output=checkpoints/bert_base_uncased
     python -m bert_tf.convert_checkpoint --input_format=bert_tf --input=runs/base \
         --output_format=huggingface --output=hf/my-bert
+    python -m bert_tf.convert_checkpoint --input_format=bert_tf --input=runs/sst2 \
+        --output_format=keras_hub --output=presets/sst2
 
 Use a bert_tf output as --init_checkpoint=DIR/ckpt-0 of run_pretraining / run_classifier, or
 --output_dir of export. The pooler and the pretraining heads are converted too; where the source

@@ -4,9 +4,10 @@
 
 Inputs: google_tf1 (a checkpoint prefix or its directory, bert_config.json and vocab.txt beside
 it), huggingface (a directory with config.json, model.safetensors or its shards, vocab.txt,
-tokenizer_config.json), bert_tf (a checkpoint or a run directory). Outputs: bert_tf (ckpt-0 and
-a run directory's files), huggingface (BertForPreTraining safetensors; BertModel loads it too),
-google_tf1 (bert_model.ckpt). `python -m bert_tf.convert_checkpoint` is its command line.
+tokenizer_config.json), keras_hub (a preset directory), bert_tf (a checkpoint or a run
+directory). Outputs: bert_tf (ckpt-0 and a run directory's files), huggingface
+(BertForPreTraining safetensors; BertModel loads it too), google_tf1 (bert_model.ckpt),
+keras_hub (a BertBackbone or BertTextClassifier preset). `python -m bert_tf.convert_checkpoint` is its command line.
 """
 
 import os
@@ -17,13 +18,14 @@ import tensorflow as tf
 from bert_tf import io, locks, run_dir
 from bert_tf.checkpoints.google_tf1 import read_google_tf1, write_google_tf1
 from bert_tf.checkpoints.huggingface import read_huggingface, write_huggingface
+from bert_tf.checkpoints.keras_hub import read_keras_hub, write_keras_hub
 from bert_tf.checkpoints.names import assign_to_model, check_tensors, model_tensors
 from bert_tf.checkpoints.native import read_bert_tf, write_bert_tf
 from bert_tf.text.tokenization import load_vocab
 
 READERS = {"google_tf1": read_google_tf1, "huggingface": read_huggingface,
-           "bert_tf": read_bert_tf}
-OUTPUT_FORMATS = ("bert_tf", "huggingface", "google_tf1")
+           "keras_hub": read_keras_hub, "bert_tf": read_bert_tf}
+OUTPUT_FORMATS = ("bert_tf", "huggingface", "google_tf1", "keras_hub")
 
 
 def convert(input_format, input_path, output_format, output_dir, bert_config_file=None,
@@ -67,6 +69,9 @@ def _convert(input_format, input_path, output_format, output_dir, bert_config_fi
         elif output_format == "huggingface":
             write_huggingface(tensors, config, vocab, source.do_lower_case, tmp, source.task,
                               source.labels)
+        elif output_format == "keras_hub":
+            notes += write_keras_hub(tensors, config, source.vocab_file, source.do_lower_case,
+                                     tmp, source.task, source.labels)
         else:
             notes += write_google_tf1(tensors, config, tmp, source.labels)
 
