@@ -10,7 +10,8 @@ given), each written to a temporary directory and renamed when complete; see ber
 The config, vocab and lower-casing default to those of the checkpoint's run directory. A
 finetuned run (run_classifier, run_squad, run_tagging, or a converted Hugging Face
 BertForSequenceClassification, BertForQuestionAnswering or BertForTokenClassification) gets its
-task's text-in SavedModel instead.
+task's text-in SavedModel instead. --format=litert writes LiteRT models instead (see
+bert_tf/export/litert.py).
 """
 
 import dataclasses
@@ -38,6 +39,11 @@ class ExportConfig(Settings):
     version: int | None = setting(None, "Version number; default: one above the highest.",
                                   minimum=1)
     overwrite: bool = setting(False, "Replace an existing version.")
+    format: str = setting("saved_model", "saved_model: SavedModels for TF Serving and "
+                                         "finetuning; litert: model.tflite and "
+                                         "model_int8.tflite for LiteRT (text in for a "
+                                         "classifier, ids in otherwise).",
+                          choices=("saved_model", "litert"))
 
 
 @cli.reports_errors("export")
@@ -50,7 +56,7 @@ def main(argv):
     files = run_dir.resolve(config.checkpoint, config.output_dir, config.bert_config_file,
                             config.vocab_file, config.do_lower_case)
     paths = export_run(files, config.export_dir, config.max_seq_length, config.model_name,
-                       config.version, config.overwrite)
+                       config.version, config.overwrite, config.format)
     for name, path in paths.items():
         print(f"{name}: {path}")
 

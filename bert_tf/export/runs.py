@@ -10,16 +10,24 @@ from bert_tf.export.tasks import DEFAULT_NAMES, export_task
 
 
 def export_run(files: run_dir.RunFiles, export_dir, max_seq_length=None, model_name=None,
-               version=None, overwrite=False):
-    """Writes the run's SavedModel(s) under export_dir/<name>/<version>; returns {name: path}.
-    A finetuned run's labels and settings (a question-answering run's windowing) come from its
-    record; `max_seq_length` defaults to the one the run recorded, else 128."""
+               version=None, overwrite=False, format="saved_model"):
+    """Writes the run's SavedModel(s) (or, with format="litert", its LiteRT model) under
+    export_dir/<name>/<version>; returns {name: path}. A finetuned run's labels and settings (a
+    question-answering run's windowing) come from its record; `max_seq_length` defaults to the
+    one the run recorded, else 128."""
     if max_seq_length is None:
         max_seq_length = files.record.get("flags", {}).get("max_seq_length") or 128
     if files.do_lower_case is None:
         raise ValueError("--do_lower_case is needed: the run directory does not record it")
     task = files.record.get("task")
     model, vocab = run_dir.load_model(files)
+    if format == "litert":
+        from bert_tf.export.litert import DEFAULT_NAMES as LITERT_NAMES, export_litert
+
+        name = model_name or LITERT_NAMES[task]
+        return {name: export_litert(task, model, vocab, files.do_lower_case, max_seq_length,
+                                    files.record, os.path.join(export_dir, name), version,
+                                    overwrite)}
     if task is None:
         from bert_tf.export.pretrained import export_all
         return export_all(model, vocab, files.do_lower_case, max_seq_length, export_dir,

@@ -34,8 +34,15 @@ def next_version(model_dir) -> int:
 
 
 def save_version(module, signatures, model_dir, version=None, overwrite=False) -> str:
-    """Saves to model_dir/<version> (default: one above the highest present) through a
-    temporary directory; returns the path."""
+    """Saves a SavedModel to model_dir/<version> (default: one above the highest present)
+    through a temporary directory; returns the path."""
+    return write_version(lambda tmp: tf.saved_model.save(module, tmp, signatures=signatures),
+                         model_dir, version, overwrite)
+
+
+def write_version(write, model_dir, version=None, overwrite=False) -> str:
+    """Calls write(tmp) to fill a temporary directory that becomes model_dir/<version> when
+    complete (default version: one above the highest present); returns the path."""
     with locks.output_lock(os.path.join(model_dir, ".bert_tf.lock"), f"--export_dir {model_dir}"):
         io.remove_all(tf.io.gfile.glob(os.path.join(model_dir, ".tmp-*")))  # a killed export's
         if version is not None and version < 1:
@@ -46,7 +53,7 @@ def save_version(module, signatures, model_dir, version=None, overwrite=False) -
             raise FileExistsError(f"{target} exists; pass --overwrite or another --version")
         tmp = os.path.join(model_dir, f".tmp-{version}-{os.getpid()}")
         with io.directory_written_atomically(target, tmp):
-            tf.saved_model.save(module, tmp, signatures=signatures)
+            write(tmp)
     return target
 
 

@@ -32,14 +32,14 @@ _CONTROL_CHARS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\x{fffd}\p{Cf}]"
 # google's WordpieceTokenizer turns a word of over 200 characters into [UNK]; tensorflow-text
 # counts bytes instead. So its byte limit is set out of reach (4 bytes per character) and
 # `WordpieceTokenizer` applies the character limit itself.
-_MAX_CHARS_PER_WORD = 200
+MAX_CHARS_PER_WORD = 200
 # Each text is read up to its first MiB: time and memory per text stay bounded (a served model
 # can be sent anything); longer texts are cut there.
 MAX_TEXT_BYTES = 1 << 20
-_MAX_BYTES_PER_WORD = 4 * _MAX_CHARS_PER_WORD
+_MAX_BYTES_PER_WORD = 4 * MAX_CHARS_PER_WORD
 # Text without 201 characters in a row free of ASCII whitespace cannot hold such a word; it skips
 # the (slower, memory-hungry) check.
-_MAYBE_LONG_WORD = r".*[^\s]{%d}.*" % (_MAX_CHARS_PER_WORD + 1)
+_MAYBE_LONG_WORD = r".*[^\s]{%d}.*" % (MAX_CHARS_PER_WORD + 1)
 
 
 class VocabError(ValueError):
@@ -258,13 +258,13 @@ class WordpieceTokenizer(tf.Module):
         begin = tf.math.unsorted_segment_min(starts.flat_values, word, num_words)  # [W]
         end = tf.math.unsorted_segment_max(ends.flat_values, word, num_words)
         # Only words of over 200 bytes can have over 200 characters; count just those.
-        maybe_long = tf.where(end - begin > _MAX_CHARS_PER_WORD)[:, 0]
+        maybe_long = tf.where(end - begin > MAX_CHARS_PER_WORD)[:, 0]
         word_rows = tf.math.unsorted_segment_min(rows, word, num_words)
         too_long = tf.cond(
             tf.size(maybe_long) > 0,
             lambda: _characters_in(texts, tf.gather(word_rows, maybe_long),
                                    tf.gather(begin, maybe_long),
-                                   tf.gather(end, maybe_long)) > _MAX_CHARS_PER_WORD,
+                                   tf.gather(end, maybe_long)) > MAX_CHARS_PER_WORD,
             lambda: tf.zeros([0], tf.bool))
         long_word = tf.scatter_nd(maybe_long[:, None], too_long, tf.shape(begin, tf.int64))
         piece_in_long_word = tf.gather(long_word, word)
