@@ -10,8 +10,8 @@ given), each written to a temporary directory and renamed when complete; see ber
 The config, vocab and lower-casing default to those of the checkpoint's run directory. A
 finetuned run (run_classifier, run_squad, run_tagging, or a converted Hugging Face
 BertForSequenceClassification, BertForQuestionAnswering or BertForTokenClassification) gets its
-task's text-in SavedModel instead. --format=litert writes LiteRT models instead (see
-bert_tf/export/litert.py).
+task's text-in SavedModel instead. --format=litert and --format=onnx write LiteRT and ONNX
+models instead (bert_tf/export/litert.py, onnx.py).
 """
 
 import dataclasses
@@ -42,8 +42,9 @@ class ExportConfig(Settings):
     format: str = setting("saved_model", "saved_model: SavedModels for TF Serving and "
                                          "finetuning; litert: model.tflite and "
                                          "model_int8.tflite for LiteRT (text in for a "
-                                         "classifier, ids in otherwise).",
-                          choices=("saved_model", "litert"))
+                                         "classifier, ids in otherwise); onnx: model.onnx, "
+                                         "ids in.",
+                          choices=("saved_model", "litert", "onnx"))
 
 
 @cli.reports_errors("export")

@@ -34,11 +34,12 @@ class ClassifierExport(SavedModule):
         return {"probabilities": probabilities, "label_id": label_id,
                 "label": tf.gather(self.labels, label_id)}
 
+    # Padded to the batch's longest text, not max_seq_length: one label per text either way.
     def _serve(self, text):
-        return self._outputs(self.preprocessor.single(text))
+        return self._outputs(self.preprocessor.texts(text, to_longest=True))
 
     def _serve_pair(self, text, text_b):
-        return self._outputs(self.preprocessor.pair(text, text_b))
+        return self._outputs(self.preprocessor.texts(text, text_b, to_longest=True))
 
     def signatures(self):
         if self.pair_task:

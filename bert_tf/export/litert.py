@@ -55,15 +55,16 @@ DEFAULT_NAMES = {None: "bert_encoder_litert", CLASSIFICATION: "classifier_litert
 class LitePacker(tf.Module):
     """Texts -> the three int32 inputs [B, seq_length], in ops LiteRT runs: FastBertTokenizer,
     RoundRobinTrimmer (the longer text loses tokens first) and dense index arithmetic for
-    [CLS] A [SEP] (B [SEP]) and padding."""
+    [CLS] A [SEP] (B [SEP]) and padding. With `to_longest`, padded only as far as the batch's
+    longest packed text needs."""
 
-    def __init__(self, vocab, do_lower_case, seq_length):
+    def __init__(self, vocab, do_lower_case, seq_length, to_longest=False):
         super().__init__()
         self.tokenizer = tf_text.FastBertTokenizer(
             vocab=list(vocab.tokens), suffix_indicator="##", unknown_token=UNK,
             max_bytes_per_word=MAX_CHARS_PER_WORD, token_out_type=tf.int32,
             lower_case_nfd_strip_accents=bool(do_lower_case))
-        self.seq_length = seq_length
+        self.seq_length, self.to_longest = seq_length, to_longest
         self.cls_id, self.sep_id = vocab.cls_id, vocab.sep_id
 
     def __call__(self, texts):
@@ -85,7 +86,12 @@ class LitePacker(tf.Module):
             types = tf.where((position >= start) & (position <= start + size), index, types)
             start = start + size + 1
         mask = tf.cast(position < start, tf.int32)
-        return {"input_word_ids": ids, "input_mask": mask, "input_type_ids": types}
+        inputs = {"input_word_ids": ids, "input_mask": mask, "input_type_ids": types}
+        if self.to_longest:
+            longest = tf.reduce_max(tf.concat([start[:, 0], [len(segments) + 1]], 0))
+            inputs = {name: tf.slice(value, [0, 0], tf.stack([-1, longest]))
+                      for name, value in inputs.items()}
+        return inputs
 
 
 class _Signature(tf.Module):
@@ -112,7 +118,7 @@ def signature_for(task, model, vocab, do_lower_case, seq_length, labels=(), pair
     """The module to convert for a run's model: text in for classification and regression,
     ids in otherwise."""
     if task in (CLASSIFICATION, REGRESSION):
-        packer = LitePacker(vocab, do_lower_case, seq_length)
+        packer = LitePacker(vocab, do_lower_case, seq_length, to_longest=True)
         names = tf.constant(list(labels)) if task == CLASSIFICATION else None
 
         def serve(*texts):
@@ -128,6 +134,12 @@ def signature_for(task, model, vocab, do_lower_case, seq_length, labels=(), pair
         module.packer = packer
         return module
 
+    return _Signature(model, ids_in_function(task, model), _ids_spec(seq_length), False)
+
+
+def ids_in_function(task, model):
+    """The three int32 inputs -> the encoder's sequence_output and pooled_output (task None)
+    or the task model's outputs (`logits`, or its dict: start_logits, end_logits)."""
     def serve_ids(input_word_ids, input_mask, input_type_ids):
         inputs = {"input_word_ids": input_word_ids, "input_mask": input_mask,
                   "input_type_ids": input_type_ids}
@@ -138,7 +150,7 @@ def signature_for(task, model, vocab, do_lower_case, seq_length, labels=(), pair
         outputs = model(inputs, training=False)
         return dict(outputs) if isinstance(outputs, dict) else {"logits": outputs}
 
-    return _Signature(model, serve_ids, _ids_spec(seq_length), False)
+    return serve_ids
 
 
 def convert(module, quantize=False) -> bytes:

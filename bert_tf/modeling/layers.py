@@ -161,14 +161,16 @@ class PackedSequenceMask(keras.layers.Layer):
 
     def call(self, input_mask):
         mask = ops.cast(input_mask, "int32")
-        query, key = mask[:, :, None], mask[:, None, :]  # [B,T,1], [B,1,T]
+        # expand_dims, not [:, None]: LiteRT's converter cannot turn a new-axis slice of a
+        # tensor of unknown length into its own ops
+        query, key = ops.expand_dims(mask, 2), ops.expand_dims(mask, 1)  # [B,T,1], [B,1,T]
         real_key = ops.greater(key, 0)
         attention = ops.logical_and(
             real_key, ops.logical_or(ops.equal(query, key), ops.equal(query, 0)))  # [B,T,T]
         # A token's sequence starts after the real tokens of earlier sequences.
         start = ops.sum(ops.cast(ops.logical_and(real_key, ops.less(key, query)), "int32"),
                         axis=-1)  # [B, T]
-        positions = ops.arange(ops.shape(mask)[1], dtype="int32")[None, :] - start
+        positions = ops.expand_dims(ops.arange(ops.shape(mask)[1], dtype="int32"), 0) - start
         return ops.cast(attention, "int32"), positions
 
     def compute_output_spec(self, input_mask):
@@ -228,9 +230,8 @@ class SelfAttention(keras.layers.Layer):
         scores = ops.einsum("btnd,bsnd->bnts", query, key)  # [B, N, T, T]
         masked = 1.0 - ops.cast(input_mask, scores.dtype)  # [B, T] or [B, T, T]
         if len(input_mask.shape) == 2:
-            scores = scores + masked[:, None, None, :] * _MASKED_SCORE
-        else:
-            scores = scores + masked[:, None, :, :] * _MASKED_SCORE
+            masked = ops.expand_dims(masked, 1)  # [B, 1, T]
+        scores = scores + ops.expand_dims(masked, 1) * _MASKED_SCORE  # [B, 1, T or 1, T]
         probs = self.dropout(ops.softmax(scores, axis=-1), training=training)
         context = ops.einsum("bnts,bsnd->btnd", probs, value)  # [B, T, N, d]
         return _project(context, self.attention_output.kernel,

@@ -101,15 +101,30 @@ class Preprocessor(tf.Module):
             for count in (1, 2, 3):
                 self.bert_pack_inputs.get_concrete_function([spec] * count, length)
 
+    def pack_to_longest(self, segments):
+        """Like `pack`, but padded only as far as the batch's longest packed text needs (at
+        most max_seq_length): for models whose outputs are per text, which padding does not
+        change, so that a batch of short texts costs what short texts cost."""
+        needed = tf.add_n([tf.cast(s.row_lengths(), tf.int32) for s in segments]) + 1 + len(
+            segments)
+        longest = tf.reduce_max(tf.concat([needed, [1 + len(segments)]], 0))
+        return self.pack(segments, tf.minimum(longest, self.sequence_length))
+
+    def texts(self, text, text_b=None, to_longest=False):
+        """Strings (and a pair's second strings) -> the three int32 inputs."""
+        if text_b is not None:
+            text, text_b = same_batch("text", text, "text_b", text_b)
+        segments = [self.tokenizer.tokenize(t) for t in (text, text_b) if t is not None]
+        return self.pack_to_longest(segments) if to_longest else self.pack(segments)
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def single(self, text):
-        return self.pack([self.tokenizer.tokenize(text)])
+        return self.texts(text)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
                                   tf.TensorSpec([None], tf.string, name="text_b")])
     def pair(self, text, text_b):
-        text, text_b = same_batch("text", text, "text_b", text_b)
-        return self.pack([self.tokenizer.tokenize(text), self.tokenizer.tokenize(text_b)])
+        return self.texts(text, text_b)
 
     def tokenize_with_masks(self, text):
         """Like `single`, but each literal "[MASK]" in the text becomes the [MASK] id."""

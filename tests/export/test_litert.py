@@ -147,11 +147,16 @@ def test_lite_packer_equals_the_saved_model_preprocessor_on_ordinary_text(tmp_pa
     for lower in (True, False):
         ours = Preprocessor(vocab, lower, SEQ)
         lite = litert.LitePacker(vocab, lower, SEQ)
-        for texts in ([TEXTS], [TEXTS, list(reversed(TEXTS))]):
-            expected = ours.pack([ours.tokenizer.tokenize(t) for t in texts])
-            got = lite([tf.constant(t) for t in texts])
-            for name in expected:
-                np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+        to_longest = litert.LitePacker(vocab, lower, SEQ, to_longest=True)
+        for texts in ([TEXTS], [TEXTS, list(reversed(TEXTS))], [TEXTS[1:3]], [[""], [""]]):
+            segments = [ours.tokenizer.tokenize(t) for t in texts]
+            for packer, expected in ((lite, ours.pack(segments)),
+                                     (to_longest, ours.pack_to_longest(segments))):
+                got = packer([tf.constant(t) for t in texts])
+                for name in expected:
+                    np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+        assert ours.pack_to_longest([ours.tokenizer.tokenize(TEXTS[1:3])])[
+            "input_word_ids"].shape[1] == 11  # [CLS] + the 9 words of the longer + [SEP]
 
 
 def test_bad_exports_are_refused_and_leave_nothing(tmp_path):
