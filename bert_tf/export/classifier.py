@@ -17,7 +17,7 @@ class ClassifierExport(SavedModule):
 
     def __init__(self, model, preprocessor, labels, pair):
         super().__init__()
-        self.model = model
+        self.hold(model=model)
         self.preprocessor = preprocessor
         self.variables = [v.value for v in model.variables]
         self.labels = tf.constant(list(labels))

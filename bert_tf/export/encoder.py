@@ -24,7 +24,7 @@ class EncoderExport(SavedModule):
 
     def __init__(self, encoder, vocab, do_lower_case):
         super().__init__()
-        self.encoder = encoder
+        self.hold(encoder=encoder)
         self.vocab_file = tf.saved_model.Asset(vocab.path)
         self.do_lower_case = tf.Variable(bool(do_lower_case), trainable=False, name="lower")
         self.bert_config = tf.Variable(encoder.config.to_json_string(), trainable=False,

@@ -33,7 +33,7 @@ class QuestionAnsweringExport(SavedModule):
                  max_query_length, max_answer_length, version_2_with_negative=False,
                  null_score_diff_threshold=0.0):
         super().__init__()
-        self.model = model
+        self.hold(model=model)
         self.tokenizer = WordpieceTokenizer(vocab, do_lower_case)
         self.vocab_file = tf.saved_model.Asset(vocab.path)
         self.do_lower_case = tf.Variable(bool(do_lower_case), trainable=False, name="lower")

@@ -25,6 +25,14 @@ class SavedModule(tf.Module):
     """
     variables = trainable_variables = None
 
+    def hold(self, **models):
+        """Keeps Keras models for the signatures to call, saved through `variables` only.
+        Tracked as attributes, each Keras variable would be saved twice (itself and the
+        tf.Variable inside it) and a compiled model would bring its optimizer's slots: a
+        finetuned bert_base classifier took 1.7 GB on disk instead of 0.4 GB."""
+        for name, model in models.items():
+            object.__setattr__(self, name, model)  # past tf.Module's tracking
+
 
 def next_version(model_dir) -> int:
     versions = [int(v) for v in (tf.io.gfile.listdir(model_dir)

@@ -41,7 +41,7 @@ class TaggingExport(SavedModule):
 
     def __init__(self, model, vocab, do_lower_case, max_seq_length, labels):
         super().__init__()
-        self.model = model
+        self.hold(model=model)
         self.tokenizer = WordpieceTokenizer(vocab, do_lower_case)
         self.vocab_file = tf.saved_model.Asset(vocab.path)
         self.do_lower_case = tf.Variable(bool(do_lower_case), trainable=False, name="lower")

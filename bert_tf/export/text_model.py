@@ -20,7 +20,7 @@ class TextModel(SavedModule):
 
     def __init__(self, pretrainer, preprocessor):
         super().__init__()
-        self.pretrainer = pretrainer
+        self.hold(pretrainer=pretrainer)
         self.preprocessor = preprocessor
         self.variables = [v.value for v in pretrainer.variables]
         self.serve = tf.function(self._serve, input_signature=[
