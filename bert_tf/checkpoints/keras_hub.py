@@ -223,6 +223,9 @@ def _read(keras_hub, path, local, config, vocab_file, do_lower_case):
         labels_file = os.path.join(local, LABELS_FILE)
         labels = (io.read_json(labels_file) if os.path.exists(labels_file)
                   else [f"LABEL_{i}" for i in range(model.num_classes)])
+        if not isinstance(labels, list) or len(labels) != model.num_classes:
+            raise ValueError(f"--input {path}: {LABELS_FILE} must list the classifier's "
+                             f"{model.num_classes} label names in id order")
         variables = {"output_weights": model.output_dense.kernel,
                      "output_bias": model.output_dense.bias}
     elif task_name == MASKED_LM_TASK:

@@ -232,6 +232,13 @@ def test_what_keras_hub_cannot_hold_is_refused(runs, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="registered_name is 'keras_hub>GPT2Backbone'"):
         convert("keras_hub", str(other), "bert_tf", str(tmp_path / "out"), log=quiet)
 
+    preset = tmp_path / "classifier"
+    convert("bert_tf", str(runs["classifier"]), "keras_hub", str(preset), log=quiet)
+    (preset / "labels.json").write_text(json.dumps(["neg", "pos"]))  # the model has 3
+    with pytest.raises(ValueError, match="labels.json must list the classifier's 3 label"):
+        convert("keras_hub", str(preset), "bert_tf", str(tmp_path / "out"), log=quiet)
+    assert not (tmp_path / "out").exists()
+
     monkeypatch.setitem(sys.modules, "keras_hub", None)  # as if not installed
     with pytest.raises(ValueError, match="pip install keras-hub"):
         convert("bert_tf", str(runs["pretrained"]), "keras_hub", str(tmp_path / "out"),
