@@ -222,7 +222,8 @@ def _run(strategy, config: PretrainingConfig, log):
 
     try:
         metrics = trainer.train(distributed_dataset(data.files, config.train_batch_size),
-                                summary_dir=output_dir, log=log)
+                                summary_dir=output_dir, log=log,
+                                hyperparameters=flat_dict(config))
     except tf.errors.DataLossError as e:
         bad = input_pipeline.find_corrupt_shard(data.files)
         raise input_pipeline.DataMismatchError(

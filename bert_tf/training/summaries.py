@@ -3,12 +3,19 @@
     step 200/1000  loss=7.1  masked_lm_loss=6.4  ...  learning_rate=0.0008  ETA 0:03:20
 
 Scalars go to `<summary_dir>/train` and `<summary_dir>/eval`, under the same names as the console
-line; only the chief writes them.
+line, and the run's settings to `<summary_dir>` itself through TensorBoard's HParams plugin (its
+HParams tab then compares runs by their flags beside their final metrics); only the chief
+writes them.
 """
 
 import os
 
 import tensorflow as tf
+
+
+# The HParams tab's metric columns: (subdirectory of the run, scalar tag).
+HPARAMS_METRICS = (("eval", "masked_lm_accuracy"), ("eval", "next_sentence_accuracy"),
+                   ("eval", "loss"), ("train", "loss"))
 
 
 class TrainingLog:
@@ -19,6 +26,23 @@ class TrainingLog:
         self.total_steps = total_steps
         self.log = log
         self._train_writer = None
+
+    def hyperparameters(self, values, metrics=HPARAMS_METRICS):
+        """The run's settings ({flag: value}) as one HParams session, named by the directory,
+        with `metrics` ((subdirectory, scalar tag) pairs) as the tab's metric columns."""
+        if not self.summary_dir:
+            return
+        from tensorboard.plugins.hparams import api as hparams
+
+        kept = {name: value if isinstance(value, (bool, int, float, str)) else str(value)
+                for name, value in values.items() if value is not None}
+        writer = tf.summary.create_file_writer(self.summary_dir)
+        with writer.as_default():
+            hparams.hparams_config(hparams=[hparams.HParam(name) for name in kept],
+                                   metrics=[hparams.Metric(tag, group=group)
+                                            for group, tag in metrics])
+            hparams.hparams(kept, trial_id=os.path.basename(self.summary_dir.rstrip("/")))
+        writer.close()
 
     def train(self, step, metrics, eta_seconds):
         self.log(f"step {step}/{self.total_steps}  " + format_metrics(metrics)

@@ -241,12 +241,15 @@ class Trainer:
             return f"initialized from {init_checkpoint}"
         return "fresh start"
 
-    def train(self, dataset, summary_dir=None, log=print):
-        """Trains to `num_train_steps`; returns the last logged metrics (empty if none ran)."""
+    def train(self, dataset, summary_dir=None, log=print, hyperparameters=None):
+        """Trains to `num_train_steps`; returns the last logged metrics (empty if none ran).
+        `hyperparameters` ({flag: value}) go to TensorBoard's HParams tab."""
         options = self.options
         iterator = iter(dataset)
         report = TrainingLog(summary_dir, options.num_train_steps, log,
                              write_summaries=self.chief)
+        if hyperparameters:
+            report.hyperparameters(hyperparameters)
         previous = {number: signal.signal(number, self._on_signal) for number in STOP_SIGNALS}
         metrics, start_step, start = {}, self.step, time.time()
         window = dict.fromkeys(self._sums, 0.0)

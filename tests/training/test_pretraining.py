@@ -96,6 +96,29 @@ def test_event_files_hold_the_scalars(trained):
     assert {"loss", "masked_lm_accuracy", "next_sentence_accuracy"} <= set(evaluation)
 
 
+def test_the_run_s_flags_are_an_hparams_session(trained):
+    """TensorBoard's HParams tab: one session per run directory, holding its flags; its metrics
+    are the eval/ and train/ scalars beside it."""
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    accumulator = EventAccumulator(str(trained["dir"]), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    sessions = []
+    for tag in accumulator.Tags()["tensors"]:
+        plugin = accumulator.SummaryMetadata(tag).plugin_data
+        if plugin.plugin_name == metadata.PLUGIN_NAME:
+            data = plugin_data_pb2.HParamsPluginData.FromString(plugin.content)
+            if data.HasField("session_start_info"):
+                sessions.append(data.session_start_info)
+    (session,) = sessions
+    assert session.group_name == trained["dir"].name
+    flags = json.loads((trained["dir"] / "run_config.json").read_text())["flags"]
+    assert session.hparams["learning_rate"].number_value == pytest.approx(flags["learning_rate"])
+    assert session.hparams["optimizer"].string_value == flags["optimizer"] == "adamw"
+    assert session.hparams["do_eval"].bool_value is True
+    assert "eval_input_file" not in session.hparams  # None: not a value
+
+
 def test_resume_continues_to_the_new_end(trained, data):
     lines = []
     metrics = run(flag_values(data["glob"], data["config"], trained["dir"],
@@ -469,6 +492,17 @@ def test_tensorboard_server_serves_the_scalars(trained):
             time.sleep(1)
         assert TAGS <= set(tags.get("train", {})), tags
         assert "masked_lm_accuracy" in tags.get("eval", {})
+        # the HParams tab's experiment: the run's flags as columns, its scalars as metrics
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/data/plugin/hparams/experiment",
+            data=json.dumps({"experimentName": ""}).encode(),
+            headers={"Content-Type": "application/json", "X-XSRF-Protected": "1"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            experiment = json.loads(r.read())
+        assert {"learning_rate", "train_batch_size", "optimizer"} <= {
+            info["name"] for info in experiment["hparamInfos"]}
+        assert {"group": "eval", "tag": "masked_lm_accuracy"} in [
+            info["name"] for info in experiment["metricInfos"]]
     finally:
         server.terminate()
         server.wait(timeout=30)
