@@ -12,6 +12,17 @@ from bert_tf.export.serving import SavedModule, save_version
 from bert_tf.text.preprocessing import Preprocessor
 
 
+def classifier_outputs(logits, labels):
+    """A classifier's logits -> probabilities, label_id and label (`labels`: a string
+    tensor); a regression model's output (`labels` None) -> score."""
+    if labels is None:
+        return {"score": tf.cast(logits, tf.float32)}
+    probabilities = tf.nn.softmax(logits)
+    label_id = tf.argmax(probabilities, -1, output_type=tf.int32)
+    return {"probabilities": probabilities, "label_id": label_id,
+            "label": tf.gather(labels, label_id)}
+
+
 class ClassifierExport(SavedModule):
     """A Keras classifier (encoder inputs -> logits) behind a `Preprocessor`."""
 
@@ -29,10 +40,7 @@ class ClassifierExport(SavedModule):
         self.pair_task = pair
 
     def _outputs(self, inputs):
-        probabilities = tf.nn.softmax(self.model(inputs, training=False))
-        label_id = tf.argmax(probabilities, -1, output_type=tf.int32)
-        return {"probabilities": probabilities, "label_id": label_id,
-                "label": tf.gather(self.labels, label_id)}
+        return classifier_outputs(self.model(inputs, training=False), self.labels)
 
     # Padded to the batch's longest text, not max_seq_length: one label per text either way.
     def _serve(self, text):
@@ -51,7 +59,7 @@ class RegressorExport(ClassifierExport):
     """A Keras regression model (encoder inputs -> score [B]) behind a `Preprocessor`."""
 
     def _outputs(self, inputs):
-        return {"score": tf.cast(self.model(inputs, training=False), tf.float32)}
+        return classifier_outputs(self.model(inputs, training=False), None)
 
 
 def export_classifier(model, vocab, do_lower_case, max_seq_length, labels, pair, model_dir,

@@ -37,6 +37,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from bert_tf import io
+from bert_tf.export.classifier import classifier_outputs
 from bert_tf.export.serving import write_version
 from bert_tf.modeling import INPUT_NAMES
 from bert_tf.modeling.heads import (CLASSIFICATION, QUESTION_ANSWERING, REGRESSION, TAGGING,
@@ -122,13 +123,7 @@ def signature_for(task, model, vocab, do_lower_case, seq_length, labels=(), pair
         names = tf.constant(list(labels)) if task == CLASSIFICATION else None
 
         def serve(*texts):
-            outputs = model(packer(texts), training=False)
-            if task == REGRESSION:
-                return {"score": tf.cast(outputs, tf.float32)}
-            probabilities = tf.nn.softmax(outputs)
-            label_id = tf.argmax(probabilities, -1, output_type=tf.int32)
-            return {"probabilities": probabilities, "label_id": label_id,
-                    "label": tf.gather(names, label_id)}
+            return classifier_outputs(model(packer(texts), training=False), names)
 
         module = _Signature(model, serve, _text_specs(pair), True)
         module.packer = packer
