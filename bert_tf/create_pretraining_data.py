@@ -6,6 +6,9 @@
     # the same, as an Apache Beam pipeline (pip install .[beam]); Beam's own options pass through
     python -m bert_tf.create_pretraining_data ... --runner=DataflowRunner --project=P \
         --region=us-central1 --temp_location=gs://B/tmp --extra_package=dist/bert_tf-0.1.0-py3-none-any.whl
+    # several corpora mixed by google's exponentially smoothed weights (bert_tf/data/mixing.py)
+    python -m bert_tf.create_pretraining_data --corpus='wiki:text/wiki/*' \
+        --corpus='books:text/books/*' --sampling_exponent=0.7 --output_file=... ...
 
 The flags are the fields of `bert_tf.data.writer.DataCreationConfig` (and its InstanceOptions);
 how the data is made is described in bert_tf/data/writer.py, bert_tf/data/instances.py and
@@ -17,7 +20,7 @@ import logging
 
 from absl import flags
 
-from bert_tf import cli
+from bert_tf import cli, io
 from bert_tf.data.writer import DataCreationConfig, create_pretraining_data
 from bert_tf.settings import Settings, setting
 
@@ -63,6 +66,9 @@ def main(argv):
           f"examples/s; random next {summary['random_next'] / summary['examples']:.1%}, "
           f"{summary['masked'] / summary['examples']:.1f} predictions per example.")
     print(f"Manifest: {summary['manifest']}")
+    for name, corpus in io.read_json(summary["manifest"]).get("corpora", {}).items():
+        print(f"  corpus {name}: {corpus['share']:.2%} of the text (requested "
+              f"{corpus['requested']:.2%}), {corpus['example_share']:.2%} of the examples")
     if "buffers" in summary:
         print(f"{summary['runner']}: {summary['units']:,} unit(s) of input, {summary['buffers']:,} "
               f"buffer(s), {summary['buffer_seconds'] / summary['buffers']:.2f}s of work per "

@@ -6,6 +6,7 @@
                         "converted_from"}
     ckpt-N.*           tf.train.Checkpoint(model=..., optimizer=...), `checkpoint` names the latest
     train/, eval/      TensorBoard events
+    best/              the model of the best evaluated checkpoint, and info.json (pretraining)
 
 run_pretraining writes one, so does every finetuning job (its run_config.json also records
 "task" and "labels") and convert_checkpoint's bert_tf output; export, the finetuning jobs,
@@ -26,6 +27,7 @@ from bert_tf.config import BertConfig
 CONFIG_FILE = "bert_config.json"
 VOCAB_FILE = "vocab.txt"
 RUN_CONFIG_FILE = "run_config.json"
+BEST_DIR = "best"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +60,15 @@ def resolve(checkpoint=None, directory=None, bert_config_file=None, vocab_file=N
     """Fills in what the caller did not give from a run directory: `directory`, else the one the
     checkpoint lies in. `checkpoint` defaults to the directory's latest, and may itself be a run
     directory (its latest checkpoint is taken); `flag` names it in errors."""
+    if checkpoint == BEST_DIR:
+        if not directory:
+            raise ValueError(f"{flag}=best needs the run directory (--output_dir)")
+        checkpoint = best_checkpoint(directory, flag)
     if checkpoint and not directory and is_run_directory(checkpoint):
         directory, checkpoint = checkpoint, None
+        if os.path.basename(directory.rstrip("/")) == BEST_DIR:  # RUN/best: RUN's best
+            directory, checkpoint = (os.path.dirname(directory.rstrip("/")),
+                                     tf.train.latest_checkpoint(directory))
     if directory:
         checkpoint = checkpoint or tf.train.latest_checkpoint(directory)
         if not checkpoint:
@@ -67,6 +76,9 @@ def resolve(checkpoint=None, directory=None, bert_config_file=None, vocab_file=N
                              f"that has one")
     elif checkpoint:
         directory = os.path.dirname(checkpoint.removesuffix(".index"))
+        if (os.path.basename(directory) == BEST_DIR
+                and not tf.io.gfile.exists(os.path.join(directory, CONFIG_FILE))):
+            directory = os.path.dirname(directory)  # RUN/best/ckpt-N: RUN's files
     else:
         raise ValueError(f"give {flag} or a run directory")
     checkpoint = checkpoint.removesuffix(".index")
@@ -75,6 +87,17 @@ def resolve(checkpoint=None, directory=None, bert_config_file=None, vocab_file=N
         do_lower_case = record.get("do_lower_case")
     return RunFiles(checkpoint, bert_config_file or os.path.join(directory, CONFIG_FILE),
                     vocab_file or os.path.join(directory, VOCAB_FILE), do_lower_case, record)
+
+
+def best_checkpoint(directory, flag="--checkpoint"):
+    """The prefix of the run's best checkpoint (`directory`/best/); a ValueError naming `flag`
+    if it has none."""
+    found = tf.train.latest_checkpoint(os.path.join(directory, BEST_DIR))
+    if not found:
+        raise ValueError(f"{flag}=best: {directory} has no best checkpoint ({BEST_DIR}/ is "
+                         f"written by run_pretraining with --best_checkpoint_metric, by its "
+                         f"in-loop evaluation or by --mode=continuous_eval)")
+    return found
 
 
 def check_vocab_fits(vocab, config: BertConfig, vocab_file, bert_config_file) -> None:

@@ -9,7 +9,8 @@ own documentation (cached in tfrecords/ of a source checkout, else in ~/.cache/b
 bert_tiny trained for a few hundred steps on CPU into runs/bert_tiny_sample under the current
 directory. Running the same command again resumes from the latest checkpoint in --output_dir;
 SIGTERM saves a checkpoint and exits cleanly (Ctrl-C too, with status 130). The flags are the fields of
-`bert_tf.training.pretraining.PretrainingConfig`.
+`bert_tf.training.pretraining.PretrainingConfig`. --mode=continuous_eval runs the sidecar evaluator
+of a run instead (bert_tf/training/continuous_eval.py).
 """
 
 from bert_tf import cli
@@ -20,6 +21,11 @@ from bert_tf.training.pretraining import PretrainingConfig, run
 def main(argv):
     del argv
     config = cli.from_flags(PretrainingConfig)
+    if config.mode == "continuous_eval":
+        from bert_tf.training.continuous_eval import continuous_eval
+
+        continuous_eval(config)
+        return 0
     metrics = run(config)
     if metrics.get("preempted"):  # saved; Ctrl-C ends as an interrupted program does
         return 130 if metrics.get("signal") == "SIGINT" else 0

@@ -78,6 +78,10 @@ def _flag_type(annotation):
     return annotation
 
 
+def _is_repeated(kind) -> bool:
+    return typing.get_origin(kind) in (tuple, list)
+
+
 def _fields(config_class):
     hints = typing.get_type_hints(config_class)
     for field in dataclasses.fields(config_class):
@@ -98,6 +102,9 @@ def define_flags(config_class, flag_values=None):
         if meta.get("choices"):
             flags.DEFINE_enum(field.name, default, list(meta["choices"]), meta["help"],
                               flag_values=flag_values)
+        elif _is_repeated(kind):  # a flag given once per value
+            flags.DEFINE_multi_string(field.name, list(default) or None, meta["help"],
+                                      flag_values=flag_values)
         else:
             define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
                       float: flags.DEFINE_float, str: flags.DEFINE_string}[kind]
@@ -132,6 +139,8 @@ def _build(config_class, values):
             value = values[field.name]
             if kind is float and value is not None and not math.isfinite(value):
                 raise ValueError(f"--{field.name} must be a finite number, got {value}")
+            if _is_repeated(kind):
+                value = tuple(value or ())
             kwargs[field.name] = value
     return config_class(**kwargs)
 

@@ -73,6 +73,11 @@ flags.DEFINE_float("data_megabytes", 11.0, "Corpus size for the data-creation pa
 flags.DEFINE_list("serving_configs", ["mini", "base"], "Configs for the serving parts.")
 flags.DEFINE_integer("serving_seq_length", 64, "serving: the classifier's max_seq_length.")
 flags.DEFINE_string("finetune_config", "mini", "Config for the finetuning part.")
+flags.DEFINE_string("remat_config", "base", "remat: configs/bert_<name>.json.")
+flags.DEFINE_integer("remat_seq_length", 512, "remat: sequence length.")
+flags.DEFINE_integer("remat_batch_size", 8, "remat: batch size.")
+flags.DEFINE_integer("remat_steps", 3, "remat: timed training steps per mode.")
+flags.DEFINE_string("remat_child", None, "(internal) run one --remat mode in this process.")
 flags.DEFINE_float("tta_seconds", 150.0, "time_to_accuracy: training seconds per pipeline.")
 flags.DEFINE_integer("tta_eval_every", 50, "time_to_accuracy: evaluate every this many steps.")
 flags.DEFINE_integer("tta_eval_batches", 40, "time_to_accuracy: held-out eval batches.")
@@ -117,7 +122,7 @@ def matmul_peak(n=2048, repeats=5, dtype="float32"):
 
 # === The three implementations, each as run(steps) on a repeated batch ===
 
-def ours(config, batch, seq, predictions, jit):
+def ours(config, batch, seq, predictions, jit, remat="none"):
     """bert_tf's Trainer, built as run_pretraining builds it."""
     import tensorflow as tf
 
@@ -127,6 +132,7 @@ def ours(config, batch, seq, predictions, jit):
 
     strategy = tf.distribute.get_strategy()
     pretrainer = build_pretrainer(config)
+    pretrainer.encoder.set_remat(remat)
     optimizer = optimization.create_optimizer(learning_rate=1e-4, num_train_steps=10 ** 6,
                                               clip_norm=0.0)
     trainer = Trainer(strategy, pretrainer, optimizer, TrainOptions(
@@ -952,15 +958,67 @@ def bench_time_to_accuracy(log):
     return result
 
 
+def _remat_child(mode):
+    """One --remat mode's training steps in this process: its step time and peak RSS."""
+    import resource
+
+    import keras
+
+    from bert_tf.config import BertConfig
+    from bert_tf.training import precision as precision_lib
+
+    config = BertConfig.from_json_file(
+        os.path.join(REPO, "configs", f"bert_{FLAGS.remat_config}.json"))
+    policy = precision_lib.resolve("auto", None).policy
+    keras.mixed_precision.set_global_policy(policy)
+    keras.utils.set_random_seed(0)
+    run = ours(config, FLAGS.remat_batch_size, FLAGS.remat_seq_length, FLAGS.predictions,
+               False, remat=mode)
+    float(run(1))  # traced and warmed up
+    start = time.perf_counter()
+    loss = float(run(FLAGS.remat_steps))
+    seconds = (time.perf_counter() - start) / FLAGS.remat_steps
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20  # KiB -> GiB
+    print(json.dumps({"remat": mode, "policy": policy, "step_seconds": seconds,
+                      "peak_rss_gib": peak, "loss": loss / FLAGS.remat_steps}))
+
+
+def bench_remat(log):
+    """Peak memory and step time of training with --remat none, layers and full (each in its
+    own process, so that each peak is its own), with their ratios to none."""
+    import subprocess
+
+    rows = []
+    for mode in ("none", "layers", "full"):
+        result = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), f"--remat_child={mode}",
+             f"--remat_config={FLAGS.remat_config}", f"--remat_steps={FLAGS.remat_steps}",
+             f"--remat_seq_length={FLAGS.remat_seq_length}",
+             f"--remat_batch_size={FLAGS.remat_batch_size}", f"--predictions={FLAGS.predictions}"],
+            capture_output=True, text=True, check=True)
+        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    base = rows[0]
+    for row in rows:
+        row["memory_vs_none"] = row["peak_rss_gib"] / base["peak_rss_gib"]
+        row["time_vs_none"] = row["step_seconds"] / base["step_seconds"]
+        log(f"remat={row['remat']:6s} bert_{FLAGS.remat_config} seq {FLAGS.remat_seq_length} "
+            f"batch {FLAGS.remat_batch_size} ({row['policy']}): step {row['step_seconds']:.2f} s "
+            f"({row['time_vs_none']:.2f}x), peak RSS {row['peak_rss_gib']:.2f} GiB "
+            f"({row['memory_vs_none']:.2f}x), loss {row['loss']:.4f}")
+    return rows
+
+
 def main(argv):
     del argv
+    if FLAGS.remat_child:
+        return _remat_child(FLAGS.remat_child)
     results = {"environment": environment()}
     print(json.dumps(results["environment"]))
     parts = {"train": bench_train, "input": lambda log: bench_input(log, results.get("train")),
              "data": bench_data, "serving": bench_serving,
              "serving_overhead": bench_serving_overhead, "finetune": bench_finetune,
              "tasks": bench_tasks, "packing": bench_packing,
-             "time_to_accuracy": bench_time_to_accuracy}
+             "time_to_accuracy": bench_time_to_accuracy, "remat": bench_remat}
     for part in FLAGS.parts:
         if part in parts:
             results[part] = parts[part](print)

@@ -7,7 +7,7 @@ machines as the runner gives.
 (`python -m bert_tf.create_pretraining_data --runner=...` is its command line; apache-beam is the
 `beam` extra.) The steps:
 
-  1. the corpus is planned into units from the file sizes alone (writer.plan_units), on the
+  1. the corpus is planned into units from the file sizes alone (mixing.plan_units; several corpora: mixing.plan), on the
      launching machine; nothing reads the corpus there;
   2. each unit is read where it lands, into buffers of about --document_buffer_mb, keyed
      (unit, k) as the local path keys them, and each buffer is made into serialized examples
@@ -34,25 +34,22 @@ import time
 import apache_beam as beam
 
 from bert_tf import io, locks
-from bert_tf.data import schema
+from bert_tf.data import mixing, schema
 from bert_tf.data.writer import (BufferProcessor, DataCreationConfig, DataError, check_not_empty,
-                                 commit, first_shard, plan_units, prepare_output,
-                                 read_unit_buffers, record_options, remove_files, stable_hash)
+                                 commit, first_shard, prepare_output, read_unit_buffers,
+                                 record_options, remove_files, stable_hash)
 
-STATISTICS = ("documents", "bytes", "tokens", "examples", "random_next", "masked", "buffers",
-              "buffer_seconds")
 
 
 class _ReadUnit(beam.DoFn):
     def __init__(self, config):
         self.config = config
 
-    def process(self, element):
-        unit, files = element
+    def process(self, unit):
         buffer_bytes = int(self.config.document_buffer_mb * 1e6)
-        for k, (documents, n_bytes) in enumerate(read_unit_buffers(files, buffer_bytes,
-                                                                   self.config.errors)):
-            yield (unit, k), documents, n_bytes
+        for k, (documents, n_bytes) in enumerate(read_unit_buffers(
+                unit.files, buffer_bytes, self.config.errors, unit.fraction)):
+            yield (unit.key, k), documents, n_bytes
 
 
 class _MakeExamples(beam.DoFn):
@@ -71,7 +68,8 @@ class _MakeExamples(beam.DoFn):
         key, documents, n_bytes = element
         start = time.perf_counter()
         records, stats = self.processor(key, documents, n_bytes)
-        yield key, records, {**stats, "buffers": 1, "buffer_seconds": time.perf_counter() - start}
+        yield key, records, {**mixing.per_corpus(key, stats), "buffers": 1,
+                             "buffer_seconds": time.perf_counter() - start}
 
 
 def _shuffle_key(seed, key, j):
@@ -108,11 +106,15 @@ class _WriteShard(beam.DoFn):
         yield shard, count
 
 
+STATISTICS = ("documents", "bytes", "text_bytes", "tokens", "examples", "random_next", "masked",
+              "buffers", "buffer_seconds")  # and, of mixed corpora, each one's ("NAME/bytes", ...)
+
+
 def _sum_statistics(stats):
     total = dict.fromkeys(STATISTICS, 0)
     for s in stats:
-        for name in STATISTICS:
-            total[name] += s[name]
+        for name, value in s.items():
+            total[name] = total.get(name, 0) + value
     return total
 
 
@@ -126,9 +128,8 @@ def create_pretraining_data_beam(config: DataCreationConfig, pipeline_options):
 def _create_pretraining_data_beam(config, pipeline_options):
     import tensorflow as tf
 
-    files, vocab = prepare_output(config)
+    files, vocab, units, requested = prepare_output(config)
     runner = pipeline_options.get_all_options().get("runner") or "DirectRunner"
-    units = plan_units(files, int(config.document_buffer_mb * 1e6))
     num_shards = config.num_shards
     shard_files = [schema.shard_path(config.output_file, i, num_shards, config.gzip)
                    for i in range(num_shards)]
@@ -139,7 +140,7 @@ def _create_pretraining_data_beam(config, pipeline_options):
     try:
         with make_pipeline(pipeline_options) as pipeline:
             processed = (pipeline
-                         | "Units" >> beam.Create(list(enumerate(units)))
+                         | "Units" >> beam.Create(units)
                          | "SpreadUnits" >> beam.Reshuffle()
                          | "Read" >> beam.ParDo(_ReadUnit(config))
                          | "SpreadBuffers" >> beam.Reshuffle()
@@ -188,7 +189,7 @@ def _create_pretraining_data_beam(config, pipeline_options):
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                "peak_worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
     manifest_file = commit(config, files, vocab, tmp_files, shard_files, counts, summary,
-                           runner=runner)
+                           runner=runner, requested=requested)
     remove_files([results_file])
     return {**summary, "shards": shard_files, "manifest": manifest_file}
 

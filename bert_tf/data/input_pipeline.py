@@ -146,7 +146,8 @@ def decode(serialized, max_seq_length, max_predictions_per_seq):
 
 def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_training=True,
                  input_context=None, seed=None, shuffle_buffer=10_000, packing=None,
-                 packing_window=1024, masking_rules=None, skip_batches=0):
+                 packing_window=1024, masking_rules=None, skip_batches=0, reshuffle=True,
+                 data_service=None, job_name="bert_tf"):
     """A dataset of (features, labels) batches of `batch_size` (per replica when
     `input_context` is given, as `strategy.distribute_datasets_from_function` passes it).
 
@@ -164,9 +165,20 @@ def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_
     Each input pipeline (host) reads its own share of the files, so the number of files should
     be a multiple of the number of hosts; with fewer files than hosts, each host reads them all
     and keeps its share of the records. Training repeats and shuffles (files, then examples);
-    batches drop the remainder, as TPUs need static shapes.
+    batches drop the remainder, as TPUs need static shapes. `reshuffle=False` keeps one order
+    for every pass and every iterator (evaluation: each sees the same batches).
+
+    `data_service` ("grpc://HOST:PORT", a tf.data service dispatcher) moves the reading,
+    decoding, masking and packing to the service's workers, in distributed_epoch mode: the
+    workers split the files among them and every consumer of job `job_name` (each host's
+    pipeline) takes the next batch any worker has ready. Each example is still read once per
+    pass over the data, but the order depends on the workers' timing, so the stream is not
+    reproducible: masks of dynamic data are drawn from a random seed, not the batch's number,
+    and `skip_batches` cannot resume it exactly (it is ignored).
     """
     files = list(files)
+    if data_service:  # the service splits the files among its workers: no sharding here
+        input_context, skip_batches = None, 0
     hosts = input_context.num_input_pipelines if input_context else 1
     if len(files) % hosts:
         logging.warning(
@@ -187,12 +199,14 @@ def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_
             files = ()
     if files:
         if is_training:
-            dataset = dataset.shuffle(len(files), seed=seed).repeat()
+            dataset = dataset.shuffle(len(files), seed=seed,
+                                      reshuffle_each_iteration=reshuffle).repeat()
         dataset = dataset.interleave(
             _records, cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=seed is not None or not is_training)
     if is_training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed).repeat()
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed,
+                                  reshuffle_each_iteration=reshuffle).repeat()
     masker = masking.Masker(masking_rules) if masking_rules else None
     pipelines = input_context.num_input_pipelines if input_context else 1
     pipeline = input_context.input_pipeline_id if input_context else 0
@@ -205,16 +219,30 @@ def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_
         return features, labels
 
     if packing:
-        dataset = dataset.batch(packing_window).enumerate()
+        dataset = _numbered(dataset.batch(packing_window), data_service)
         dataset = dataset.map(decode_batch, num_parallel_calls=tf.data.AUTOTUNE)
         dataset = packing_lib.pack_windows(dataset, *packing)
         if is_training:
             dataset = dataset.shuffle(packing_window, seed=seed)
-        dataset = dataset.batch(batch_size, drop_remainder=True)
-        return dataset.skip(skip_batches).prefetch(tf.data.AUTOTUNE)
-    dataset = dataset.batch(batch_size, drop_remainder=True).enumerate().skip(skip_batches)
-    dataset = dataset.map(decode_batch, num_parallel_calls=tf.data.AUTOTUNE)
+        dataset = dataset.batch(batch_size, drop_remainder=True).skip(skip_batches)
+    else:
+        dataset = _numbered(dataset.batch(batch_size, drop_remainder=True),
+                            data_service).skip(skip_batches)
+        dataset = dataset.map(decode_batch, num_parallel_calls=tf.data.AUTOTUNE)
+    if data_service:
+        dataset = dataset.apply(tf.data.experimental.service.distribute(
+            processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
+            service=data_service, job_name=job_name))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _numbered(dataset, data_service):
+    """(number, batch) pairs: the batch's number in the stream, which seeds its masks; through
+    a tf.data service (which cannot split `enumerate`), a random number instead."""
+    if not data_service:
+        return dataset.enumerate()
+    return dataset.map(lambda batch: (tf.random.uniform((), maxval=2 ** 62, dtype=tf.int64),
+                                      batch))
 
 
 def _records(path, compression):

@@ -35,7 +35,7 @@ import time
 from absl import logging
 
 from bert_tf import io, locks
-from bert_tf.data import schema
+from bert_tf.data import mixing, schema
 from bert_tf.data.instances import (InstanceOptions, TokenIds, TokenizedDocuments,
                                     create_examples)
 from bert_tf.settings import Settings, flat_dict, setting
@@ -48,8 +48,9 @@ class DataError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class DataCreationConfig(Settings):
     """The settings of a data-creation job (the command line's flags); picklable for workers."""
-    input_file: str = setting(None, "Comma list of globs of text files: one sentence per line, "
-                              "blank lines between documents.", required=True)
+    input_file: str | None = setting(None, "Comma list of globs of text files: one sentence per "
+                                           "line, blank lines between documents (or "
+                                           "--corpus).")
     output_file: str = setting(None, "Output prefix NAME: writes NAME-00000-of-0000N.tfrecord, "
                                "NAME.manifest.json and NAME.vocab.txt.", required=True)
     vocab_file: str = setting(None, "google-format vocab.txt.", required=True)
@@ -57,6 +58,7 @@ class DataCreationConfig(Settings):
     allow_case_mismatch: bool = setting(False, "Go on with a --do_lower_case that contradicts "
                                                "the vocab (upper-case tokens, or none).")
     options: InstanceOptions = InstanceOptions()
+    mixture: mixing.MixingSettings = mixing.MixingSettings()
     random_seed: int = setting(12345, "Seed; the output is a function of it and the flags.")
     num_shards: int = setting(1, "Number of output shards.", minimum=1)
     num_workers: int = setting(os.cpu_count() or 1, "Worker processes. With --runner, Beam's "
@@ -73,40 +75,25 @@ class DataCreationConfig(Settings):
     shuffle: bool = setting(False, "With --runner: shuffle the examples across all shards, "
                                    "deterministically from --random_seed.")
 
+    def check(self):
+        return self.mixture.input_problems(self.input_file)
+
 
 # === Reading ===
 
-def plan_units(files, buffer_bytes):
-    """The corpus split into units that are read on their own: runs of consecutive files of at
-    most `buffer_bytes` together, and each larger file alone. Only file sizes are looked at, so
-    a distributed pipeline splits the corpus without reading it; a unit's buffers never take text
-    from another unit, so each can be read by a different worker."""
-    import tensorflow as tf
-
-    units, current, size = [], [], 0
-    for path in files:
-        length = tf.io.gfile.stat(path).length
-        if current and size + length > buffer_bytes:
-            units.append(current)
-            current, size = [], 0
-        current.append(path)
-        size += length
-    if current:
-        units.append(current)
-    return units
-
-
-def read_unit_buffers(files, buffer_bytes, errors="strict"):
+def read_unit_buffers(files, buffer_bytes, errors="strict", fraction=1.0):
     """Yields (documents, n_bytes) of one unit: about `buffer_bytes` of text each, as documents
     of sentence strings.
 
     Buffers end at document boundaries; a document over twice `buffer_bytes` is cut at a sentence;
     a new file starts a new document. Invalid UTF-8 is a `DataError` naming the file and line
-    unless `errors="replace"`.
+    unless `errors="replace"`. `fraction` < 1 keeps that share of the documents, by bytes,
+    evenly through the unit (mixing.Quota); n_bytes counts all the text read.
     """
     import tensorflow as tf
 
-    buffer, buffer_size, document = [], 0, []
+    quota = mixing.Quota(fraction)
+    buffer, buffer_size, document, document_size = [], 0, [], 0
     for path in files:
         # Python's own reader for local files: GFile's readline is ~20x slower per line.
         with (open(path, "rb") if io.is_local(path) else tf.io.gfile.GFile(path, "rb")) as f:
@@ -120,29 +107,56 @@ def read_unit_buffers(files, buffer_bytes, errors="strict"):
                 buffer_size += len(raw)
                 if line:
                     document.append(line)
+                    document_size += len(raw)
                     if buffer_size < 2 * buffer_bytes:
                         continue
                 elif not document:
                     continue
-                buffer.append(document)
-                document = []
+                if quota.keep(document_size):
+                    buffer.append(document)
+                document, document_size = [], 0
                 if buffer_size >= buffer_bytes:
-                    yield buffer, buffer_size
+                    if buffer:
+                        yield buffer, buffer_size
                     buffer, buffer_size = [], 0
-        if document:  # a new file starts a new document
+        if document and quota.keep(document_size):  # a new file starts a new document
             buffer.append(document)
-            document = []
+        document, document_size = [], 0
     if buffer:
         yield buffer, buffer_size
 
 
-def read_document_buffers(files, buffer_bytes, errors="strict"):
-    """Yields ((unit, k), documents, n_bytes) for every buffer of the corpus, in order; the key
-    seeds the buffer's random stream."""
-    for unit, unit_files in enumerate(plan_units(files, buffer_bytes)):
-        for k, (documents, n_bytes) in enumerate(read_unit_buffers(unit_files, buffer_bytes,
-                                                                   errors)):
-            yield (unit, k), documents, n_bytes
+def read_document_buffers(units, buffer_bytes, errors="strict"):
+    """Yields ((unit key, k), documents, n_bytes) for every buffer of the `units`
+    (mixing.Unit), in order; the key seeds the buffer's random stream."""
+    for unit in units:
+        for k, (documents, n_bytes) in enumerate(read_unit_buffers(
+                unit.files, buffer_bytes, errors, unit.fraction)):
+            yield (unit.key, k), documents, n_bytes
+
+
+def plan_job(input_file, settings: mixing.MixingSettings, buffer_bytes):
+    """(input files, units, requested shares or None) of a job: the text of `input_file`, or the
+    mixture of the corpora `settings` name (bert_tf.data.mixing)."""
+    if not settings.corpus:
+        files = io.expand_file_patterns(input_file)
+        return files, [mixing.Unit(index, tuple(unit_files)) for index, unit_files in
+                       enumerate(mixing.plan_units(files, buffer_bytes))], None
+    corpora = mixing.parse_corpora(settings.corpus)
+    weights = (mixing.parse_weights(settings.corpus_weights, [c.name for c in corpora])
+               if settings.corpus_weights else None)
+    requested = mixing.shares(corpora, weights, settings.sampling_exponent)
+    files = [path for corpus in corpora for path in corpus.files]
+    return files, mixing.plan(corpora, requested, buffer_bytes), requested
+
+
+def write_text(units, path, buffer_bytes, errors="strict") -> None:
+    """The documents the `units` keep, as text in the input's format (a blank line after each
+    document), to the local file `path`: a mixture for the vocab learner."""
+    with open(path, "w", encoding="utf-8") as f:  # a local temporary file of the caller's
+        for _, documents, _ in read_document_buffers(units, buffer_bytes, errors):
+            for document in documents:
+                f.write("\n".join(document) + "\n\n")
 
 
 def first_shard(seed, key, num_shards):
@@ -212,6 +226,8 @@ class BufferProcessor:
         tokenized = self.tokenize(documents)
         rng = random.Random(f"{self.config.random_seed}:{key[0]}:{key[1]}")
         stats = {"documents": len(documents), "bytes": n_bytes,
+                 "text_bytes": sum(len(line.encode()) for document in documents
+                                   for line in document),
                  "tokens": len(tokenized.tokens), "examples": 0, "random_next": 0, "masked": 0}
         if len(tokenized.document_starts) < 2:  # every sentence tokenized to nothing
             return [], stats
@@ -315,7 +331,7 @@ def create_pretraining_data(config: DataCreationConfig):
 def _create_pretraining_data(config):
     import tensorflow as tf
 
-    files, vocab = prepare_output(config)
+    files, vocab, units, requested = prepare_output(config)
     num_shards = config.num_shards
     shard_files = [schema.shard_path(config.output_file, i, num_shards, config.gzip)
                    for i in range(num_shards)]
@@ -323,9 +339,10 @@ def _create_pretraining_data(config):
     compression = record_options(config.gzip)
     writers = [tf.io.TFRecordWriter(path, compression) for path in tmp_files]
     counts = [0] * num_shards
-    tracker = Progress(sum(tf.io.gfile.stat(f).length for f in files), enabled=config.progress)
+    tracker = Progress(sum(unit.fraction * tf.io.gfile.stat(f).length for unit in units
+                           for f in unit.files), enabled=config.progress)
     try:
-        tasks = read_document_buffers(files, int(config.document_buffer_mb * 1e6), config.errors)
+        tasks = read_document_buffers(units, int(config.document_buffer_mb * 1e6), config.errors)
         for key, records, stats in _ordered_results(tasks, config, vocab, config.num_workers):
             start = first_shard(config.random_seed, key, num_shards)
             for j, record in enumerate(records):
@@ -333,7 +350,8 @@ def _create_pretraining_data(config):
                 writers[shard].write(record)
                 counts[shard] += 1
                 tracker.totals["examples"] += 1
-            tracker.update({k: v for k, v in stats.items() if k != "examples"})
+            tracker.update({k: v for k, v in mixing.per_corpus(key, stats).items()
+                            if k != "examples"})
         for writer in writers:
             writer.close()
         check_not_empty(tracker.totals, files)
@@ -349,20 +367,22 @@ def _create_pretraining_data(config):
         sys.stderr.write("\n")
     summary = tracker.summary()
     manifest_file = commit(config, files, vocab, tmp_files, shard_files, counts, summary,
-                           runner="local")
+                           runner="local", requested=requested)
     return {**summary, "shards": shard_files, "manifest": manifest_file,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "peak_worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
 def prepare_output(config: DataCreationConfig):
-    """Checks the job before it writes anything: (input files, vocab). A finished data set is
-    kept unless --overwrite; what a killed run left is removed."""
+    """Checks the job before it writes anything: (input files, vocab, units, requested shares
+    of a mixture or None; see plan_job). A finished data set is kept unless --overwrite; what a
+    killed run left is removed."""
     import tensorflow as tf
 
     from bert_tf.text.tokenization import check_casing, load_vocab
 
-    files = io.expand_file_patterns(config.input_file)
+    files, units, requested = plan_job(config.input_file, config.mixture,
+                                       int(config.document_buffer_mb * 1e6))
     options, output_file = config.options, config.output_file
     vocab = load_vocab(config.vocab_file)
     if not config.allow_case_mismatch:
@@ -381,7 +401,7 @@ def prepare_output(config: DataCreationConfig):
     if output_dir:
         tf.io.gfile.makedirs(output_dir)
     remove_files(tf.io.gfile.glob(io.temp_pattern(f"{output_file}-*")))  # left by a killed run
-    return files, vocab
+    return files, vocab, units, requested
 
 
 def check_not_empty(totals, files):
@@ -392,7 +412,8 @@ def check_not_empty(totals, files):
                         f"(every document tokenized to nothing)")
 
 
-def commit(config, files, vocab, tmp_files, shard_files, counts, summary, runner):
+def commit(config, files, vocab, tmp_files, shard_files, counts, summary, runner,
+           requested=None):
     """Makes a written data set final: the old manifest goes first (a crash from here on leaves
     an incomplete set), the shards take their names, the vocab copy, the manifest last."""
     import tensorflow as tf
@@ -417,7 +438,7 @@ def commit(config, files, vocab, tmp_files, shard_files, counts, summary, runner
         random_seed=config.random_seed, options=dataclasses.asdict(options), input_files=files,
         statistics={k: summary[k] for k in ("documents", "bytes", "tokens", "examples",
                                             "random_next", "masked")},
-        flags=flags))
+        flags=flags, **({"corpora": mixing.realised(summary, requested)} if requested else {})))
     return manifest_file
 
 

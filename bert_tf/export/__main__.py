@@ -25,7 +25,9 @@ class ExportConfig(Settings):
     """The settings of an export (the command line's flags)."""
     output_dir: str | None = setting(None, "A run directory: run_pretraining's or a finetuning "
                                            "job's output_dir (config, vocab, checkpoints).")
-    checkpoint: str | None = setting(None, "A checkpoint prefix (default: the run's latest).")
+    checkpoint: str | None = setting(None, "A checkpoint prefix, or best: the run's best "
+                                           "evaluated model (OUTPUT_DIR/best/); default: the "
+                                           "run's latest.")
     bert_config_file: str | None = setting(None, "Default: bert_config.json of the run.")
     vocab_file: str | None = setting(None, "Default: vocab.txt of the run.")
     do_lower_case: bool | None = setting(None, "Default: as recorded in the run.")

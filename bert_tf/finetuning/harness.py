@@ -78,6 +78,11 @@ class FinetuningConfig(EncoderSettings):
                                      "START..END (1-based) in OUTPUT_DIR/train, for "
                                      "TensorBoard's profile tab; empty: none.")
     model_name: str = setting("model", "Name of the exported model.")
+    remat: str = setting("none", "Rematerialization (gradient checkpointing) in training: "
+                                 "layers: recompute each block's activations in the backward "
+                                 "pass; full: also its attention and feed-forward parts one at "
+                                 "a time. Less memory, more compute.",
+                         choices=("none", "layers", "full"))
     random_seed: int = setting(12345, "Seed.")
 
     def check(self):
@@ -145,6 +150,7 @@ def run(config: FinetuningConfig, task: Task, log=print):
             model, _ = run_dir.load_model(source.checkpoint, flag="--init_checkpoint")
         else:
             model = build_task_model(task.name, load_encoder(source), data.labels)
+        task_encoder(model).set_remat(config.remat)
         if data.train is not None:
             total_steps = int(data.steps_per_epoch * config.num_train_epochs)
             compile_model(model, config, total_steps, **task.compile_args())
@@ -357,6 +363,12 @@ def flat_numbers(metrics, prefix="") -> dict:
     return flat
 
 
+# The HParams tab's metric columns of a finetuning job: what Keras's TensorBoard callback writes
+# ((subdirectory, tag)); val_score is the task's own score (EpochEvaluation).
+HPARAMS_METRICS = (("validation", "epoch_score"), ("validation", "epoch_loss"),
+                   ("train", "epoch_loss"))
+
+
 def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=None,
         monitor="val_accuracy", log=print, evaluation=None):
     """fit() for ceil(num_train_epochs) epochs (a fractional last epoch runs whole; the learning
@@ -369,8 +381,11 @@ def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=
     `eval_data` is cached in memory after its first pass: Keras makes new iterators over it
     every epoch, and making an iterator over a dataset that tokenizes in-graph took about 2 s
     (tensorflow-text 2.20), twice per epoch, where a step of a small model takes 25 ms."""
+    from bert_tf.training.summaries import TrainingLog
     from bert_tf.training.trainer import parse_profile_steps
 
+    # the job's flags as a row of TensorBoard's HParams tab, beside its epoch metrics
+    TrainingLog(config.output_dir, 0).hyperparameters(flat_dict(config), HPARAMS_METRICS)
     epochs = max(math.ceil(config.num_train_epochs), 1)
     profile = parse_profile_steps(config.profile_steps)
     # the evaluation first: the callbacks after it see its metrics in the epoch's logs

@@ -98,6 +98,14 @@ class BertEncoder(keras.Model):
         self.transformer_layers = blocks
         self.pooler = pooler
 
+    def set_remat(self, mode):
+        """Rematerialization in training: "none", "layers" or "full" (`TransformerBlock`)."""
+        if mode not in layers.REMAT_MODES:
+            raise ValueError(f"--remat must be one of {', '.join(layers.REMAT_MODES)}, got "
+                             f"{mode!r}")
+        for block in self.transformer_layers:
+            block.remat = mode
+
     def __call__(self, inputs, *args, **kwargs):
         # Checked before Keras's own input handling, whose messages know nothing of BERT.
         check_encoder_inputs(inputs, self.config.max_position_embeddings)

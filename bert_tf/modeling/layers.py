@@ -65,10 +65,25 @@ class Dropout(keras.layers.Dropout):
     def call(self, inputs, training=False):
         if not training or self.rate <= 0 or self.noise_shape is not None:
             return super().call(inputs, training=training)
-        keep = ops.greater_equal(
-            keras.random.uniform(ops.shape(inputs), seed=self.seed_generator), self.rate)
+        replayed = self.__dict__.get("_replayed_seed")  # see TransformerBlock.remat
+        seed = DrawnSeed(replayed) if replayed is not None else self.seed_generator
+        keep = ops.greater_equal(keras.random.uniform(ops.shape(inputs), seed=seed), self.rate)
         scale = ops.cast(1.0 / (1.0 - self.rate), inputs.dtype)
         return inputs * ops.cast(keep, inputs.dtype) * scale
+
+
+class DrawnSeed(keras.random.SeedGenerator):
+    """A seed already drawn, given to `keras.random` where it takes a SeedGenerator: it returns
+    the same seed every time and has no state of its own."""
+
+    def __init__(self, value):  # no SeedGenerator.__init__: no state variable
+        self.value = value
+
+    def next(self, ordered=True):
+        return self.value
+
+
+REMAT_MODES = ("none", "layers", "full")
 
 
 def truncated_normal(stddev: float):
@@ -267,12 +282,23 @@ class TransformerBlock(keras.layers.Layer):
 
     Call with `(hidden [B,T,H], input_mask [B,T])`; positions where input_mask is 0 are never
     attended to. Attention is bidirectional: no causal mask.
+
+    `remat` (rematerialization, gradient checkpointing) trades compute for memory in training:
+    "layers" keeps only the block's input for the backward pass and recomputes the rest there
+    (`keras.remat`); "full" also recomputes the attention and the feed-forward parts separately
+    inside that recomputation, so that only one part's activations are alive at a time. The
+    dropout masks are drawn once per call, outside the recomputed function, and replayed in it:
+    the recomputation sees the forward pass's masks, so gradients are exactly those without
+    remat.
     """
 
     def __init__(self, num_attention_heads, intermediate_size, hidden_act="gelu",
                  hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
-                 initializer_range=0.02, layer_norm_eps=1e-12, **kwargs):
+                 initializer_range=0.02, layer_norm_eps=1e-12, remat="none", **kwargs):
         super().__init__(**kwargs)
+        if remat not in REMAT_MODES:
+            raise ValueError(f"remat must be one of {', '.join(REMAT_MODES)}, got {remat!r}")
+        self.remat = remat
         self.num_attention_heads = num_attention_heads
         self.intermediate_size = intermediate_size
         self.hidden_act = hidden_act
@@ -313,13 +339,27 @@ class TransformerBlock(keras.layers.Layer):
         self.output_layer_norm.build(inputs_shape)
 
     def call(self, inputs, input_mask, training=None):
+        if self.remat == "none" or not training:
+            return self._block(inputs, input_mask, training)
+        dropouts = [layer for layer in (self.self_attention.dropout, self.self_attention_dropout,
+                                        self.output_dropout) if layer.rate > 0]
+        seeds = [layer.seed_generator.next() for layer in dropouts]
+
+        def block(hidden):
+            for layer, seed in zip(dropouts, seeds):  # the same masks when recomputed
+                layer.__dict__["_replayed_seed"] = seed  # untracked: a tensor of this call
+            return self._block(hidden, input_mask, training)
+        return keras.remat(block)(inputs)
+
+    def _block(self, inputs, input_mask, training):
+        part = keras.remat if self.remat == "full" and training else (lambda f: f)
         # Every query may look at every real (non-padding) key.
-        attention = self.self_attention(inputs, input_mask, training=training)  # [B, T, H]
-        attention = self.self_attention_dropout(attention, training=training)
+        attention = part(lambda x: self.self_attention_dropout(self.self_attention(
+            x, input_mask, training=training), training=training))(inputs)  # [B, T, H]
         hidden = self.self_attention_layer_norm(inputs + attention)
 
-        ffn = self.output_dense(self.intermediate(hidden))  # [B,T,H] -> [B,T,I] -> [B,T,H]
-        ffn = self.output_dropout(ffn, training=training)
+        ffn = part(lambda x: self.output_dropout(self.output_dense(self.intermediate(
+            x)), training=training))(hidden)  # [B,T,H] -> [B,T,I] -> [B,T,H]
         return self.output_layer_norm(hidden + ffn)
 
     def compute_output_shape(self, inputs_shape, input_mask_shape=None):

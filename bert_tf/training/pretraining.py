@@ -23,12 +23,19 @@ from bert_tf.data import input_pipeline, packing
 from bert_tf.data.pretraining_data import open_pretraining_data
 from bert_tf.data.sample_data import make_sample_data
 from bert_tf.modeling import build_pretrainer
+from bert_tf.modeling.layers import REMAT_MODES
 from bert_tf.settings import flat_dict, setting
 from bert_tf.training import optimization
 from bert_tf.training import precision as precision_lib
 from bert_tf.training import strategy as strategies
+from bert_tf.training.evaluation import BestCheckpoint
 from bert_tf.training.summaries import format_metrics
 from bert_tf.training.trainer import Trainer, TrainOptions
+
+
+MODES = ("train", "continuous_eval")
+BEST_METRICS = ("masked_lm_accuracy", "next_sentence_accuracy", "loss", "masked_lm_loss",
+                "next_sentence_loss", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,10 +88,34 @@ class PretrainingConfig(TrainOptions):
                                            "compute capability 8.0+, CPUs with AMX or "
                                            "AVX512_BF16), else float32.",
                                    choices=precision_lib.POLICIES)
+    remat: str = setting("none", "Rematerialization (gradient checkpointing): layers: keep "
+                                 "only each block's input for the backward pass and recompute "
+                                 "the rest there; full: also recompute its attention and "
+                                 "feed-forward parts one at a time. Less memory (longer "
+                                 "sequences, bigger batches), more compute.",
+                         choices=REMAT_MODES)
+    tf_data_service: str = setting("", "grpc://HOST:PORT of a tf.data service dispatcher: its "
+                                       "workers read, mask and pack the training batches "
+                                       "(distributed_epoch mode), for hosts whose input "
+                                       "pipeline cannot keep up; empty: this host does.")
     random_seed: int = setting(12345, "Seed for weights and data order.")
     # evaluation
-    do_eval: bool = setting(True, "Evaluate at the end.")
+    mode: str = setting("train", "train: train (evaluating each checkpoint with --do_eval); "
+                                 "continuous_eval: a sidecar that evaluates each checkpoint of "
+                                 "the run in --output_dir as it appears, writes eval/ summaries "
+                                 "and best/ there, and exits once the run's last step is "
+                                 "evaluated.", choices=MODES)
+    do_eval: bool = setting(True, "Evaluate each checkpoint saved on schedule (the last one "
+                                  "too) on --max_eval_steps batches of --eval_input_file.")
     max_eval_steps: int = setting(20, "Eval batches.", minimum=1)
+    best_checkpoint_metric: str = setting("masked_lm_accuracy", "Keep the model of the best "
+                                                                "evaluated checkpoint by this "
+                                                                "metric in OUTPUT_DIR/best/ "
+                                                                "(losses: lowest; accuracies: "
+                                                                "highest); none: keep none.",
+                                          choices=BEST_METRICS)
+    eval_timeout_secs: int = setting(3600, "--mode=continuous_eval: give up after waiting this "
+                                           "long for a new checkpoint.", minimum=1)
 
     def check(self):
         problems = super().check()
@@ -94,6 +125,9 @@ class PretrainingConfig(TrainOptions):
                             f"smaller than --max_predictions_per_seq="
                             f"{self.max_predictions_per_seq}: a packed row must hold the "
                             f"masked positions of at least one sequence")
+        if self.tf_data_service and not self.tf_data_service.startswith("grpc://"):
+            problems.append(f"--tf_data_service={self.tf_data_service}: expected "
+                            f"grpc://HOST:PORT, the address of a tf.data service dispatcher")
         if not 0 <= self.num_warmup_steps <= self.num_train_steps:
             problems.append(f"--num_warmup_steps={self.num_warmup_steps} must be in "
                             f"[0, --num_train_steps={self.num_train_steps}]")
@@ -126,6 +160,9 @@ class PretrainingConfig(TrainOptions):
 def run(config: PretrainingConfig, log=print):
     """The whole job; returns the final metrics (with "step"; "preempted" and "signal" after
     SIGTERM or SIGINT, which save a checkpoint and stop)."""
+    if config.mode != "train":
+        raise ValueError(f"--mode={config.mode} is not training: call "
+                         f"bert_tf.training.continuous_eval.continuous_eval")
     # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF op.
     strategy = strategies.make_strategy(config.distribution_strategy, config.tpu,
                                         config.num_gpus, config.worker_wait_secs)
@@ -175,6 +212,7 @@ def _run(strategy, config: PretrainingConfig, log):
     keras.mixed_precision.set_global_policy(precision.policy)
     with strategy.scope():
         pretrainer = build_pretrainer(bert_config, packed=config.pack_sequences)
+        pretrainer.encoder.set_remat(config.remat)
         optimizer = optimization.create_optimizer(
             config.optimizer, learning_rate=config.learning_rate,
             num_train_steps=config.num_train_steps, num_warmup_steps=config.num_warmup_steps,
@@ -201,29 +239,19 @@ def _run(strategy, config: PretrainingConfig, log):
         raise OSError(f"--output_dir {output_dir} is not writable: {e}") from None
 
     def distributed_dataset(input_files, batch_size, training=True):
-        def fn(context):
-            # Each step takes one batch per replica from its worker's stream: a resumed run
-            # skips the batches of the steps done and goes on exactly where it would have.
-            consumed = (trainer.step * strategy.num_replicas_in_sync
-                        // context.num_input_pipelines) if training else 0
-            if consumed:
-                log(f"input: the data stream resumes after its first {consumed:,} batches "
-                    f"(those of steps 1-{trainer.step})")
-            dataset = input_pipeline.make_dataset(
-                input_files, context.get_per_replica_batch_size(batch_size),
-                config.max_seq_length, config.max_predictions_per_seq, True, context,
-                seed=config.random_seed, packing=config.packing if training else None,
-                masking_rules=data.masking if training else data.eval_masking,
-                skip_batches=consumed)
-            if config.pack_sequences and not training:  # evaluated as it comes, one per row
-                dataset = dataset.map(packing.as_one_sequence_rows)
-            return dataset
-        return strategy.distribute_datasets_from_function(fn)
+        return make_distributed_dataset(strategy, config, data, input_files, batch_size,
+                                        trainer.step if training else None, log)
 
+    evaluation = best = None
+    if config.do_eval:
+        evaluation = (distributed_dataset(data.eval_files, config.eval_batch_size,
+                                          training=False), config.max_eval_steps)
+        best = best_checkpoint(config, pretrainer, strategy)
     try:
         metrics = trainer.train(distributed_dataset(data.files, config.train_batch_size),
                                 summary_dir=output_dir, log=log,
-                                hyperparameters=flat_dict(config))
+                                hyperparameters=flat_dict(config), evaluation=evaluation,
+                                best=best)
     except tf.errors.DataLossError as e:
         bad = input_pipeline.find_corrupt_shard(data.files)
         raise input_pipeline.DataMismatchError(
@@ -232,13 +260,57 @@ def _run(strategy, config: PretrainingConfig, log):
     if trainer.preempted:
         return {"preempted": True, "signal": trainer.signal, "step": trainer.step, **metrics}
     if config.do_eval:
-        eval_metrics = trainer.evaluate(distributed_dataset(data.eval_files,
-                                                            config.eval_batch_size,
-                                                            training=False),
-                                        config.max_eval_steps, output_dir)
+        if trainer.last_evaluation is None or trainer.last_evaluation[0] != trainer.step:
+            trainer.evaluate(*evaluation, summary_dir=output_dir, best=best)  # a finished run
+        eval_metrics = trainer.last_evaluation[1]
         log("eval: " + format_metrics(eval_metrics))
         metrics = {**metrics, **{f"eval_{k}": v for k, v in eval_metrics.items()}}
     return {"step": trainer.step, **metrics}
+
+
+def make_distributed_dataset(strategy, config: PretrainingConfig, data, input_files, batch_size,
+                             trained_steps=None, log=print):
+    """The run's batches of `input_files` for `strategy`: training batches (`trained_steps`:
+    the steps done, whose batches a resumed stream skips), or, with `trained_steps` None, eval
+    batches (unpacked, eval masks), the same ones every time."""
+    training = trained_steps is not None
+
+    def fn(context):
+        # Each step takes one batch per replica from its worker's stream: a resumed run
+        # skips the batches of the steps done and goes on exactly where it would have.
+        consumed = (trained_steps * strategy.num_replicas_in_sync
+                    // context.num_input_pipelines) if training else 0
+        service = config.tf_data_service if training else None
+        if service:
+            log(f"input: training batches from the tf.data service at {service} "
+                f"(distributed_epoch)" + ("; its order is not reproducible: a resumed run "
+                                          "does not skip the batches of the steps done"
+                                          if consumed else ""))
+            consumed = 0
+        if consumed:
+            log(f"input: the data stream resumes after its first {consumed:,} batches "
+                f"(those of steps 1-{trained_steps})")
+        dataset = input_pipeline.make_dataset(
+            input_files, context.get_per_replica_batch_size(batch_size),
+            config.max_seq_length, config.max_predictions_per_seq, True, context,
+            seed=config.random_seed, packing=config.packing if training else None,
+            masking_rules=data.masking if training else data.eval_masking,
+            skip_batches=consumed, reshuffle=training, data_service=service,
+            job_name=f"bert_tf_train_{os.path.basename(config.output_dir.rstrip('/'))}")
+        if config.pack_sequences and not training:  # evaluated as it comes, one per row
+            dataset = dataset.map(packing.as_one_sequence_rows)
+        return dataset
+    return strategy.distribute_datasets_from_function(fn)
+
+
+def best_checkpoint(config: PretrainingConfig, model, strategy):
+    """The run's BestCheckpoint by --best_checkpoint_metric, or None for none."""
+    if config.best_checkpoint_metric == "none":
+        return None
+    chief = strategies.is_chief(strategy)
+    scratch = None if chief else os.path.join(
+        config.output_dir, f".worker_{strategy.cluster_resolver.task_id}_best_tmp")
+    return BestCheckpoint(config.output_dir, config.best_checkpoint_metric, model, chief, scratch)
 
 
 # Settings a run cannot change once it has a checkpoint: the data stream and the model's inputs

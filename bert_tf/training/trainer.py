@@ -34,7 +34,8 @@ from bert_tf import io, run_dir
 from bert_tf.modeling import objective as pretraining_objective
 from bert_tf.settings import Settings, setting
 from bert_tf.training.strategy import is_chief, workers
-from bert_tf.training.summaries import TrainingLog
+from bert_tf.training.evaluation import Evaluator, global_sums, replica_totals
+from bert_tf.training.summaries import TrainingLog, format_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +109,8 @@ class Trainer:
         self.replica_step = (tf.function(self._replica_step, jit_compile=True) if whole_step
                              else self._replica_step)
         self._train_loop = tf.function(self._loop)
-        self._eval_loop = tf.function(self._eval)
+        self.evaluator = Evaluator(strategy, model, objective)
+        self.last_evaluation = None  # (step, metrics) of the latest evaluation of this process
         self.signal = None  # "SIGTERM" or "SIGINT" once one stopped training (all agreed)
         self._received = 0  # the signal this process received, else 0
         self._workers = workers(strategy)
@@ -153,16 +155,9 @@ class Trainer:
                 totals = {name: totals[name] + stats[name] for name in totals}
         return gradients, totals
 
-    def _global_sums(self, labels):
-        """The global batch's `batch_sums`: one scalar all-reduce across replicas."""
-        sums = self.objective.batch_sums(labels)
-        if self.strategy.num_replicas_in_sync == 1:
-            return sums
-        context = tf.distribute.get_replica_context()
-        return tuple(context.all_reduce(tf.distribute.ReduceOp.SUM, list(sums)))
-
     def _replica_step(self, features, labels):
-        gradients, totals = self._gradients(features, labels, self._global_sums(labels))
+        gradients, totals = self._gradients(
+            features, labels, global_sums(self.strategy, self.objective, labels))
         context = tf.distribute.get_replica_context()
         gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
         scale = (self.optimizer.scale_loss(tf.constant(1.0))
@@ -177,17 +172,7 @@ class Trainer:
             gradients = [g * scale for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
         totals["gradient_norm"] = norm
-        return self._replica_totals(totals, features)
-
-    def _replica_totals(self, totals, features):
-        """What a replica adds to the sums over replicas: its statistics (its means are already
-        its share of the global ones), the examples and real tokens it saw."""
-        totals = dict(totals)
-        if "gradient_norm" in totals:  # the same on every replica
-            totals["gradient_norm"] /= self.strategy.num_replicas_in_sync
-        totals["examples"] = tf.cast(tf.shape(features["input_word_ids"])[0], tf.float32)
-        totals["tokens"] = tf.reduce_sum(tf.cast(features["input_mask"] > 0, tf.float32))
-        return totals
+        return replica_totals(self.strategy, totals, features)
 
     def _loop(self, iterator, steps):
         sums = {name: tf.constant(0.0) for name in self._sums}
@@ -196,21 +181,6 @@ class Trainer:
             values = self.strategy.run(self.replica_step, args=(features, labels))
             sums = {name: sums[name] + self.strategy.reduce(
                 tf.distribute.ReduceOp.SUM, values[name], axis=None) for name in sums}
-        return sums
-
-    def _eval(self, iterator, steps):
-        names = [name for name in self._sums if name != "gradient_norm"]
-        sums = {name: tf.constant(0.0) for name in names}
-
-        def replica_eval(features, labels):
-            stats = self.objective.statistics(labels, self.model(features, training=False),
-                                              self._global_sums(labels))
-            return self._replica_totals(stats, features)
-
-        for _ in tf.range(steps):
-            values = self.strategy.run(replica_eval, args=next(iterator))
-            sums = {name: sums[name] + self.strategy.reduce(
-                tf.distribute.ReduceOp.SUM, values[name], axis=None) for name in names}
         return sums
 
     # === The host loop ===
@@ -241,9 +211,12 @@ class Trainer:
             return f"initialized from {init_checkpoint}"
         return "fresh start"
 
-    def train(self, dataset, summary_dir=None, log=print, hyperparameters=None):
+    def train(self, dataset, summary_dir=None, log=print, hyperparameters=None, evaluation=None,
+              best=None):
         """Trains to `num_train_steps`; returns the last logged metrics (empty if none ran).
-        `hyperparameters` ({flag: value}) go to TensorBoard's HParams tab."""
+        `hyperparameters` ({flag: value}) go to TensorBoard's HParams tab. `evaluation`: a
+        (dataset, steps) pair evaluated after each checkpoint saved on schedule (summaries in
+        `summary_dir`/eval); `best` (evaluation.BestCheckpoint) then keeps the best of them."""
         options = self.options
         iterator = iter(dataset)
         report = TrainingLog(summary_dir, options.num_train_steps, log,
@@ -293,6 +266,10 @@ class Trainer:
                     window_steps, window_start = 0, time.time()
                 if done % options.save_checkpoints_steps == 0 or done == options.num_train_steps:
                     self.save()
+                    if evaluation is not None:
+                        began = time.time()
+                        self.evaluate(*evaluation, summary_dir=summary_dir, log=log, best=best)
+                        window_start += time.time() - began  # not in the next throughput
             if self.preempted:
                 self.save()
                 log(f"{self.signal}{'' if self._received else ' on another worker'}: saved a "
@@ -316,10 +293,17 @@ class Trainer:
         sums = self._train_loop(iterator, tf.constant(steps, tf.int32))
         return {name: float(value) for name, value in sums.items()}
 
-    def evaluate(self, dataset, steps, summary_dir=None):
-        sums = self._eval_loop(iter(dataset), tf.constant(steps, tf.int32))
-        metrics = self.objective.metrics({name: float(v) for name, v in sums.items()}, steps)
+    def evaluate(self, dataset, steps, summary_dir=None, log=None, best=None):
+        """Metrics of the model now over `steps` batches; the chief writes them to
+        `summary_dir`/eval at the current step, and `best` keeps the model if they beat its
+        best."""
+        metrics = self.evaluator.evaluate(dataset, steps)
         TrainingLog(summary_dir, steps, write_summaries=self.chief).evaluate(self.step, metrics)
+        self.last_evaluation = (self.step, metrics)
+        if log is not None:
+            log(f"eval at step {self.step}: {format_metrics(metrics)}")
+        if best is not None:
+            best.update(self.step, metrics, log)
         return metrics
 
     def save(self):

@@ -58,6 +58,33 @@ def test_single_sentence_task_is_learned(single_run, workspace):
     assert run_config["precision"] == {"policy": "float32", "reason": "set by --mixed_precision"}
 
 
+def test_the_job_s_flags_are_an_hparams_session_with_its_epoch_metrics(single_run, workspace):
+    """TensorBoard's HParams tab: the job's flags as one session, and the columns of the
+    epoch metrics the TensorBoard callback writes (validation/epoch_score: the task's score)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    out = workspace / "single_out"
+    accumulator = EventAccumulator(str(out), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    found = {}
+    for tag in accumulator.Tags()["tensors"]:
+        plugin = accumulator.SummaryMetadata(tag).plugin_data
+        if plugin.plugin_name == metadata.PLUGIN_NAME:
+            data = plugin_data_pb2.HParamsPluginData.FromString(plugin.content)
+            found[data.WhichOneof("data")] = data
+    session = found["session_start_info"].session_start_info
+    assert session.group_name == "single_out"
+    flags = json.loads((out / "run_config.json").read_text())["flags"]
+    assert session.hparams["learning_rate"].number_value == pytest.approx(flags["learning_rate"])
+    assert session.hparams["remat"].string_value == "none"
+    columns = {(m.name.group, m.name.tag) for m in found["experiment"].experiment.metric_infos}
+    assert ("validation", "epoch_score") in columns
+    scores = EventAccumulator(str(out / "validation"), size_guidance={"tensors": 0})
+    scores.Reload()
+    assert "epoch_score" in scores.Tags()["tensors"]  # the column has values
+
+
 @pytest.mark.slow
 def test_pair_task_is_learned(workspace):
     result = run(values(workspace, "pair", workspace / "pair_out", num_train_epochs=10),

@@ -1,0 +1,149 @@
+"""The sidecar evaluator: `run_pretraining --mode=continuous_eval`.
+
+    python -m bert_tf.run_pretraining --mode=continuous_eval --output_dir=gs://b/runs/base \
+        --eval_input_file='gs://b/tfrecords/eval-*'
+
+Runs on another machine (or the CPU of the training host) while the run trains with
+`--do_eval=false`: it waits for each checkpoint the run saves, evaluates it on the same batches the
+training loop's in-loop evaluation would use, writes the scalars to the run's `eval/` (the same
+curves as in-loop evaluation) and keeps `best/`, and exits once the run's last step is evaluated.
+
+It reads the run's model, data settings and `num_train_steps` from the run directory
+(bert_config.json, run_config.json), so it needs only --output_dir; it never writes the run's
+checkpoints. Its progress is `continuous_eval.json` in the run directory: killed and started
+again, it goes on after the last checkpoint it evaluated. A checkpoint that max_to_keep deletes
+before it is read is skipped, and said so.
+"""
+
+import dataclasses
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from bert_tf import io, locks, run_dir
+from bert_tf.config import BertConfig
+from bert_tf.data.pretraining_data import open_pretraining_data
+from bert_tf.modeling import build_pretrainer
+from bert_tf.modeling import objective
+from bert_tf.training import precision as precision_lib
+from bert_tf.training import strategy as strategies
+from bert_tf.training.evaluation import Evaluator
+from bert_tf.training.pretraining import (PretrainingConfig, best_checkpoint,
+                                          make_distributed_dataset)
+from bert_tf.training.summaries import TrainingLog, format_metrics
+
+STATE_FILE = "continuous_eval.json"
+# What the sidecar takes from the run it follows: the model's inputs and the data stream's
+# settings (the eval batches depend on them) and where the run ends.
+FROM_THE_RUN = ("max_seq_length", "max_predictions_per_seq", "pack_sequences",
+                "max_sequences_per_row", "max_predictions_per_row", "random_seed",
+                "eval_batch_size", "max_eval_steps", "mixed_precision", "num_train_steps")
+
+
+def checkpoint_steps(output_dir) -> dict:
+    """{step: checkpoint prefix} of the run's checkpoints, as its `checkpoint` file lists them."""
+    state = tf.train.get_checkpoint_state(output_dir)
+    paths = list(state.all_model_checkpoint_paths) if state else []
+    steps = {}
+    for path in paths:
+        if not os.path.isabs(path) and "://" not in path:
+            path = os.path.join(output_dir, path)
+        try:
+            steps[int(path.rsplit("-", 1)[1])] = path
+        except (IndexError, ValueError):
+            continue  # not ckpt-STEP: not one of a run's
+    return steps
+
+
+def wait_for(predicate, what, timeout, poll_secs, log):
+    """Polls `predicate` until it returns a value; a TimeoutError naming `what` after
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    said = False
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"--mode=continuous_eval: waited {timeout} s "
+                               f"(--eval_timeout_secs) for {what}; exiting")
+        if not said:
+            log(f"waiting for {what}")
+            said = True
+        time.sleep(poll_secs)
+
+
+def continuous_eval(config: PretrainingConfig, log=print, poll_secs=10.0):
+    """Evaluates the checkpoints of the run in `config.output_dir` as they appear, until its
+    last step; returns {step: metrics} of the checkpoints this call evaluated."""
+    output_dir = config.output_dir
+    record = wait_for(lambda: run_dir.read_record(output_dir).get("flags"),
+                      f"the run's {os.path.join(output_dir, run_dir.RUN_CONFIG_FILE)}",
+                      config.eval_timeout_secs, poll_secs, log)
+    run = dataclasses.replace(config, **{name: record[name] for name in FROM_THE_RUN
+                                         if name in record})
+    eval_input = run.eval_input_file or record.get("eval_input_file") or record.get("input_file")
+    if not eval_input:
+        raise ValueError("--mode=continuous_eval: give --eval_input_file (the run records no "
+                         "input files)")
+    bert_config = BertConfig.from_json_file(os.path.join(output_dir, run_dir.CONFIG_FILE))
+    strategy = strategies.make_strategy(config.distribution_strategy, config.tpu,
+                                        config.num_gpus, config.worker_wait_secs)
+    run.validate(strategy.num_replicas_in_sync)
+    data = open_pretraining_data(eval_input, eval_input, run.max_seq_length,
+                                 run.max_predictions_per_seq, bert_config.vocab_size,
+                                 bert_config_file=os.path.join(output_dir, run_dir.CONFIG_FILE))
+    precision = precision_lib.resolve(run.mixed_precision, strategy)
+    log(f"precision: {precision.policy} ({precision.reason})")
+    keras.utils.set_random_seed(run.random_seed)  # the eval batches' order, as in training
+    keras.mixed_precision.set_global_policy(precision.policy)
+    with strategy.scope():
+        model = build_pretrainer(bert_config, packed=run.pack_sequences)
+    reader = tf.train.Checkpoint(model=model)
+    evaluator = Evaluator(strategy, model, objective)
+    dataset = make_distributed_dataset(strategy, run, data, data.eval_files,
+                                       run.eval_batch_size, log=log)
+    best = best_checkpoint(run, model, strategy)
+    report = TrainingLog(output_dir, run.max_eval_steps, log,
+                         write_summaries=strategies.is_chief(strategy))
+    state_file = os.path.join(output_dir, STATE_FILE)
+    with locks.output_lock(os.path.join(output_dir, ".continuous_eval.lock"),
+                           f"--mode=continuous_eval --output_dir {output_dir}"):
+        state = (io.read_json(state_file) if tf.io.gfile.exists(state_file)
+                 else {"evaluated": [], "skipped": []})
+        last_done = max(state["evaluated"] + state["skipped"], default=0)
+        if last_done:
+            log(f"going on after step {last_done} ({state_file})")
+        results = {}
+        while True:
+            end = run_dir.read_record(output_dir).get("flags", {}).get(
+                "num_train_steps", run.num_train_steps)  # a resumed run may have moved it
+            if last_done >= end:
+                log(f"the run's last step ({end}) is evaluated; exiting")
+                return results
+            pending = wait_for(
+                lambda: {s: p for s, p in checkpoint_steps(output_dir).items() if s > last_done},
+                f"a checkpoint after step {last_done} in {output_dir}", config.eval_timeout_secs,
+                poll_secs, log)
+            for step, path in sorted(pending.items()):
+                try:
+                    reader.read(path).expect_partial()
+                except (tf.errors.NotFoundError, tf.errors.DataLossError) as e:
+                    log(f"{path} was deleted before it could be evaluated (the run's "
+                        f"--keep_checkpoint_max?): skipped ({io.one_line(e.message)})")
+                    state["skipped"].append(step)
+                else:
+                    metrics = evaluator.evaluate(dataset, run.max_eval_steps)
+                    report.evaluate(step, metrics)
+                    said = []
+                    if best is not None:
+                        best.update(step, metrics, said.append)
+                    state["evaluated"].append(step)
+                    results[step] = metrics
+                last_done = step
+                io.write_json(state_file, state)  # right after the summaries: a kill in between
+                if step in results:  # repeats at most this one point of the curve
+                    for line in [f"eval at step {step}: {format_metrics(metrics)}", *said]:
+                        log(line)

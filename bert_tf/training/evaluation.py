@@ -1,0 +1,131 @@
+"""Evaluation of a training run, and its best checkpoint.
+
+The Evaluator runs the objective's statistics over eval batches in one compiled host call, under
+the strategy the model was built in (as the Trainer trains). The training loop evaluates each
+checkpoint it saves; a sidecar (run_pretraining --mode=continuous_eval) does the same from another
+machine, following the run's checkpoints as they appear, so the training hosts lose no step to it.
+
+BestCheckpoint keeps `<output_dir>/best/`: the model weights of the evaluated checkpoint that scored
+best by a metric (ckpt-STEP, named by a `checkpoint` file, so `--init_checkpoint=RUN/best` and
+`export --checkpoint=best` take it) and `info.json` (step, metric, value, every metric of that
+evaluation). It lies outside the training checkpoints' directory listing: max_to_keep never
+deletes it.
+"""
+
+import os
+
+import tensorflow as tf
+
+from bert_tf import io
+from bert_tf.run_dir import BEST_DIR
+
+BEST_INFO = "info.json"
+
+
+def global_sums(strategy, objective, labels):
+    """The global batch's `batch_sums`: one scalar all-reduce across replicas."""
+    sums = objective.batch_sums(labels)
+    if strategy.num_replicas_in_sync == 1:
+        return sums
+    context = tf.distribute.get_replica_context()
+    return tuple(context.all_reduce(tf.distribute.ReduceOp.SUM, list(sums)))
+
+
+def replica_totals(strategy, totals, features):
+    """What a replica adds to the sums over replicas: its statistics (its means are already its
+    share of the global ones), the examples and real tokens it saw."""
+    totals = dict(totals)
+    if "gradient_norm" in totals:  # the same on every replica
+        totals["gradient_norm"] /= strategy.num_replicas_in_sync
+    totals["examples"] = tf.cast(tf.shape(features["input_word_ids"])[0], tf.float32)
+    totals["tokens"] = tf.reduce_sum(tf.cast(features["input_mask"] > 0, tf.float32))
+    return totals
+
+
+class Evaluator:
+    """The objective's metrics of `model` over `steps` batches of a distributed dataset."""
+
+    def __init__(self, strategy, model, objective):
+        self.strategy, self.model, self.objective = strategy, model, objective
+        self._names = tuple(objective.MEANS) + tuple(objective.COUNTS) + ("examples", "tokens")
+        self._loop = tf.function(self._eval)
+
+    def _eval(self, iterator, steps):
+        sums = {name: tf.constant(0.0) for name in self._names}
+
+        def replica_eval(features, labels):
+            stats = self.objective.statistics(
+                labels, self.model(features, training=False),
+                global_sums(self.strategy, self.objective, labels))
+            return replica_totals(self.strategy, stats, features)
+
+        for _ in tf.range(steps):
+            values = self.strategy.run(replica_eval, args=next(iterator))
+            sums = {name: sums[name] + self.strategy.reduce(
+                tf.distribute.ReduceOp.SUM, values[name], axis=None) for name in self._names}
+        return sums
+
+    def evaluate(self, dataset, steps):
+        """Metrics over the first `steps` batches of `dataset` (a fresh iterator each call, so
+        every evaluation sees the same batches)."""
+        sums = self._loop(iter(dataset), tf.constant(steps, tf.int32))
+        return self.objective.metrics({name: float(v) for name, v in sums.items()}, steps)
+
+
+def lower_is_better(metric) -> bool:
+    return "loss" in metric
+
+
+def read_best(output_dir):
+    """`<output_dir>/best/info.json`, or None when the run has no best checkpoint yet."""
+    path = os.path.join(output_dir, BEST_DIR, BEST_INFO)
+    return io.read_json(path) if tf.io.gfile.exists(path) else None
+
+
+class BestCheckpoint:
+    """`<output_dir>/best/`: the model's weights whenever an evaluation beats the best so far by
+    `metric` (lower is better for losses, higher for accuracies).
+
+    Under a multi-worker strategy every worker calls `update` (saving may need all of them);
+    only the chief's copy stays, the others write to `scratch` and remove it."""
+
+    def __init__(self, output_dir, metric, model, chief=True, scratch=None):
+        self.metric = metric
+        self.output_dir = output_dir
+        self.chief = chief
+        self.directory = os.path.join(output_dir, BEST_DIR) if chief else scratch
+        self.info = read_best(output_dir)
+        if self.info is not None and self.info.get("metric") != metric:
+            raise ValueError(f"--best_checkpoint_metric={metric}, but {self.directory} keeps the "
+                             f"best by {self.info.get('metric')}: use that metric, or move "
+                             f"{self.directory} away to start anew")
+        self.checkpoint = tf.train.Checkpoint(model=model)
+
+    def better(self, value) -> bool:
+        if self.info is None:
+            return True
+        best = self.info["value"]
+        return value < best if lower_is_better(self.metric) else value > best
+
+    def update(self, step, metrics, log=None) -> bool:
+        """Keeps the model as the best if `metrics` beat the best so far (and says so through
+        `log`); returns whether."""
+        if self.metric not in metrics:
+            raise ValueError(f"--best_checkpoint_metric={self.metric} is not one of the "
+                             f"evaluation's metrics: {', '.join(metrics)}")
+        value = float(metrics[self.metric])
+        if not self.better(value):
+            return False
+        # the weights first, then info.json: info.json never names a checkpoint not yet written
+        manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=1)
+        path = manager.save(checkpoint_number=step)
+        self.info = {"step": int(step), "metric": self.metric, "value": value,
+                     "checkpoint": os.path.basename(path),
+                     "metrics": {name: float(v) for name, v in metrics.items()}}
+        if self.chief:
+            io.write_json(os.path.join(self.directory, BEST_INFO), self.info)
+        else:
+            tf.io.gfile.rmtree(self.directory)
+        if log is not None:
+            log(f"best {self.metric} so far ({value:.4g}): kept in {self.directory}")
+        return True
