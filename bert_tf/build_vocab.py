@@ -52,14 +52,14 @@ def learn_mixed_vocab(config: VocabConfig):
     as often as data creation with the same mixing flags takes them (a local temporary file)."""
     import tempfile
 
-    from bert_tf.data.writer import plan_job, write_text
+    from bert_tf.data.writer import DOCUMENT_BUFFER_MB, plan_job, write_text
     from bert_tf.text.vocab_learning import learn_vocab
 
     args = (config.vocab_size, config.do_lower_case, config.min_frequency,
             config.limit_alphabet)
     if not config.mixture.corpus:
         return learn_vocab(config.input_file, *args)
-    buffer_bytes = 10 ** 6
+    buffer_bytes = int(DOCUMENT_BUFFER_MB * 1e6)  # the units data creation reads by default
     _, units, _ = plan_job(None, config.mixture, buffer_bytes)
     with tempfile.TemporaryDirectory() as directory:
         path = os.path.join(directory, "mixture.txt")

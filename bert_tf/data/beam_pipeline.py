@@ -7,8 +7,8 @@ machines as the runner gives.
 (`python -m bert_tf.create_pretraining_data --runner=...` is its command line; apache-beam is the
 `beam` extra.) The steps:
 
-  1. the corpus is planned into units from the file sizes alone (mixing.plan_units; several corpora: mixing.plan), on the
-     launching machine; nothing reads the corpus there;
+  1. the corpus is planned into units from the file sizes alone (mixing.plan_units; several
+     corpora: mixing.plan), on the launching machine; nothing reads the corpus there;
   2. each unit is read where it lands, into buffers of about --document_buffer_mb, keyed
      (unit, k) as the local path keys them, and each buffer is made into serialized examples
      with its own random stream;
@@ -34,9 +34,9 @@ import time
 import apache_beam as beam
 
 from bert_tf import io, locks
-from bert_tf.data import mixing, schema
+from bert_tf.data import schema
 from bert_tf.data.writer import (BufferProcessor, DataCreationConfig, DataError, check_not_empty,
-                                 commit, first_shard, prepare_output, read_unit_buffers,
+                                 commit, first_shard, prepare_output, read_document_buffers,
                                  record_options, remove_files, stable_hash)
 
 
@@ -46,10 +46,8 @@ class _ReadUnit(beam.DoFn):
         self.config = config
 
     def process(self, unit):
-        buffer_bytes = int(self.config.document_buffer_mb * 1e6)
-        for k, (documents, n_bytes) in enumerate(read_unit_buffers(
-                unit.files, buffer_bytes, self.config.errors, unit.fraction)):
-            yield (unit.key, k), documents, n_bytes
+        yield from read_document_buffers([unit], int(self.config.document_buffer_mb * 1e6),
+                                         self.config.errors)
 
 
 class _MakeExamples(beam.DoFn):
@@ -68,8 +66,7 @@ class _MakeExamples(beam.DoFn):
         key, documents, n_bytes = element
         start = time.perf_counter()
         records, stats = self.processor(key, documents, n_bytes)
-        yield key, records, {**mixing.per_corpus(key, stats), "buffers": 1,
-                             "buffer_seconds": time.perf_counter() - start}
+        yield key, records, {**stats, "buffers": 1, "buffer_seconds": time.perf_counter() - start}
 
 
 def _shuffle_key(seed, key, j):
@@ -106,8 +103,8 @@ class _WriteShard(beam.DoFn):
         yield shard, count
 
 
-STATISTICS = ("documents", "bytes", "text_bytes", "tokens", "examples", "random_next", "masked",
-              "buffers", "buffer_seconds")  # and, of mixed corpora, each one's ("NAME/bytes", ...)
+STATISTICS = ("documents", "bytes", "tokens", "examples", "random_next", "masked", "buffers",
+              "buffer_seconds")  # and, of mixed corpora, each one's ("NAME/examples", ...)
 
 
 def _sum_statistics(stats):

@@ -196,10 +196,12 @@ def realised(statistics, requested) -> dict:
     return report
 
 
-def per_corpus(key, stats) -> dict:
-    """A buffer's statistics with its corpus's copies ("NAME/examples", ...) added."""
+def per_corpus(key, stats, documents) -> dict:
+    """A buffer's statistics with, for a mixed corpus, that corpus's copies ("NAME/examples",
+    ..., and "NAME/text_bytes": the UTF-8 bytes of its kept sentences) added."""
     name = corpus_of(key)
     if name is None:
         return stats
-    return {**stats, **{f"{name}/{stat}": stats[stat]
-                        for stat in ("text_bytes", "examples", "tokens", "documents")}}
+    text_bytes = sum(len(line.encode()) for document in documents for line in document)
+    return {**stats, f"{name}/text_bytes": text_bytes,
+            **{f"{name}/{stat}": stats[stat] for stat in ("examples", "tokens", "documents")}}

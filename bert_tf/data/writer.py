@@ -45,6 +45,9 @@ class DataError(ValueError):
     """Input that cannot be made into pretraining data, with the file (and line) named."""
 
 
+DOCUMENT_BUFFER_MB = 1.0  # the default text per buffer (build_vocab's mixture reads the same)
+
+
 @dataclasses.dataclass(frozen=True)
 class DataCreationConfig(Settings):
     """The settings of a data-creation job (the command line's flags); picklable for workers."""
@@ -68,7 +71,7 @@ class DataCreationConfig(Settings):
     overwrite: bool = setting(False, "Replace a finished data set of the same name.")
     errors: str = setting("strict", "Invalid UTF-8: fail (naming the file and line) or replace "
                           "with U+FFFD.", choices=("strict", "replace"))
-    document_buffer_mb: float = setting(1.0, "Text per buffer; random-next segments come from "
+    document_buffer_mb: float = setting(DOCUMENT_BUFFER_MB, "Text per buffer; random-next segments come from "
                                         "the same buffer. Memory per worker grows with it.",
                                         above=0)
     progress: bool = setting(True, "Show a progress line on stderr.")
@@ -222,12 +225,15 @@ class BufferProcessor:
                                   np.concatenate([[0], np.cumsum(per_doc)]))
 
     def __call__(self, key, documents, n_bytes):
-        """Serialized examples and statistics of the buffer `key` = (unit, k)."""
+        """Serialized examples and statistics of the buffer `key` = (unit, k) (of a mixed
+        corpus: with its corpus's copies, mixing.per_corpus)."""
+        records, stats = self._examples(key, documents, n_bytes)
+        return records, mixing.per_corpus(key, stats, documents)
+
+    def _examples(self, key, documents, n_bytes):
         tokenized = self.tokenize(documents)
         rng = random.Random(f"{self.config.random_seed}:{key[0]}:{key[1]}")
         stats = {"documents": len(documents), "bytes": n_bytes,
-                 "text_bytes": sum(len(line.encode()) for document in documents
-                                   for line in document),
                  "tokens": len(tokenized.tokens), "examples": 0, "random_next": 0, "masked": 0}
         if len(tokenized.document_starts) < 2:  # every sentence tokenized to nothing
             return [], stats
@@ -350,8 +356,7 @@ def _create_pretraining_data(config):
                 writers[shard].write(record)
                 counts[shard] += 1
                 tracker.totals["examples"] += 1
-            tracker.update({k: v for k, v in mixing.per_corpus(key, stats).items()
-                            if k != "examples"})
+            tracker.update({k: v for k, v in stats.items() if k != "examples"})
         for writer in writers:
             writer.close()
         check_not_empty(tracker.totals, files)

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from bert_tf import io, locks, run_dir
 from bert_tf.config import BertConfig
-from bert_tf.data.pretraining_data import open_pretraining_data
+from bert_tf.data.pretraining_data import PretrainingData, open_eval_data
 from bert_tf.modeling import build_pretrainer
 from bert_tf.modeling import objective
 from bert_tf.training import precision as precision_lib
@@ -92,9 +92,10 @@ def continuous_eval(config: PretrainingConfig, log=print, poll_secs=10.0):
     strategy = strategies.make_strategy(config.distribution_strategy, config.tpu,
                                         config.num_gpus, config.worker_wait_secs)
     run.validate(strategy.num_replicas_in_sync)
-    data = open_pretraining_data(eval_input, eval_input, run.max_seq_length,
-                                 run.max_predictions_per_seq, bert_config.vocab_size,
-                                 bert_config_file=os.path.join(output_dir, run_dir.CONFIG_FILE))
+    eval_files, _, eval_masking = open_eval_data(
+        eval_input, run.max_seq_length, run.max_predictions_per_seq, bert_config.vocab_size,
+        os.path.join(output_dir, run_dir.CONFIG_FILE))
+    data = PretrainingData([], None, None, eval_files, eval_masking)  # evaluation only
     precision = precision_lib.resolve(run.mixed_precision, strategy)
     log(f"precision: {precision.policy} ({precision.reason})")
     keras.utils.set_random_seed(run.random_seed)  # the eval batches' order, as in training
