@@ -8,27 +8,28 @@ With no flags at all it runs the embedded default: a vocab and TFRecords made on
 own documentation (cached in tfrecords/ of a source checkout, else in ~/.cache/bert_tf), then
 bert_tiny trained for a few hundred steps on CPU into runs/bert_tiny_sample under the current
 directory. Running the same command again resumes from the latest checkpoint in --output_dir;
-SIGTERM saves a checkpoint and exits cleanly (Ctrl-C too, with status 130). The flags are the fields of
+SIGTERM saves a checkpoint within --preemption_grace_secs and exits with status 143 (Ctrl-C: 130),
+which schedulers retry; a finished run exits 0 (bert_tf.preemption.EXIT_STATUS). The flags are the fields of
 `bert_tf.training.pretraining.PretrainingConfig`. --mode=continuous_eval runs the sidecar evaluator
-of a run instead (bert_tf/training/continuous_eval.py).
+of a run instead (bert_tf/training/continuous_eval.py), as does the evaluator task of a TF_CONFIG.
 """
 
-from bert_tf import cli
-from bert_tf.training.pretraining import PretrainingConfig, run
+from bert_tf import cli, preemption
+from bert_tf.training.pretraining import PretrainingConfig, for_this_task, run
 
 
 @cli.reports_errors("run_pretraining", errors=(ValueError, OSError, FloatingPointError))
 def main(argv):
     del argv
-    config = cli.from_flags(PretrainingConfig)
+    config = for_this_task(cli.from_flags(PretrainingConfig))
     if config.mode == "continuous_eval":
         from bert_tf.training.continuous_eval import continuous_eval
 
         continuous_eval(config)
         return 0
     metrics = run(config)
-    if metrics.get("preempted"):  # saved; Ctrl-C ends as an interrupted program does
-        return 130 if metrics.get("signal") == "SIGINT" else 0
+    if metrics.get("preempted"):  # saved: a status a scheduler retries (SIGTERM) or not
+        return preemption.EXIT_STATUS[metrics["signal"]]
     source = "eval_" if "eval_loss" in metrics else ""
     print(f"\nDone at step {metrics['step']}: masked_lm_accuracy "
           f"{metrics.get(source + 'masked_lm_accuracy', float('nan')):.4f}, next_sentence_accuracy "

@@ -55,21 +55,26 @@ def flag_values(data, config_file, output_dir, **overrides):
 def launch_workers(data, output_dir, flags, skip=None):
     """run_pretraining as the two workers of a local multi_worker_mirrored cluster (worker
     `skip` not started) on the tiny data, with `flags` added: {index: Popen}, output merged."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    return launch_tasks(data, output_dir, {
+        index: {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        for index in range(2) if index != skip}, flags)
+
+
+def launch_tasks(data, output_dir, tf_configs, flags):
+    """run_pretraining --distribution_strategy=multi_worker_mirrored once per TF_CONFIG of
+    `tf_configs` ({name: TF_CONFIG as a dict}) on the tiny data, with `flags` added: {name:
+    Popen}, output merged."""
     import json
     import subprocess
     import sys
 
     from conftest import REPO_ROOT
 
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     processes = {}
-    for index in range(2):
-        if index == skip:
-            continue
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2",
-               "TF_CONFIG": json.dumps({"cluster": cluster,
-                                        "task": {"type": "worker", "index": index}})}
-        processes[index] = subprocess.Popen(
+    for name, tf_config in tf_configs.items():
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_CONFIG": json.dumps(tf_config)}
+        processes[name] = subprocess.Popen(
             [sys.executable, "-m", "bert_tf.run_pretraining",
              "--distribution_strategy=multi_worker_mirrored", f"--input_file={data['glob']}",
              f"--bert_config_file={data['config']}", f"--output_dir={output_dir}",

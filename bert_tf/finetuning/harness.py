@@ -27,6 +27,7 @@ import keras
 
 from bert_tf import io, locks, run_dir
 from bert_tf.finetuning.progress import Progress, format_metrics
+from bert_tf.finetuning.resume import Backup
 from bert_tf.settings import Settings, flat_dict, setting
 
 
@@ -132,6 +133,7 @@ def run(config: FinetuningConfig, task: Task, log=print):
 
     from bert_tf.export.tasks import export_task
     from bert_tf.modeling import build_task_model, task_encoder
+    backup = Backup(config, log)  # a changed command is refused before anything is written
     source = encoder_source(config)
     vocab = source_vocab(source, config.allow_case_mismatch)
     tf.io.gfile.makedirs(config.output_dir)
@@ -160,8 +162,9 @@ def run(config: FinetuningConfig, task: Task, log=print):
             epochs = EpochEvaluation(lambda: task.evaluate(model, log), task.score,
                                      os.path.join(config.output_dir, BEST_WEIGHTS),
                                      config.keep_best)
+        backup.keep(epochs)
         fit(model, data.train, config, data.steps_per_epoch, data.validation, task.monitor,
-            log=log, evaluation=epochs)
+            log=log, evaluation=epochs, backup=backup)
     record = {"task": task.name, "labels": data.labels, **data.record,
               "flags": flat_dict(config), "precision": precision.as_record()}
     save_run(model, task_encoder(model).config, source, config.output_dir, **record)
@@ -182,6 +185,7 @@ def run(config: FinetuningConfig, task: Task, log=print):
                            config.max_seq_length, record,
                            os.path.join(config.output_dir, "export", config.model_name))
     log(f"exported: {exported}")
+    backup.remove()  # finished: the same command again starts over
     return {**metrics, "export": exported, "labels": data.labels}
 
 
@@ -344,6 +348,14 @@ class EpochEvaluation(keras.callbacks.Callback):
         if self.keep_best and self.chosen is not None and self.chosen[1] != len(self.scores):
             self.model.load_weights(self.best_file)
 
+    def state(self) -> dict:
+        """What a resumed job needs (finetuning.resume): the scores and the kept epoch."""
+        return {"scores": self.scores, "chosen": self.chosen}
+
+    def restore(self, state):
+        self.scores = list(state["scores"])
+        self.chosen = tuple(state["chosen"]) if state["chosen"] else None
+
     def results(self) -> dict:
         """The kept epoch's metrics with its "score" and "epoch", and every epoch's scores."""
         score, epoch, metrics = self.chosen
@@ -370,7 +382,7 @@ HPARAMS_METRICS = (("validation", "epoch_score"), ("validation", "epoch_loss"),
 
 
 def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=None,
-        monitor="val_accuracy", log=print, evaluation=None):
+        monitor="val_accuracy", log=print, evaluation=None, backup=None):
     """fit() for ceil(num_train_epochs) epochs (a fractional last epoch runs whole; the learning
     rate has reached its end by then), with a progress line every --log_steps and TensorBoard
     logs in output_dir. With `evaluation` (an `EpochEvaluation`): the task's own evaluation after
@@ -380,10 +392,17 @@ def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=
 
     `eval_data` is cached in memory after its first pass: Keras makes new iterators over it
     every epoch, and making an iterator over a dataset that tokenizes in-graph took about 2 s
-    (tensorflow-text 2.20), twice per epoch, where a step of a small model takes 25 ms."""
+    (tensorflow-text 2.20), twice per epoch, where a step of a small model takes 25 ms.
+
+    `backup` (a `finetuning.resume.Backup`; default: the job's) keeps the state of every
+    finished epoch and resumes from it; SIGTERM or SIGINT raise `preemption.Preempted` at the
+    end of the batch in progress."""
     from bert_tf.training.summaries import TrainingLog
     from bert_tf.training.trainer import parse_profile_steps
 
+    if backup is None:
+        backup = Backup(config, log)
+        backup.keep(evaluation)
     # the job's flags as a row of TensorBoard's HParams tab, beside its epoch metrics
     TrainingLog(config.output_dir, 0).hyperparameters(flat_dict(config), HPARAMS_METRICS)
     epochs = max(math.ceil(config.num_train_epochs), 1)
@@ -398,10 +417,12 @@ def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=
         eval_data, monitor = None, "val_score"
     if eval_data is not None and config.keep_best:
         callbacks.append(keras.callbacks.ModelCheckpoint(
-            best, monitor=monitor, mode="max", save_best_only=True, save_weights_only=True))
+            best, monitor=monitor, mode="max", save_best_only=True, save_weights_only=True,
+            initial_value_threshold=backup.best(monitor)))
     if (eval_data is not None or evaluation is not None) and config.early_stopping_patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor=monitor, mode="max", patience=config.early_stopping_patience))
+    callbacks += backup.callbacks()  # last: they record what the others did with the epoch
     if eval_data is not None:
         eval_data = eval_data.cache()
     # shuffle=False: the tf.data pipelines shuffle; Keras's default of True only warns that it

@@ -42,6 +42,8 @@ class Progress(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.epoch_start = epoch, time.monotonic()
+        if self.first_step_end is None:  # a resumed job starts after the epochs it had done
+            self.done = self.last_done = epoch * self.steps_per_epoch
 
     def on_train_batch_end(self, batch, logs=None):
         self.done += 1

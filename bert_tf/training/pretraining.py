@@ -17,7 +17,7 @@ import os
 import keras
 import tensorflow as tf
 
-from bert_tf import io, locks, run_dir
+from bert_tf import io, locks, preemption, run_dir
 from bert_tf.config import BertConfig, configs_dir
 from bert_tf.data import input_pipeline, packing
 from bert_tf.data.pretraining_data import open_pretraining_data
@@ -157,6 +157,19 @@ class PretrainingConfig(TrainOptions):
                                                        self.max_sequences_per_row))
 
 
+def for_this_task(config: PretrainingConfig, log=print) -> PretrainingConfig:
+    """The settings this process runs with: the `evaluator` task of a launcher's TF_CONFIG
+    (Kubeflow's TFJob, Vertex AI's worker pool 3) trains nothing; it is the sidecar evaluator
+    (--mode=continuous_eval) on one device of its own, whatever strategy the job names."""
+    if strategies.task_type() != "evaluator" or config.mode != "train":
+        return config
+    log("TF_CONFIG: this process is the evaluator task: it evaluates the run's checkpoints as "
+        "they appear (--mode=continuous_eval) and exits after the last step's")
+    return dataclasses.replace(config, mode="continuous_eval",
+                               distribution_strategy="one_device",
+                               num_gpus=min(config.num_gpus, 1))
+
+
 def run(config: PretrainingConfig, log=print):
     """The whole job; returns the final metrics (with "step"; "preempted" and "signal" after
     SIGTERM or SIGINT, which save a checkpoint and stop)."""
@@ -177,7 +190,7 @@ def run(config: PretrainingConfig, log=print):
             if strategies.workers(strategy) < 2:
                 raise
             tf_config = strategies.read_tf_config()
-            raise OSError(
+            raise preemption.LostPeer(
                 f"multi_worker_mirrored: lost contact with "
                 f"{strategies.lost_worker(tf_config, e.message)} ({type(e).__name__}); this "
                 f"worker stops. The last checkpoint is "

@@ -1,5 +1,15 @@
 """`tf.distribute` strategies by name, which worker is the chief, and the multi-worker
-cluster of TF_CONFIG (checked, its workers named in errors)."""
+cluster of TF_CONFIG (checked, its workers named in errors).
+
+TF_CONFIG as the launchers write it (docs/deploy/ has a manifest for each):
+- Kubeflow's TFJob: `chief`, `worker` and `evaluator` replicas (and the older `master`);
+- Vertex AI: worker pool 0 is `chief`, pool 1 `worker`, pool 2 `ps`, pool 3 `evaluator`; the
+  evaluator is not in "cluster", and TF_CONFIG has "environment" and "job" keys besides;
+- a JobSet or indexed Job: whatever its command builds from the pod's index.
+`master` is the chief under an older name; an `evaluator` task does not train (run_pretraining
+runs the sidecar evaluator there); `ps` (parameter servers) has no part in
+MultiWorkerMirroredStrategy and is refused.
+"""
 
 import json
 import os
@@ -24,6 +34,9 @@ def make_strategy(name, tpu="", num_gpus=0, worker_wait_secs=300):
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker_mirrored":
         tf_config = read_tf_config()
+        if tf_config["task"]["type"] == "evaluator":
+            raise ValueError("TF_CONFIG: this process is the evaluator task, which does not "
+                             "train: run it with --mode=continuous_eval")
         # TensorFlow waits for every worker inside C++ without a bound (nor a Python thread
         # running): a watchdog process ends this one if the wait outlasts worker_wait_secs.
         own = tf_config["task"]
@@ -92,9 +105,25 @@ def workers(strategy) -> int:
     return sum(len(spec.get(job, ())) for job in ("chief", "worker"))
 
 
+TRAINING_JOBS = ("chief", "worker")  # the tasks that train together
+
+
+def task_type():
+    """This process's task type in TF_CONFIG ("chief", "worker", "evaluator", ...; "master" is
+    "chief"), or None without TF_CONFIG (or with one that names none)."""
+    try:
+        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
+    except (ValueError, AttributeError):
+        return None  # read_tf_config says what is wrong, where it matters
+    kind = task.get("type") if isinstance(task, dict) else None
+    return "chief" if kind == "master" else kind
+
+
 def read_tf_config() -> dict:
     """The TF_CONFIG environment variable of a multi-worker run, checked: {"cluster": {job:
-    [host:port, ...]}, "task": {"type": job, "index": i}}."""
+    [host:port, ...]}, "task": {"type": job, "index": i}}. An older launcher's `master` is
+    renamed `chief`, and the evaluator is taken out of "cluster" (it does not train), in the
+    environment too, where TensorFlow reads it; a cluster with `ps` tasks is refused."""
     text = os.environ.get("TF_CONFIG")
     if not text:
         raise ValueError("--distribution_strategy=multi_worker_mirrored needs the TF_CONFIG "
@@ -110,18 +139,35 @@ def read_tf_config() -> dict:
                        for v in cluster.values())):
         raise ValueError(f'TF_CONFIG needs "cluster": {{"worker": ["host:port", ...]}}; got '
                          f"{text[:200]!r}")
-    if (not isinstance(task, dict) or task.get("type") not in cluster
-            or not isinstance(task.get("index"), int)
-            or not 0 <= task["index"] < len(cluster[task["type"]])):
+    is_ps = isinstance(task, dict) and task.get("type") == "ps"
+    if is_ps or "ps" in cluster:
+        who = (f"this process is task ps {task.get('index')}" if is_ps
+               else f"the cluster has {len(cluster['ps'])} ps task(s)")
+        raise ValueError(f"TF_CONFIG: {who}: bert_tf trains with multi_worker_mirrored (chief "
+                         f"and workers) and has no use for parameter servers; start the job "
+                         f"without ps replicas")
+    if "master" in cluster:
+        cluster["chief"] = cluster.pop("master")
+    if isinstance(task, dict) and task.get("type") == "master":
+        task["type"] = "chief"
+    evaluator = isinstance(task, dict) and task.get("type") == "evaluator"
+    cluster.pop("evaluator", None)
+    if not any(job in cluster for job in TRAINING_JOBS):
+        raise ValueError(f'TF_CONFIG needs "cluster": {{"worker": ["host:port", ...]}}; got '
+                         f"{text[:200]!r}")
+    if not evaluator and (not isinstance(task, dict) or task.get("type") not in cluster
+                          or not isinstance(task.get("index"), int)
+                          or not 0 <= task["index"] < len(cluster[task["type"]])):
         raise ValueError(f'TF_CONFIG needs "task": {{"type": one of {sorted(cluster)}, "index": '
                          f"0..n-1 of that job's addresses}}; got {text[:200]!r}")
+    os.environ["TF_CONFIG"] = json.dumps(config)
     return config
 
 
 def other_tasks(config) -> list:
-    """The (job, index) of every task of TF_CONFIG's cluster but this one."""
+    """The (job, index) of every task that trains in TF_CONFIG's cluster but this one."""
     own = (config["task"]["type"], config["task"]["index"])
-    return [(job, index) for job, addresses in config["cluster"].items()
+    return [(job, index) for job, addresses in config["cluster"].items() if job in TRAINING_JOBS
             for index in range(len(addresses)) if (job, index) != own]
 
 

@@ -24,7 +24,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import signal
 import time
 
 import keras
@@ -32,6 +31,7 @@ import tensorflow as tf
 
 from bert_tf import io, run_dir
 from bert_tf.modeling import objective as pretraining_objective
+from bert_tf.preemption import STOP_SIGNALS, HostCallSizer, SignalFlag
 from bert_tf.settings import Settings, setting
 from bert_tf.training.strategy import is_chief, workers
 from bert_tf.training.evaluation import Evaluator, global_sums, replica_totals
@@ -44,7 +44,15 @@ class TrainOptions(Settings):
     output_dir: str = setting(None, "Checkpoints, TensorBoard logs and the resolved config go "
                                     "here.", required=True)
     num_train_steps: int = setting(None, "Optimizer steps.", required=True, minimum=1)
-    steps_per_loop: int = setting(100, "Training steps per host call.", minimum=1)
+    steps_per_loop: int = setting(100, "Training steps per host call at most (fewer where "
+                                       "--preemption_grace_secs needs shorter calls).",
+                                  minimum=1)
+    preemption_grace_secs: float = setting(25.0, "From SIGTERM on any worker, every worker "
+                                                 "saves a checkpoint and exits within this "
+                                                 "many seconds: host calls are cut to fit (by "
+                                                 "the measured step and save times). 0: host "
+                                                 "calls of --steps_per_loop steps, whatever "
+                                                 "they last.", minimum=0)
     save_checkpoints_steps: int = setting(1000, "Checkpoint every this many steps.", minimum=1)
     keep_checkpoint_max: int = setting(5, "Checkpoints kept.", minimum=1)
     log_steps: int = setting(100, "Log and write summaries every this many steps.", minimum=1)
@@ -71,9 +79,6 @@ class TrainOptions(Settings):
     def profile_range(self):
         """(first, last) step of --profile_steps, or None."""
         return parse_profile_steps(self.profile_steps)
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # save a checkpoint and stop
 
 
 class Trainer:
@@ -112,7 +117,7 @@ class Trainer:
         self.evaluator = Evaluator(strategy, model, objective)
         self.last_evaluation = None  # (step, metrics) of the latest evaluation of this process
         self.signal = None  # "SIGTERM" or "SIGINT" once one stopped training (all agreed)
-        self._received = 0  # the signal this process received, else 0
+        self._flag = SignalFlag()  # the signal this process received
         self._workers = workers(strategy)
 
     @property
@@ -218,35 +223,46 @@ class Trainer:
         (dataset, steps) pair evaluated after each checkpoint saved on schedule (summaries in
         `summary_dir`/eval); `best` (evaluation.BestCheckpoint) then keeps the best of them."""
         options = self.options
-        iterator = iter(dataset)
+        # Kept on the trainer: deleting an iterator waits for its input threads (seconds with a
+        # large shuffle buffer), which a stop within the grace period cannot afford.
+        self._iterator = iterator = iter(dataset)
         report = TrainingLog(summary_dir, options.num_train_steps, log,
                              write_summaries=self.chief)
         if hyperparameters:
             report.hyperparameters(hyperparameters)
-        previous = {number: signal.signal(number, self._on_signal) for number in STOP_SIGNALS}
         metrics, start_step, start = {}, self.step, time.time()
         window = dict.fromkeys(self._sums, 0.0)
         window_steps, window_start = 0, time.time()
         profile = (Profile(*options.profile_range, os.path.join(summary_dir, "train"))
                    if options.profile_range and self.chief and summary_dir else None)
+        sizer = HostCallSizer(options.preemption_grace_secs, checkpoint_bytes(self.checkpoint))
+        timings = [None, None]  # this process's (seconds per step, seconds per save), to agree
+        saved_at = None
+        first_call = True
+        self._flag.install()
         try:
-            while self.step < options.num_train_steps and not self._stop_agreed():
+            while self.step < options.num_train_steps:
                 step = self.step
-                steps = min(options.steps_per_loop, options.num_train_steps - step,
-                            _to_next(step, options.log_steps),
-                            _to_next(step, options.save_checkpoints_steps))
+                steps = sizer.steps(min(options.steps_per_loop, options.num_train_steps - step,
+                                        _to_next(step, options.log_steps),
+                                        _to_next(step, options.save_checkpoints_steps)), log)
                 if profile is not None:  # host calls start and end at the profiled range
                     steps = profile.steps(step, steps)
                     profile.before(step)
+                began = time.monotonic()
                 sums = self._train_loop(iterator, tf.constant(steps, tf.int32))
+                sums = {name: float(value) for name, value in sums.items()}
+                if not first_call:  # the first call also traced and compiled the step
+                    timings[0] = (time.monotonic() - began) / steps
+                first_call = False
                 if profile is not None:
                     profile.after(self.step, log)
-                sums = {name: float(value) for name, value in sums.items()}
                 if not math.isfinite(sums["loss"]):
                     raise FloatingPointError(
                         f"loss is {sums['loss']} in steps {step + 1}-{step + steps}; training "
                         f"stopped. The last good checkpoint is "
                         f"{tf.train.latest_checkpoint(options.output_dir)}")
+                stop = self._agree(sizer, timings)
                 window = {name: window[name] + sums[name] for name in window}
                 window_steps += steps
                 done = self.step
@@ -265,18 +281,22 @@ class Trainer:
                     window = dict.fromkeys(self._sums, 0.0)
                     window_steps, window_start = 0, time.time()
                 if done % options.save_checkpoints_steps == 0 or done == options.num_train_steps:
-                    self.save()
-                    if evaluation is not None:
+                    timings[1] = self._timed_save()
+                    saved_at = done
+                    # An evaluation is not bounded by the grace period: none once a stop is due.
+                    if evaluation is not None and not (stop or self._agree(sizer, timings)):
                         began = time.time()
                         self.evaluate(*evaluation, summary_dir=summary_dir, log=log, best=best)
                         window_start += time.time() - began  # not in the next throughput
+                if stop:
+                    break
             if self.preempted:
-                self.save()
-                log(f"{self.signal}{'' if self._received else ' on another worker'}: saved a "
+                if saved_at != self.step:
+                    self._timed_save()
+                log(f"{self.signal}{'' if self._flag.number else ' on another worker'}: saved a "
                     f"checkpoint at step {self.step}; exiting.")
         finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
+            self._flag.restore()
             report.close()
             if profile is not None:
                 profile.stop(log)
@@ -323,23 +343,36 @@ class Trainer:
             tf.io.gfile.rmtree(self.manager.directory)
         return path
 
-    def _on_signal(self, signum, frame):
-        self._received = signum
+    def _timed_save(self):
+        began = time.monotonic()
+        self.save()
+        return time.monotonic() - began
 
-    def _stop_agreed(self) -> bool:
-        """Whether a worker received SIGTERM or SIGINT, agreed by all workers between host
-        calls (preemption reaches one VM of a slice at a time): then every worker stops at the
-        same step and takes part in one save, or none does."""
-        received = [int(self._received == number) for number in STOP_SIGNALS]
-        if self._workers > 1:
-            values = self.strategy.experimental_distribute_values_from_function(
-                lambda context: tf.constant(received, tf.int32))
-            received = self.strategy.reduce(tf.distribute.ReduceOp.SUM, values,
-                                            axis=None).numpy().tolist()
-        if any(received):  # SIGTERM wins: a preemption notice beats a Ctrl-C
-            self.signal = next(number.name for number, count in zip(STOP_SIGNALS, received)
+    def _agree(self, sizer, timings) -> bool:
+        """Whether to stop now: a worker received SIGTERM or SIGINT. Agreed by all workers
+        between host calls (preemption reaches one VM of a slice at a time), so that every
+        worker stops at the same step and takes part in one save, or none does; in the same
+        all-reduce, the step and save times every worker sizes its next host call by."""
+        values = [int(self._flag.number == number) for number in STOP_SIGNALS] + [
+            round(1000 * t) if t else 0 for t in timings]  # whole milliseconds: sums are exact
+        shares = 1
+        if self._workers > 1:  # every replica of a worker gives that worker's values
+            distributed = self.strategy.experimental_distribute_values_from_function(
+                lambda context: tf.constant(values, tf.int32))
+            values = self.strategy.reduce(tf.distribute.ReduceOp.SUM, distributed,
+                                          axis=None).numpy().tolist()
+            shares = self.strategy.num_replicas_in_sync
+        sizer.agree(*(total / 1000 / shares for total in values[2:]))  # the same on every worker
+        if any(values[:2]):  # SIGTERM wins: a preemption notice beats a Ctrl-C
+            self.signal = next(number.name for number, count in zip(STOP_SIGNALS, values)
                                if count)
         return self.preempted
+
+
+def checkpoint_bytes(checkpoint) -> int:
+    """The bytes a save of `checkpoint` writes (its model's and optimizer's variables)."""
+    variables = checkpoint.model.variables + checkpoint.optimizer.variables
+    return sum(math.prod(v.shape) * tf.as_dtype(v.dtype).size for v in variables)
 
 
 def apply_reduced_gradients(optimizer):

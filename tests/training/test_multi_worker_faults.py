@@ -61,7 +61,7 @@ def step_of(checkpoint):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("victim", [0, 1])
-def test_sigterm_of_either_worker_saves_on_all_and_exits_0(data, tmp_path, victim):
+def test_sigterm_of_either_worker_saves_on_all_and_exits_143(data, tmp_path, victim):
     output_dir = tmp_path / "run"
     processes = launch(data, output_dir)
     first_checkpoint(output_dir, processes)
@@ -70,7 +70,7 @@ def test_sigterm_of_either_worker_saves_on_all_and_exits_0(data, tmp_path, victi
     results = finish(processes, EXIT_BOUND)
     saved = [int(out.split("saved a checkpoint at step ")[1].split(";")[0])
              for _, out in results.values() if "saved a checkpoint at step" in out]
-    assert all(code == 0 for code, _ in results.values()), results
+    assert all(code == 143 for code, _ in results.values()), results  # retryable
     assert len(saved) == 2 and saved[0] == saved[1], results
     assert "SIGTERM: saved" in results[victim][1]
     assert "SIGTERM on another worker: saved" in results[1 - victim][1]
@@ -88,7 +88,7 @@ def test_a_killed_worker_ends_its_peer_with_one_line_and_a_restart_resumes(data,
     processes[victim].kill()
     results = finish(processes, EXIT_BOUND)
     code, out = results[1 - victim]
-    assert code == 1, out[-2000:]
+    assert code == 143, out[-2000:]  # retryable: a restart resumes
     assert "saved a checkpoint" not in out
     assert (f"run_pretraining: error: multi_worker_mirrored: lost contact with worker {victim} "
             in out), out[-2000:]

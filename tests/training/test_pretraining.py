@@ -16,7 +16,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from bert_tf import io
+from bert_tf import io, locks
 from bert_tf.config import BertConfig
 from bert_tf.data.input_pipeline import DataMismatchError
 from bert_tf.training.pretraining import run
@@ -402,38 +402,89 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_and_resumes(data, tmp_path):
+def test_sigterm_saves_within_the_grace_period_and_resumes(data, tmp_path):
+    """Host calls of up to 100,000 steps (minutes each here) are cut to fit the grace period:
+    SIGTERM at any moment ends the run within it, with a checkpoint at the step it names and
+    the status a scheduler retries; Ctrl-C the same with 130."""
+    output_dir = tmp_path / "run"
+    grace = 12
+    command = [sys.executable, "-m", "bert_tf.run_pretraining", f"--input_file={data['glob']}",
+               f"--bert_config_file={data['config']}", f"--output_dir={output_dir}",
+               "--max_seq_length=32", "--max_predictions_per_seq=5", "--train_batch_size=16",
+               "--num_train_steps=100000", "--steps_per_loop=100000",
+               "--save_checkpoints_steps=100000", "--log_steps=100000", "--num_warmup_steps=2",
+               "--do_eval=false", f"--preemption_grace_secs={grace}"]
+
+    def interrupted(signal_number, after_secs):
+        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        seen = []
+        for line in process.stdout:  # wait until training is under way
+            seen.append(line)
+            if line.startswith(("fresh start", "resumed from")):
+                break
+        time.sleep(after_secs)
+        sent = time.monotonic()
+        process.send_signal(signal_number)
+        out, _ = process.communicate(timeout=300)
+        return process.returncode, "".join(seen) + out, time.monotonic() - sent
+
+    code, out, seconds = interrupted(signal.SIGTERM, 8)
+    assert code == 143, out
+    assert seconds < grace, (seconds, out)  # the guarantee, not a speed figure
+    step = int(out.split("SIGTERM: saved a checkpoint at step ")[1].split(";")[0])
+    assert tf.train.latest_checkpoint(str(output_dir)) == f"{output_dir}/ckpt-{step}"
+    # Ctrl-C: the same save, one line, the status of an interrupted program
+    code, out, seconds = interrupted(signal.SIGINT, 3)
+    assert code == 130, out
+    assert f"resumed from {output_dir}/ckpt-{step} at step {step}" in out
+    assert "SIGINT: saved a checkpoint at step" in out and "Traceback" not in out
+    assert seconds < grace, (seconds, out)
+    assert int(tf.train.latest_checkpoint(str(output_dir)).rsplit("-", 1)[1]) > step
+
+
+@pytest.mark.slow
+def test_a_run_killed_on_one_host_resumes_on_another_without_touching_the_lock(data, tmp_path):
+    """A preempted VM's run (kill -9, under another hostname) leaves its lock behind; the same
+    command on a new machine waits out the lock's lease, takes it over and resumes."""
     output_dir = tmp_path / "run"
     command = [sys.executable, "-m", "bert_tf.run_pretraining", f"--input_file={data['glob']}",
                f"--bert_config_file={data['config']}", f"--output_dir={output_dir}",
                "--max_seq_length=32", "--max_predictions_per_seq=5", "--train_batch_size=16",
-               "--num_train_steps=100000", "--steps_per_loop=5", "--save_checkpoints_steps=1000",
-               "--log_steps=5", "--num_warmup_steps=2", "--do_eval=false"]
-
-    def interrupted(signal_number, after):
-        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True)
-        deadline = time.time() + 240
-        seen = []
-        for line in process.stdout:  # wait until training is under way
-            seen.append(line)
-            if line.startswith(f"step {after}/") or time.time() > deadline:
+               "--steps_per_loop=5", "--save_checkpoints_steps=10", "--log_steps=10",
+               "--num_warmup_steps=2", "--do_eval=false"]
+    env = {**os.environ, locks.LEASE_ENV: "4"}
+    first = subprocess.Popen(
+        ["unshare", "--uts", "sh", "-c", 'hostname preempted-vm && exec "$@"', "sh", *command,
+         "--num_train_steps=100000"], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in first.stdout:
+            if line.startswith("step 20/"):  # ckpt-20 saved
                 break
-        process.send_signal(signal_number)
-        out, _ = process.communicate(timeout=120)
-        return process.returncode, "".join(seen) + out
-
-    code, out = interrupted(signal.SIGTERM, 10)
-    assert code == 0, out
-    assert "SIGTERM: saved a checkpoint at step" in out
-    step = int(tf.train.latest_checkpoint(str(output_dir)).rsplit("-", 1)[1])
-    assert step >= 10
-    # Ctrl-C: the same save, one line, the status of an interrupted program
-    code, out = interrupted(signal.SIGINT, step + 5)
-    assert code == 130, out
-    assert f"resumed from {output_dir}/ckpt-{step} at step {step}" in out
-    assert "SIGINT: saved a checkpoint at step" in out and "Traceback" not in out
-    assert int(tf.train.latest_checkpoint(str(output_dir)).rsplit("-", 1)[1]) >= step + 5
+        first.kill()  # the VM is gone: no save, no exit handler, the lock stays
+        first.wait()
+    finally:
+        first.kill()
+    assert json.loads((output_dir / ".bert_tf.lock").read_text())["host"] == "preempted-vm"
+    latest = tf.train.latest_checkpoint(str(output_dir))
+    step = int(latest.rsplit("-", 1)[1])
+    start = time.monotonic()
+    second = subprocess.Popen(command + [f"--num_train_steps={step + 10}"], cwd=REPO_ROOT,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True)
+    seen = []
+    for line in second.stdout:
+        seen.append(line)
+        if line.startswith(f"step {step + 10}/"):
+            print(f"restart on another host: first resumed log line (step {step + 10}) "
+                  f"{time.monotonic() - start:.1f} s after the start (lease 4 s)")
+    out = "".join(seen)
+    assert second.wait(timeout=120) == 0, out
+    assert "taking over a lock left by pid" in out and "on preempted-vm" in out, out
+    assert f"resumed from {latest} at step {step}" in out
+    assert tf.train.latest_checkpoint(str(output_dir)).endswith(f"ckpt-{step + 10}")
+    assert not (output_dir / ".bert_tf.lock").exists()
 
 
 MIRRORED_SCRIPT = """
