@@ -31,7 +31,6 @@ the first (a race between two starts at the same moment).
 """
 
 import contextlib
-import functools
 import json
 import os
 import socket
@@ -287,11 +286,3 @@ def sibling_lock(path, flag):
     directory, name = os.path.split(os.fspath(path).rstrip("/"))
     return output_lock(os.path.join(directory, f".{name}.lock"), f"{flag} {path}")
 
-
-def holds_run_lock(run):
-    """Decorates a job's `run(config, ...)`: it runs holding config.output_dir's lock."""
-    @functools.wraps(run)
-    def locked(config, *args, **kwargs):
-        with run_lock(config.output_dir):
-            return run(config, *args, **kwargs)
-    return locked

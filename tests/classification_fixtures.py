@@ -31,13 +31,14 @@ def write_tsv(path, header, rows):
             f.write("\t".join(row) + "\n")
 
 
-def make_workspace(directory):
+def make_workspace(directory, dropout=0.1):
     """A pretraining run directory (random weights) and the two tasks' files."""
     run_dir = directory / "pretrain"
     run_dir.mkdir()
     write_vocab(list(SPECIAL_TOKENS) + WORDS + [".", ","], run_dir / "vocab.txt")
     config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
+                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     config.to_json_file(run_dir / "bert_config.json")
     (run_dir / "run_config.json").write_text(json.dumps({"do_lower_case": True}))
     keras.utils.set_random_seed(0)

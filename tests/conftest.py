@@ -69,7 +69,8 @@ def _float32_policy_and_seed():
 # and the short ones fill in at the end. Files not listed follow, in their usual order.
 LONGEST_FIRST = [
     "test_fault_injection.py", "test_packaging.py", "checkpoints/test_checkpoints.py",
-    "test_docs.py", "finetuning/test_classification.py", "training/test_exact_resume.py",
+    "test_docs.py", "finetuning/test_classification.py", "finetuning/test_strategies.py",
+    "training/test_exact_resume.py", "test_smoke.py",
     "test_object_store_paths.py", "training/test_pretraining.py", "data/test_beam_pipeline.py",
     "test_console.py", "test_benchmark.py", "export/test_export.py", "training/test_trainer.py",
     "export/test_signature_fuzz.py", "finetuning/test_question_answering.py",

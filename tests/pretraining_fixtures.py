@@ -45,7 +45,7 @@ def flag_values(data, config_file, output_dir, **overrides):
         max_predictions_per_seq=PREDICTIONS, train_batch_size=16, eval_batch_size=16,
         num_train_steps=40, num_warmup_steps=4, learning_rate=3e-3, end_learning_rate=0.0,
         optimizer="adamw", weight_decay_rate=0.01, clip_norm=1.0, gradient_accumulation_steps=1,
-        distribution_strategy="one_device", tpu="", num_gpus=0, mixed_precision="float32",
+        distribution_strategy="one_device", tpu="", mixed_precision="float32",
         jit_compile=False, steps_per_loop=10, random_seed=1, save_checkpoints_steps=20,
         keep_checkpoint_max=3, do_eval=True, max_eval_steps=4, log_steps=10)
     values.update(overrides)
@@ -79,7 +79,8 @@ def launch_tasks(data, output_dir, tf_configs, flags):
              "--distribution_strategy=multi_worker_mirrored", f"--input_file={data['glob']}",
              f"--bert_config_file={data['config']}", f"--output_dir={output_dir}",
              f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDICTIONS}",
-             "--train_batch_size=16", "--num_warmup_steps=2", "--steps_per_loop=5", *flags],
+             "--train_batch_size=16", "--num_warmup_steps=2", "--learning_rate=2e-3",
+             "--steps_per_loop=5", *flags],
             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return processes
 

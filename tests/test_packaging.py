@@ -19,7 +19,8 @@ from packaging.utils import canonicalize_name
 from conftest import REPO_ROOT, TF_ERROR_LINE
 
 REQUIREMENT_FILES = {None: "requirements.txt", "dev": "requirements-dev.txt",
-                     "bench": "requirements-bench.txt", "beam": "requirements-beam.txt"}
+                     "bench": "requirements-bench.txt", "beam": "requirements-beam.txt",
+                     "tpu": "requirements-tpu.txt"}
 
 
 def read_pins(name):
@@ -86,7 +87,7 @@ def test_the_lock_covers_everything_installed_from_the_requirement_files():
         try:
             distribution = importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
-            continue  # an optional file (requirements-bench.txt) that is not installed here
+            continue  # an optional file's (requirements-bench.txt, -tpu.txt), not installed here
         version = distribution.version.split("+")[0]  # torch's +cpu
         if lock.get(name) != version:
             problems.append(f"{name} {version} installed, lock: {lock.get(name)}")

@@ -674,8 +674,9 @@ def bench_finetune(log):
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         data = classifier.make_dataset(examples, ids, preprocessor, 32, shuffle=True, seed=0,
                                        dynamic_padding=dynamic)  # as run_classifier trains
-        rate = _median_rate(lambda: model.fit(data, epochs=1, verbose=0), len(examples),
-                            FLAGS.repeats)
+        steps = len(examples) // 32  # a pass's worth of the endless training batches
+        rate = _median_rate(lambda: model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0),
+                            steps * 32, FLAGS.repeats)
         results["dynamic_padding" if dynamic else "padded_to_max"] = rate
         log(f"finetune bert_{FLAGS.finetune_config} seq {FLAGS.seq_length}, short texts, "
             f"{'dynamic padding' if dynamic else 'padded to max'}: {rate:.1f} examples/s")
@@ -756,9 +757,10 @@ def bench_tasks(log):
                                   weighted_metrics=["accuracy"])
                 data = batch_by_length(rows, batch, seq, shuffle=True, seed=0,
                                        dynamic_padding=dynamic, num_rows=count)
-                model.fit(data, epochs=1, verbose=0)  # trace every length and warm up
-                rate = _median_rate(lambda: model.fit(data, epochs=1, verbose=0), count,
-                                    FLAGS.repeats)
+                steps = count // batch  # a pass's worth of the endless training batches
+                model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)  # trace, warm up
+                rate = _median_rate(lambda: model.fit(data, epochs=1, steps_per_epoch=steps,
+                                                      verbose=0), steps * batch, FLAGS.repeats)
                 key = f"{task}_{name}_{'by_length' if dynamic else 'padded'}"
                 results[key] = rate
                 log(f"{task} bert_{name} seq {seq} batch {batch}, fit(), "

@@ -20,11 +20,17 @@ from bert_tf.text.preprocessing import length_buckets
 
 def batch_by_length(rows, batch_size, max_seq_length, shuffle=False, seed=None,
                     dynamic_padding=True, num_rows=None, drop_remainder=False):
-    """Batches of `rows` cut to their bucket (see the module's docstring); with `shuffle`, rows
-    are shuffled (a buffer of `num_rows`, every epoch anew) and grouped by bucket. Without
-    `dynamic_padding`, plain batches of max_seq_length."""
+    """Batches of `rows` cut to their bucket (see the module's docstring); with `shuffle` (for
+    training), rows repeat without end, shuffled (a buffer of `num_rows`) and
+    grouped by bucket, every batch full: static batch shapes, one per bucket, which a TPU
+    compiles once each, and which multi-worker strategies split evenly. Without
+    `dynamic_padding`, batches of max_seq_length."""
     if shuffle:
-        rows = rows.shuffle(num_rows or 10_000, seed=seed, reshuffle_each_iteration=True)
+        drop_remainder = True  # full batches, from rows of the next pass where one runs out
+        # The order is the same for every iterator made over the stream (a strategy may make
+        # one before the one that trains): each pass is shuffled anew inside the stream.
+        rows = rows.repeat().shuffle(num_rows or 10_000, seed=seed,
+                                     reshuffle_each_iteration=False)
     if not dynamic_padding:
         return rows.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
     buckets = tf.constant(length_buckets(max_seq_length), tf.int32)

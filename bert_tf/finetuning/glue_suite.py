@@ -22,9 +22,10 @@ import tensorflow as tf
 from bert_tf import io
 from bert_tf.finetuning import glue
 from bert_tf.finetuning.classification import ClassificationConfig, run
-from bert_tf.finetuning.harness import FinetuningConfig
+from bert_tf.finetuning.harness import FinetuningConfig, distribute
 from bert_tf.finetuning.progress import format_seconds
 from bert_tf.settings import flat_dict, setting
+from bert_tf.training import strategy as strategies
 
 PAPER_RATES = "2e-5,3e-5,4e-5,5e-5"
 GLUE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
@@ -97,6 +98,13 @@ def run_suite(config: GlueSuiteConfig, log=print):
     if not tasks:
         raise ValueError(f"--data_dir {config.data_dir}: no GLUE task folder with a train.tsv "
                          f"(CoLA/, SST-2/, MRPC/, ...)")
+    # one strategy for every job; a worker that is not the chief writes in a folder of its own
+    strategy, _ = distribute(config, log)
+    own = strategies.worker_dir(config.output_dir, strategy)
+    if own != config.output_dir:
+        summary = run_suite(dataclasses.replace(config, output_dir=own), log)
+        tf.io.gfile.rmtree(own)
+        return summary
     submission = os.path.join(config.output_dir, "submission")
     tf.io.gfile.makedirs(submission)
     rows = {}

@@ -21,6 +21,7 @@ import dataclasses
 import math
 import os
 import time
+import weakref
 from typing import Any, Protocol
 
 import keras
@@ -29,6 +30,7 @@ from bert_tf import io, locks, run_dir
 from bert_tf.finetuning.progress import Progress, format_metrics
 from bert_tf.finetuning.resume import Backup
 from bert_tf.settings import Settings, flat_dict, setting
+from bert_tf.training import strategy as strategies
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +64,11 @@ class FinetuningConfig(EncoderSettings):
                                           "padding all to max_seq_length.")
     log_steps: int = setting(100, "Print a progress line (loss, metric, examples/s, ETA) every "
                                   "this many training steps.", above=0)
-    distribution_strategy: str = setting("one_device", "Strategy for fit().",
-                                         choices=("one_device", "mirrored"))
+    distribution_strategy: str = setting("auto", strategies.HELP, choices=strategies.STRATEGIES)
+    tpu: str = setting("", strategies.TPU_HELP)
+    worker_wait_secs: int = setting(300, "multi_worker_mirrored: how long each worker waits "
+                                         "for the others to start before it exits, naming "
+                                         "those missing.", minimum=1)
     mixed_precision: str = setting("auto", "Keras dtype policy; auto: mixed_bfloat16 where the "
                                            "hardware multiplies bfloat16 natively (GPUs of "
                                            "compute capability 8.0+, CPUs with AMX or "
@@ -125,20 +130,35 @@ class Task(Protocol):
     # is evaluated by `evaluate` after every epoch (`EpochEvaluation`) instead of by Keras.
 
 
-@locks.holds_run_lock
 def run(config: FinetuningConfig, task: Task, log=print):
     """The job: returns the evaluation metrics with "export" (the text-in SavedModel's path)
-    and "labels"."""
+    and "labels". Under multi_worker_mirrored every worker trains and evaluates; the chief
+    writes --output_dir, predicts and exports, the others keep their files in their own
+    OUTPUT_DIR/.worker_N_tmp, removed when they finish."""
+    # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF op.
+    strategy, chosen = distribute(config, log)
+    own = strategies.worker_dir(config.output_dir, strategy)
+    with locks.run_lock(own):
+        metrics = _run(dataclasses.replace(config, output_dir=own), task, strategy, chosen, log)
+    if own != config.output_dir:  # a worker's own files: done with
+        import tensorflow as tf
+
+        tf.io.gfile.rmtree(own)
+    return metrics
+
+
+def _run(config: FinetuningConfig, task: Task, strategy, chosen, log):
     import tensorflow as tf
 
     from bert_tf.export.tasks import export_task
     from bert_tf.modeling import build_task_model, task_encoder
+    chief = strategies.is_chief(strategy)
     backup = Backup(config, log)  # a changed command is refused before anything is written
     source = encoder_source(config)
     vocab = source_vocab(source, config.allow_case_mismatch)
     tf.io.gfile.makedirs(config.output_dir)
     keras.utils.set_random_seed(config.random_seed)
-    precision = set_precision(config, log)
+    precision = set_precision(config, strategy, log)
     data = task.read(source, vocab, log)
     if data.labels:
         io.write_json(os.path.join(config.output_dir, "labels.json"), data.labels)
@@ -147,7 +167,7 @@ def run(config: FinetuningConfig, task: Task, log=print):
         given = config.init_checkpoint or config.encoder_saved_model
         raise ValueError(f"predicting without training needs a finetuned {task.name} model "
                          f"(the --output_dir of its job, or a converted one); {given} is not")
-    with make_strategy(config.distribution_strategy).scope():
+    with strategy.scope():
         if continued:
             model, _ = run_dir.load_model(source.checkpoint, flag="--init_checkpoint")
         else:
@@ -166,7 +186,8 @@ def run(config: FinetuningConfig, task: Task, log=print):
         fit(model, data.train, config, data.steps_per_epoch, data.validation, task.monitor,
             log=log, evaluation=epochs, backup=backup)
     record = {"task": task.name, "labels": data.labels, **data.record,
-              "flags": flat_dict(config), "precision": precision.as_record()}
+              "flags": flat_dict(config), "precision": precision.as_record(),
+              "strategy": chosen}
     save_run(model, task_encoder(model).config, source, config.output_dir, **record)
 
     if epochs is not None and epochs.chosen is not None:  # the kept epoch's evaluation
@@ -180,11 +201,14 @@ def run(config: FinetuningConfig, task: Task, log=print):
     if metrics:
         io.write_json(os.path.join(config.output_dir, "eval_results.json"), metrics)
         log("eval: " + format_metrics(metrics))
-    timed(log, "prediction", lambda: task.predict(model, log))
-    exported = export_task(task.name, model, vocab, source.do_lower_case,
-                           config.max_seq_length, record,
-                           os.path.join(config.output_dir, "export", config.model_name))
-    log(f"exported: {exported}")
+    exported = None
+    if chief:  # the chief predicts and exports; the other workers wait for it
+        timed(log, "prediction", lambda: task.predict(model, log))
+        exported = export_task(task.name, model, vocab, source.do_lower_case,
+                               config.max_seq_length, record,
+                               os.path.join(config.output_dir, "export", config.model_name))
+        log(f"exported: {exported}")
+    strategies.wait_for_all(strategy)
     backup.remove()  # finished: the same command again starts over
     return {**metrics, "export": exported, "labels": data.labels}
 
@@ -280,21 +304,34 @@ def load_encoder(source: EncoderSource):
 
 # === Training ===
 
-def make_strategy(name):
+_STRATEGIES = {}  # one per process: MultiWorkerMirroredStrategy and a TPU start only once
+
+
+def distribute(config: FinetuningConfig, log=print):
+    """(strategy, its record) for --distribution_strategy, made once per process (run_glue's
+    jobs share it) and logged. one_device is TensorFlow's default strategy, on the first GPU
+    when there is one: Keras fit() under an explicit OneDeviceStrategy ran 20x slower per epoch
+    here (Keras 3.15, TF 2.20)."""
     import tensorflow as tf
 
-    # one_device is TensorFlow's default strategy: Keras fit() under an explicit
-    # OneDeviceStrategy ran 20x slower per epoch here (Keras 3.15, TF 2.20).
-    return (tf.distribute.MirroredStrategy() if name == "mirrored"
-            else tf.distribute.get_strategy())
+    name, why = strategies.choose(config.distribution_strategy, config.tpu)
+    key = (name, config.tpu)
+    if key not in _STRATEGIES:
+        strategy = (tf.distribute.get_strategy() if name == "one_device"
+                    else strategies.make_strategy(name, config.tpu, config.worker_wait_secs))
+        _STRATEGIES[key] = strategy, strategies.record(strategy, name, why)
+    strategy, chosen = _STRATEGIES[key]
+    log(strategies.describe(chosen))
+    return strategy, chosen
 
 
-def set_precision(config: FinetuningConfig, log=print):
-    """Resolves --mixed_precision (auto: for the devices fit() trains on), sets it as Keras's
-    global dtype policy, logs it; returns the `Precision` (policy and reason) for the records."""
+def set_precision(config: FinetuningConfig, strategy=None, log=print):
+    """Resolves --mixed_precision (auto: for the devices fit() trains on: a TPU of `strategy`,
+    else the GPUs or the CPU), sets it as Keras's global dtype policy, logs it; returns the
+    `Precision` (policy and reason) for the records."""
     from bert_tf.training import precision as precision_lib
 
-    precision = precision_lib.resolve(config.mixed_precision,
+    precision = precision_lib.resolve(config.mixed_precision, strategy,
                                       devices=precision_lib.training_devices())
     keras.mixed_precision.set_global_policy(precision.policy)
     log(f"precision: {precision.policy} ({precision.reason})")
@@ -425,6 +462,8 @@ def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=
     callbacks += backup.callbacks()  # last: they record what the others did with the epoch
     if eval_data is not None:
         eval_data = eval_data.cache()
+    if strategies.is_multi_worker(model.distribute_strategy):
+        fit_across_workers(model, train_data)
     # shuffle=False: the tf.data pipelines shuffle; Keras's default of True only warns that it
     # cannot shuffle a Dataset. verbose=0: `Progress` prints the lines.
     model.fit(train_data, validation_data=eval_data, epochs=epochs,
@@ -433,10 +472,33 @@ def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=
         model.load_weights(best)
 
 
+def fit_across_workers(model, dataset):
+    """Makes the compiled `model` fit() under MultiWorkerMirroredStrategy, around two faults of
+    Keras 3.15 there. (1) fit() builds the metrics, loss and optimizer from a first batch that
+    it averages over the workers (`_maybe_symbolic_build`), which fails for inputs that are a
+    dict (keras-team/keras#20329, open), as every BERT model's are: they are built here from
+    `dataset`'s element spec, and that step is skipped. (2) A step's logs are averaged over the
+    replicas with `strategy.reduce("MEAN", value, axis=0)` (`reduce_per_replica`), which fails
+    for the scalars every loss and metric is: the steps return them with a leading axis of 1,
+    which that average takes away."""
+    from keras import ops
+
+    with model.distribute_strategy.scope():
+        model._symbolic_build(data_batch=dataset.element_spec)
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+        setattr(model, name, lambda data, step=step: {
+            key: ops.expand_dims(value, 0) for key, value in step(data).items()})
+
+
 def predict(model, batches, pad_to=None):
     """The model's outputs over `batches` (of inputs, or of (inputs, ...) tuples) as numpy
     arrays. With `pad_to`, outputs are per token ([B, T, ...]) and batches may differ in T: each
-    is padded on T to `pad_to` (Keras predict() cannot join batches of different lengths)."""
+    is padded on T to `pad_to` (Keras predict() cannot join batches of different lengths).
+    Under a strategy of several replicas each batch is run whole by the first replica's device
+    (Keras's predict_on_batch would return it once per replica, and, between workers, gather
+    theirs); every worker computes all of it."""
     import numpy as np
     import tensorflow as tf
 
@@ -445,14 +507,32 @@ def predict(model, batches, pad_to=None):
             return array
         return np.pad(array, [(0, 0), (0, pad_to - array.shape[1])] + [(0, 0)] * (array.ndim - 2))
 
+    step = _prediction_step(model)
     outputs = []
     for batch in batches:
         inputs = batch[0] if isinstance(batch, tuple) else batch
-        outputs.append(tf.nest.map_structure(lambda x: padded(np.asarray(x)),
-                                             model.predict_on_batch(inputs)))
+        outputs.append(tf.nest.map_structure(lambda x: padded(np.asarray(x)), step(inputs)))
     if not outputs:
         raise ValueError("nothing to predict: no examples")
     return tf.nest.map_structure(lambda *parts: np.concatenate(parts), *outputs)
+
+
+_PREDICTION_STEPS = weakref.WeakKeyDictionary()  # model -> its tf.function, traced once per shape
+
+
+def _prediction_step(model):
+    import tensorflow as tf
+
+    if model not in _PREDICTION_STEPS:
+        strategy = model.distribute_strategy
+
+        @tf.function(reduce_retracing=True)
+        def step(inputs):
+            outputs = strategy.run(lambda x: model(x, training=False), args=(inputs,))
+            return tf.nest.map_structure(lambda x: strategy.experimental_local_results(x)[0],
+                                         outputs)
+        _PREDICTION_STEPS[model] = step
+    return _PREDICTION_STEPS[model]
 
 
 # === The run's files ===

@@ -89,8 +89,8 @@ def continuous_eval(config: PretrainingConfig, log=print, poll_secs=10.0):
         raise ValueError("--mode=continuous_eval: give --eval_input_file (the run records no "
                          "input files)")
     bert_config = BertConfig.from_json_file(os.path.join(output_dir, run_dir.CONFIG_FILE))
-    strategy = strategies.make_strategy(config.distribution_strategy, config.tpu,
-                                        config.num_gpus, config.worker_wait_secs)
+    strategy, _ = strategies.start(config.distribution_strategy, config.tpu,
+                                   config.worker_wait_secs, log)
     run.validate(strategy.num_replicas_in_sync)
     eval_files, _, eval_masking = open_eval_data(
         eval_input, run.max_seq_length, run.max_predictions_per_seq, bert_config.vocab_size,

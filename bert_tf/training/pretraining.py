@@ -34,6 +34,27 @@ from bert_tf.training.trainer import Trainer, TrainOptions
 
 
 MODES = ("train", "continuous_eval")
+
+EMBEDDED_CONFIG = os.path.join(configs_dir(), "bert_tiny.json")
+# The optimizer and schedule a run takes for the flags it leaves unset, by what it is (`recipe`).
+# The embedded default (bert_tiny on the sample data) keeps its few-minute demo; a run from
+# scratch on the user's data takes Devlin et al.'s recipe (BERT, appendix A.2: batch 256, 1M
+# steps, Adam at 1e-4 with 10,000 warmup steps, then linear decay); a run that starts from
+# --init_checkpoint (further pretraining) takes google-research/bert run_pretraining.py's own
+# defaults. Checkpoints every 1,000 steps, as google's script. A run that gives
+# --num_train_steps but not --num_warmup_steps warms up for the recipe's share of its steps (1%,
+# 10%). --optimizer=lamb has no default learning rate: LAMB's depends on the batch size.
+RECIPES = {
+    "embedded default": dict(learning_rate=2e-3, num_warmup_steps=60, num_train_steps=600,
+                             save_checkpoints_steps=200, train_batch_size=16),
+    "BERT paper (from scratch)": dict(learning_rate=1e-4, num_warmup_steps=10_000,
+                                      num_train_steps=1_000_000, save_checkpoints_steps=1_000,
+                                      train_batch_size=256),
+    "google-research/bert (from --init_checkpoint)": dict(
+        learning_rate=5e-5, num_warmup_steps=10_000, num_train_steps=100_000,
+        save_checkpoints_steps=1_000, train_batch_size=32),
+}
+_UNSET = "; unset: from the run's recipe (docs/pretraining.md#hyper-parameters)"
 BEST_METRICS = ("masked_lm_accuracy", "next_sentence_accuracy", "loss", "masked_lm_loss",
                 "next_sentence_loss", "none")
 
@@ -45,12 +66,12 @@ class PretrainingConfig(TrainOptions):
     # the loop (TrainOptions), with the embedded default's values
     output_dir: str = setting(os.path.join("runs", "bert_tiny_sample"),
                               "Checkpoints, TensorBoard logs and the resolved config go here.")
-    num_train_steps: int = setting(600, "Optimizer steps.", minimum=1)
-    save_checkpoints_steps: int = setting(200, "Checkpoint every this many steps.", minimum=1)
+    num_train_steps: int | None = setting(None, "Optimizer steps" + _UNSET, minimum=1)
+    save_checkpoints_steps: int | None = setting(None, "Checkpoint every this many steps"
+                                                 + _UNSET, minimum=1)
     log_steps: int = setting(50, "Log and write summaries every this many steps.", minimum=1)
     # data and model
-    bert_config_file: str = setting(os.path.join(configs_dir(), "bert_tiny.json"),
-                                    "google-format bert_config.json.")
+    bert_config_file: str = setting(EMBEDDED_CONFIG, "google-format bert_config.json.")
     input_file: str | None = setting(None, "Comma list of globs of training shards; empty: the "
                                            "embedded sample data (made on first use).")
     eval_input_file: str | None = setting(None, "Shards for --do_eval (default: input_file).")
@@ -65,21 +86,19 @@ class PretrainingConfig(TrainOptions):
     max_predictions_per_row: int = setting(0, "With --pack_sequences: masked positions per row; "
                                               "0: --max_predictions_per_seq.", minimum=0)
     # batches
-    train_batch_size: int = setting(16, "Global batch size (of rows, when packing).", minimum=1)
+    train_batch_size: int | None = setting(None, "Global batch size (of rows, when packing)"
+                                                 + _UNSET, minimum=1)
     eval_batch_size: int = setting(32, "Global eval batch size.", minimum=1)
     # optimizer
-    num_warmup_steps: int = setting(60, "Linear warmup steps.")
-    learning_rate: float = setting(2e-3, "Peak learning rate.", above=0)
+    num_warmup_steps: int | None = setting(None, "Linear warmup steps" + _UNSET)
+    learning_rate: float | None = setting(None, "Peak learning rate" + _UNSET, above=0)
     end_learning_rate: float = setting(0.0, "Learning rate at num_train_steps.", minimum=0)
     optimizer: str = setting("adamw", "Optimizer.", choices=("adamw", "lamb"))
     weight_decay_rate: float = setting(0.01, "Decoupled weight decay (not on LayerNorm weights "
                                              "and biases).", minimum=0)
     # execution
-    distribution_strategy: str = setting("one_device", "Strategy.", choices=strategies.STRATEGIES)
-    tpu: str = setting("local", "With --distribution_strategy=tpu: local (this Cloud TPU VM), a "
-                                "TPU name, or grpc://IP:8470.")
-    num_gpus: int = setting(0, "GPUs for one_device/mirrored; 0: CPU (mirrored: all).",
-                            minimum=0)
+    distribution_strategy: str = setting("auto", strategies.HELP, choices=strategies.STRATEGIES)
+    tpu: str = setting("", strategies.TPU_HELP)
     worker_wait_secs: int = setting(300, "multi_worker_mirrored: how long each worker waits "
                                          "for the others to start before it exits, naming "
                                          "those missing.", minimum=1)
@@ -117,8 +136,41 @@ class PretrainingConfig(TrainOptions):
     eval_timeout_secs: int = setting(3600, "--mode=continuous_eval: give up after waiting this "
                                            "long for a new checkpoint.", minimum=1)
 
+    def __post_init__(self):
+        # the flags left unset take the recipe's values before the settings are checked
+        recipe = dict(RECIPES[self.recipe])
+        if self.num_train_steps is not None:  # given: warmup in the recipe's proportion
+            recipe["num_warmup_steps"] = round(recipe["num_warmup_steps"] * self.num_train_steps
+                                               / recipe["num_train_steps"])
+            recipe["save_checkpoints_steps"] = min(recipe["save_checkpoints_steps"],
+                                                   self.num_train_steps)
+        filled = tuple(name for name in recipe if getattr(self, name) is None
+                       and not (name == "learning_rate" and self.optimizer == "lamb"))
+        for name in filled:
+            object.__setattr__(self, name, recipe[name])
+        object.__setattr__(self, "filled", filled)
+        super().__post_init__()
+
+    @property
+    def recipe(self) -> str:
+        """Which of RECIPES gives the flags this run leaves unset."""
+        if (not self.input_file and not self.init_checkpoint
+                and os.path.realpath(self.bert_config_file) == os.path.realpath(EMBEDDED_CONFIG)):
+            return "embedded default"
+        return ("google-research/bert (from --init_checkpoint)" if self.init_checkpoint
+                else "BERT paper (from scratch)")
+
+    def recipe_record(self) -> dict:
+        """run_config.json's "recipe": its name and the flags that took its values."""
+        return {"name": self.recipe, "filled": {name: getattr(self, name)
+                                                for name in self.filled}}
+
     def check(self):
         problems = super().check()
+        if self.learning_rate is None:
+            problems.append("--learning_rate is needed with --optimizer=lamb (LAMB's depends on "
+                            "the batch size; You et al. and NVIDIA's BERT recipes scale it with "
+                            "the batch): set it")
         if (self.pack_sequences and self.max_predictions_per_row
                 and self.max_predictions_per_row < self.max_predictions_per_seq):
             problems.append(f"--max_predictions_per_row={self.max_predictions_per_row} is "
@@ -128,7 +180,8 @@ class PretrainingConfig(TrainOptions):
         if self.tf_data_service and not self.tf_data_service.startswith("grpc://"):
             problems.append(f"--tf_data_service={self.tf_data_service}: expected "
                             f"grpc://HOST:PORT, the address of a tf.data service dispatcher")
-        if not 0 <= self.num_warmup_steps <= self.num_train_steps:
+        if (self.num_warmup_steps is not None and self.num_train_steps is not None
+                and not 0 <= self.num_warmup_steps <= self.num_train_steps):
             problems.append(f"--num_warmup_steps={self.num_warmup_steps} must be in "
                             f"[0, --num_train_steps={self.num_train_steps}]")
         return problems
@@ -166,8 +219,7 @@ def for_this_task(config: PretrainingConfig, log=print) -> PretrainingConfig:
     log("TF_CONFIG: this process is the evaluator task: it evaluates the run's checkpoints as "
         "they appear (--mode=continuous_eval) and exits after the last step's")
     return dataclasses.replace(config, mode="continuous_eval",
-                               distribution_strategy="one_device",
-                               num_gpus=min(config.num_gpus, 1))
+                               distribution_strategy="one_device")
 
 
 def run(config: PretrainingConfig, log=print):
@@ -177,14 +229,18 @@ def run(config: PretrainingConfig, log=print):
         raise ValueError(f"--mode={config.mode} is not training: call "
                          f"bert_tf.training.continuous_eval.continuous_eval")
     # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF op.
-    strategy = strategies.make_strategy(config.distribution_strategy, config.tpu,
-                                        config.num_gpus, config.worker_wait_secs)
+    strategy, chosen = strategies.start(config.distribution_strategy, config.tpu,
+                                        config.worker_wait_secs, log)
     config.validate(strategy.num_replicas_in_sync)
+    recipe = config.recipe_record()
+    if recipe["filled"]:
+        log(f"hyper-parameters not given, from the {recipe['name']} recipe: "
+            + " ".join(f"--{name}={value}" for name, value in recipe["filled"].items()))
     # One writer per run directory: the chief holds its lock (the workers write elsewhere).
     with (locks.run_lock(config.output_dir) if strategies.is_chief(strategy)
           else contextlib.nullcontext()):
         try:
-            return _run(strategy, config, log)
+            return _run(strategy, config, log, {"strategy": chosen, "recipe": recipe})
         except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
                 tf.errors.AbortedError, tf.errors.CancelledError) as e:
             if strategies.workers(strategy) < 2:
@@ -198,7 +254,7 @@ def run(config: PretrainingConfig, log=print):
                 f"to resume from it") from None
 
 
-def _run(strategy, config: PretrainingConfig, log):
+def _run(strategy, config: PretrainingConfig, log, record):
     if not config.input_file:  # the embedded default: its sample data, masked as read, packed
         config = dataclasses.replace(config, pack_sequences=True, input_file=make_sample_data(
             config.max_seq_length, config.max_predictions_per_seq, log, dynamic_masking=True))
@@ -245,7 +301,7 @@ def _run(strategy, config: PretrainingConfig, log):
     try:
         if strategies.is_chief(strategy):
             write_run_files(output_dir, bert_config, config, data.files, data.manifest,
-                            precision)
+                            precision, **record)
         else:
             tf.io.gfile.makedirs(output_dir)
     except (OSError, tf.errors.OpError) as e:
@@ -321,8 +377,7 @@ def best_checkpoint(config: PretrainingConfig, model, strategy):
     if config.best_checkpoint_metric == "none":
         return None
     chief = strategies.is_chief(strategy)
-    scratch = None if chief else os.path.join(
-        config.output_dir, f".worker_{strategy.cluster_resolver.task_id}_best_tmp")
+    scratch = None if chief else strategies.worker_dir(config.output_dir, strategy, "best_tmp")
     return BestCheckpoint(config.output_dir, config.best_checkpoint_metric, model, chief, scratch)
 
 
@@ -370,10 +425,11 @@ def check_resume(output_dir, bert_config, config: PretrainingConfig, manifest):
 
 
 def write_run_files(output_dir, bert_config, config: PretrainingConfig, files, manifest,
-                    precision=None):
+                    precision=None, **more):
     """The run directory's files: the config, the settings (and the precision they resolved
-    to), and the data's vocab and lower-casing (bert_tf data; google's shards carry neither)."""
-    record = {"flags": flat_dict(config)}
+    to, and `more`: the strategy, the recipe), and the data's vocab and lower-casing (bert_tf
+    data; google's shards carry neither)."""
+    record = {"flags": flat_dict(config), **more}
     if precision is not None:
         record["precision"] = precision.as_record()
     vocab_file = None

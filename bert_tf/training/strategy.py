@@ -1,5 +1,6 @@
-"""`tf.distribute` strategies by name, which worker is the chief, and the multi-worker
-cluster of TF_CONFIG (checked, its workers named in errors).
+"""`tf.distribute` strategies by name (`auto`, the default, picks one for the hardware and the
+launcher: `choose`), which worker is the chief, and the multi-worker cluster of TF_CONFIG
+(checked, its workers named in errors).
 
 TF_CONFIG as the launchers write it (docs/deploy/ has a manifest for each):
 - Kubeflow's TFJob: `chief`, `worker` and `evaluator` replicas (and the older `master`);
@@ -11,6 +12,8 @@ runs the sidecar evaluator there); `ps` (parameter servers) has no part in
 MultiWorkerMirroredStrategy and is refused.
 """
 
+import glob
+import importlib.util
 import json
 import os
 import re
@@ -21,17 +24,101 @@ import urllib.parse
 
 import tensorflow as tf
 
-STRATEGIES = ("one_device", "mirrored", "multi_worker_mirrored", "tpu")
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
+# The flags' help, for every job that takes them.
+HELP = ("auto: a TPU when one is configured (--tpu, $TPU_NAME, TPU chips on this machine), "
+        "multi_worker_mirrored when TF_CONFIG names several workers, mirrored over several "
+        "GPUs, else one_device (the GPU, or the CPU); the choice is logged and recorded. "
+        "CUDA_VISIBLE_DEVICES picks the GPUs.")
+TPU_HELP = ("The TPU: local (this Cloud TPU VM's), a TPU name (needs the tpu extra), or "
+            "grpc://IP:8470; empty: $TPU_NAME, else local.")
+
+# Where TensorFlow's Cloud TPU client looks for a TPU's name when none is given
+# (tensorflow/python/tpu/client/client.py, `_get_tpu_name`): GKE's, then Cloud TPU's.
+TPU_NAME_VARIABLES = ("KUBE_GOOGLE_CLOUD_TPU_ENDPOINTS", "TPU_NAME")
+# TPU chips on the PCI bus, as JAX finds them (jax/_src/hardware_utils.py): Google's vendor id
+# and the device ids of TPU v3 ... TPU7x.
+_GOOGLE_PCI_VENDOR = "0x1ae0"
+_TPU_PCI_DEVICES = {"0x0027": "v3", "0x005e": "v4", "0x0062": "v5p", "0x0063": "v5e",
+                    "0x006f": "v6e", "0x0076": "tpu7x"}
 
 
-def make_strategy(name, tpu="", num_gpus=0, worker_wait_secs=300):
-    """`one_device`, `mirrored`, `multi_worker_mirrored` (TF_CONFIG; the workers wait up to
-    `worker_wait_secs` for each other, then this process ends naming those missing) or `tpu`."""
+def local_tpu_chips(pci_root="/sys/bus/pci/devices"):
+    """{TPU generation: chips} attached to this machine's PCI bus (a Cloud TPU VM's host, a
+    GKE TPU node); {} elsewhere."""
+    chips = {}
+    for vendor_file in glob.glob(os.path.join(pci_root, "*", "vendor")):
+        try:
+            with open(vendor_file) as f:  # sysfs, local by nature
+                vendor = f.read().strip()
+            if vendor != _GOOGLE_PCI_VENDOR:
+                continue
+            with open(os.path.join(os.path.dirname(vendor_file), "device")) as f:
+                device = f.read().strip()
+        except OSError:
+            continue
+        if device in _TPU_PCI_DEVICES:
+            chips[_TPU_PCI_DEVICES[device]] = chips.get(_TPU_PCI_DEVICES[device], 0) + 1
+    return chips
+
+
+def tpu_from_environment(environ=None):
+    """The TPU that TensorFlow's Cloud TPU client would resolve without a name (a GKE TPU
+    endpoint or $TPU_NAME), or "" when none is set."""
+    environ = os.environ if environ is None else environ
+    return next((environ[name] for name in TPU_NAME_VARIABLES if environ.get(name)), "")
+
+
+def choose(name="auto", tpu="", gpus=None, tpu_chips=None, environ=None):
+    """(strategy, why) for --distribution_strategy=`name`: a name other than auto is kept; auto
+    picks, in this order, a TPU when one is configured (--tpu, $TPU_NAME or GKE's TPU endpoint
+    variable, or TPU chips on this machine), multi_worker_mirrored when TF_CONFIG names several
+    tasks that train, mirrored over this machine's GPUs when it has several, else one_device
+    (the GPU when there is one, else the CPU). `gpus` (the count) and `tpu_chips` default to
+    what this machine has."""
+    if name != "auto":
+        return name, f"--distribution_strategy={name}"
+    environ = os.environ if environ is None else environ
+    if tpu:
+        return "tpu", f"--tpu={tpu}"
+    named = next((variable for variable in TPU_NAME_VARIABLES if environ.get(variable)), None)
+    if named:
+        return "tpu", f"${named}={environ[named]}"
+    chips = local_tpu_chips() if tpu_chips is None else tpu_chips
+    if chips:
+        return "tpu", "this machine's TPU chips: " + ", ".join(
+            f"{count} x TPU {generation}" for generation, count in sorted(chips.items()))
+    tasks = training_tasks(environ.get("TF_CONFIG"))
+    if tasks > 1:
+        return "multi_worker_mirrored", f"TF_CONFIG names {tasks} tasks that train"
+    if gpus is None:
+        gpus = len(tf.config.list_physical_devices("GPU"))
+    if gpus > 1:
+        return "mirrored", f"{gpus} GPUs on this machine"
+    return "one_device", "1 GPU on this machine" if gpus == 1 else "no GPU or TPU: the CPU"
+
+
+def training_tasks(text) -> int:
+    """How many tasks that train (chief, master, worker) a TF_CONFIG's text names; 0 for none
+    or for text that is not a TF_CONFIG (read_tf_config says what is wrong, where it matters)."""
+    try:
+        cluster = json.loads(text or "{}").get("cluster") or {}
+        return sum(len(cluster.get(job) or ()) for job in (*TRAINING_JOBS, "master"))
+    except (ValueError, AttributeError, TypeError):
+        return 0
+
+
+def make_strategy(name, tpu="", worker_wait_secs=300):
+    """`one_device` (the first GPU, else the CPU), `mirrored` (every GPU of this machine),
+    `multi_worker_mirrored` (TF_CONFIG; the workers wait up to `worker_wait_secs` for each
+    other, then this process ends naming those missing) or `tpu` (`tpu` as --tpu says). `auto`
+    is resolved by `choose` first."""
+    name, _ = choose(name, tpu)
     if name == "one_device":
-        return tf.distribute.OneDeviceStrategy("/gpu:0" if num_gpus > 0 else "/cpu:0")
+        gpu = tf.config.list_physical_devices("GPU")
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpu else "/cpu:0")
     if name == "mirrored":
-        devices = [f"/gpu:{i}" for i in range(num_gpus)] if num_gpus > 0 else None
-        return tf.distribute.MirroredStrategy(devices)
+        return tf.distribute.MirroredStrategy()
     if name == "multi_worker_mirrored":
         tf_config = read_tf_config()
         if tf_config["task"]["type"] == "evaluator":
@@ -52,9 +139,33 @@ def make_strategy(name, tpu="", num_gpus=0, worker_wait_secs=300):
             watchdog.stdin.close()  # the start is over: the watchdog exits
             watchdog.wait()
     if name == "tpu":
-        return tpu_strategy(tpu or "local")
+        return tpu_strategy(tpu or tpu_from_environment() or "local")
     raise ValueError(f"--distribution_strategy must be one of {', '.join(STRATEGIES)}; "
                      f"got {name!r}")
+
+
+def record(strategy, name, why) -> dict:
+    """What a run records (run_config.json's "strategy") and logs (`describe`) of its strategy."""
+    return {"name": name, "why": why, "replicas": strategy.num_replicas_in_sync,
+            "workers": workers(strategy)}
+
+
+def describe(chosen: dict) -> str:
+    """The one line a job logs about its strategy (a `record`): "strategy: mirrored, 2 replicas
+    (2 GPUs on this machine)"."""
+    replicas, hosts = chosen["replicas"], chosen["workers"]
+    return (f"strategy: {chosen['name']}, {replicas} replica{'s' * (replicas != 1)}"
+            + (f" on {hosts} workers" if hosts > 1 else "") + f" ({chosen['why']})")
+
+
+def start(name, tpu="", worker_wait_secs=300, log=print):
+    """The strategy for --distribution_strategy=`name` (auto resolved by `choose`), made and
+    described in one logged line; returns (strategy, its `record`)."""
+    name, why = choose(name, tpu)
+    strategy = make_strategy(name, tpu, worker_wait_secs)
+    chosen = record(strategy, name, why)
+    log(describe(chosen))
+    return strategy, chosen
 
 
 class TPUUnavailableError(OSError):
@@ -65,7 +176,13 @@ def tpu_strategy(tpu):
     """TPUStrategy for `tpu`: "local" (this Cloud TPU VM), a TPU name (looked up through the GCE
     metadata server) or a grpc://host:port address (checked to answer first: TensorFlow would
     otherwise wait for it without end)."""
-    if tpu.startswith("grpc://"):
+    if tpu != "local" and not tpu.startswith("grpc://") and not api_client_installed():
+        raise TPUUnavailableError(
+            f"--distribution_strategy=tpu: the TPU named {tpu!r} is looked up through the Cloud "
+            f"TPU API, which needs the Google API client (googleapiclient, oauth2client): "
+            f"pip install 'bert-tf[tpu]' (or -r requirements-tpu.txt); on the TPU VM itself, "
+            f"--tpu=local needs neither")
+    if tpu.startswith("grpc://") and "," not in tpu:
         address = urllib.parse.urlsplit(tpu)
         try:
             socket.create_connection((address.hostname, address.port or 8470), timeout=10).close()
@@ -86,6 +203,13 @@ def tpu_strategy(tpu):
     return tf.distribute.TPUStrategy(resolver)
 
 
+def api_client_installed() -> bool:
+    """Whether the modules TensorFlow's Cloud TPU client imports to resolve a TPU by name
+    (tensorflow/python/tpu/client/client.py) are installed: the `tpu` extra."""
+    return all(importlib.util.find_spec(module) is not None
+               for module in ("googleapiclient", "oauth2client"))
+
+
 def is_chief(strategy):
     """Whether this worker writes checkpoints and summaries (every worker of a one-machine run)."""
     resolver = getattr(strategy, "cluster_resolver", None)
@@ -96,6 +220,16 @@ def is_chief(strategy):
                                              and "chief" not in resolver.cluster_spec().jobs)
 
 
+def worker_dir(directory, strategy, what="tmp"):
+    """Where this worker writes what the chief writes in `directory`: `directory` itself on the
+    chief, else its own `directory/.worker_N_<what>` (the files every worker of
+    MultiWorkerMirroredStrategy must write, which only the chief's are kept of). A directory
+    that is already a worker's is kept."""
+    if is_chief(strategy) or "/.worker_" in directory.replace(os.sep, "/"):
+        return directory
+    return os.path.join(directory, f".worker_{strategy.cluster_resolver.task_id}_{what}")
+
+
 def workers(strategy) -> int:
     """The number of worker processes (hosts) that run `strategy`'s steps together."""
     resolver = getattr(strategy, "cluster_resolver", None)
@@ -103,6 +237,23 @@ def workers(strategy) -> int:
         return 1
     spec = resolver.cluster_spec().as_dict()
     return sum(len(spec.get(job, ())) for job in ("chief", "worker"))
+
+
+def wait_for_all(strategy):
+    """Returns once every worker of `strategy` has called it (a no-op on one machine and on a
+    TPU, whose hosts run one program): a worker whose part is done waits for the chief's,
+    instead of ending while the chief still writes (which TensorFlow's coordination service
+    reports as a crashed task)."""
+    if is_multi_worker(strategy):
+        strategy.reduce(tf.distribute.ReduceOp.SUM,
+                        strategy.run(lambda: tf.constant(1.0)), axis=None)
+
+
+def is_multi_worker(strategy) -> bool:
+    """Whether `strategy` is MultiWorkerMirroredStrategy over several processes (a TPU pod is
+    one program: not this)."""
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and workers(strategy) > 1)
 
 
 TRAINING_JOBS = ("chief", "worker")  # the tasks that train together

@@ -33,7 +33,7 @@ from bert_tf import io, run_dir
 from bert_tf.modeling import objective as pretraining_objective
 from bert_tf.preemption import STOP_SIGNALS, HostCallSizer, SignalFlag
 from bert_tf.settings import Settings, setting
-from bert_tf.training.strategy import is_chief, workers
+from bert_tf.training.strategy import is_chief, worker_dir, workers
 from bert_tf.training.evaluation import Evaluator, global_sums, replica_totals
 from bert_tf.training.summaries import TrainingLog, format_metrics
 
@@ -98,10 +98,9 @@ class Trainer:
         with strategy.scope():
             optimizer.build(model.trainable_variables)  # so a restore fills its slots
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-        directory = options.output_dir if self.chief else os.path.join(
-            options.output_dir, f".worker_{strategy.cluster_resolver.task_id}_tmp")
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, directory, max_to_keep=options.keep_checkpoint_max,
+            self.checkpoint, worker_dir(options.output_dir, strategy),
+            max_to_keep=options.keep_checkpoint_max,
             step_counter=optimizer.iterations)
         apply_reduced_gradients(optimizer)
         # What XLA compiles (see the module's docstring): `replica_step` is what strategy.run

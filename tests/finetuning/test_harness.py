@@ -78,18 +78,22 @@ def test_batches_are_cut_to_their_bucket_and_eval_keeps_the_order():
     assert {b[0]["input_mask"].shape[1] for b in plain} == {64}
 
 
-def test_training_batches_group_rows_of_one_bucket():
+def test_training_batches_group_rows_of_one_bucket_and_are_always_full():
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 65, 400)
     seen = []
-    for inputs, _, index in batch_by_length(rows_of_lengths(lengths), 8, 64, shuffle=True,
-                                            seed=1):
+    batches = batch_by_length(rows_of_lengths(lengths), 8, 64, shuffle=True, seed=1,
+                              num_rows=400)
+    assert batches.element_spec[2].shape.as_list() == [8]  # a static batch size
+    for inputs, _, index in batches.take(150):  # 3 passes' worth: the rows repeat
         width = inputs["input_mask"].shape[1]
         longest = lengths[index.numpy()]
         assert longest.max() <= width and (width == 16 or longest.min() > width // 2), \
             (width, longest)  # every row of the batch needs this bucket
         seen.extend(index.numpy().tolist())
-    assert sorted(seen) == list(range(400))
+    assert set(seen) == set(range(400))
+    counts = np.bincount(seen, minlength=400)
+    assert counts.min() >= 1 and counts.max() <= 6, counts  # passes follow each other
 
 
 def test_predict_pads_per_token_outputs_of_every_length():

@@ -62,6 +62,58 @@ def test_trains_and_loss_falls(trained):
     assert 0 <= trained["metrics"]["eval_masked_lm_accuracy"] <= 1
 
 
+def test_unset_hyper_parameters_take_the_recipe_of_the_run():
+    """Only the embedded default trains with the demo's settings; a run on other data or of
+    another config takes the BERT paper's, one from a checkpoint google's further-pretraining
+    defaults; what a user gives is kept."""
+    from bert_tf.training.pretraining import PretrainingConfig
+
+    def schedule(config):
+        return (config.learning_rate, config.num_warmup_steps, config.num_train_steps,
+                config.save_checkpoints_steps, config.train_batch_size)
+
+    assert PretrainingConfig().recipe == "embedded default"
+    assert schedule(PretrainingConfig()) == (2e-3, 60, 600, 200, 16)
+    base = PretrainingConfig(bert_config_file=os.path.join(REPO_ROOT, "configs", "bert_base.json"))
+    own_data = PretrainingConfig(input_file="data/wiki-*")
+    for config in (base, own_data):
+        assert config.recipe == "BERT paper (from scratch)"
+        assert schedule(config) == (1e-4, 10_000, 1_000_000, 1_000, 256)
+    further = PretrainingConfig(input_file="data/wiki-*", init_checkpoint="runs/google_base")
+    assert schedule(further) == (5e-5, 10_000, 100_000, 1_000, 32)
+    given = PretrainingConfig(input_file="data/wiki-*", learning_rate=3e-4, num_train_steps=5000)
+    assert schedule(given) == (3e-4, 50, 5000, 1000, 256)  # warmup: the recipe's 1%
+    assert given.recipe_record() == {"name": "BERT paper (from scratch)", "filled": {
+        "num_warmup_steps": 50, "save_checkpoints_steps": 1000, "train_batch_size": 256}}
+    assert schedule(PretrainingConfig(input_file="x", num_train_steps=300))[1:4] == (3, 300, 300)
+    with pytest.raises(ValueError, match=r"^--learning_rate is needed with --optimizer=lamb"):
+        PretrainingConfig(input_file="data/wiki-*", optimizer="lamb")
+
+
+@pytest.mark.slow
+def test_a_run_on_its_own_data_records_the_recipe_and_the_strategy(data, tmp_path):
+    """run_pretraining as a user starts it on their data with a step count and nothing else:
+    the paper's learning rate, not the demo's, in the log and in run_config.json."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bert_tf.run_pretraining", f"--input_file={data['glob']}",
+         f"--bert_config_file={data['config']}", f"--output_dir={tmp_path}",
+         "--max_seq_length=32", "--max_predictions_per_seq=5", "--num_train_steps=2",
+         "--steps_per_loop=1", "--do_eval=false"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "strategy: one_device, 1 replica (no GPU or TPU: the CPU)" in result.stdout
+    assert ("hyper-parameters not given, from the BERT paper (from scratch) recipe: "
+            "--learning_rate=0.0001 --num_warmup_steps=0 --save_checkpoints_steps=2 "
+            "--train_batch_size=256") in result.stdout
+    record = io.read_json(os.path.join(tmp_path, "run_config.json"))
+    assert record["flags"]["learning_rate"] == 1e-4 and record["flags"]["train_batch_size"] == 256
+    assert record["recipe"] == {"name": "BERT paper (from scratch)", "filled": {
+        "learning_rate": 1e-4, "num_warmup_steps": 0, "save_checkpoints_steps": 2,
+        "train_batch_size": 256}}
+    assert record["strategy"] == {"name": "one_device", "why": "no GPU or TPU: the CPU",
+                                  "replicas": 1, "workers": 1}
+
+
 def test_run_directory_is_self_contained(trained, data):
     out = trained["dir"]
     assert tf.train.latest_checkpoint(str(out)).endswith("ckpt-40")
