@@ -154,3 +154,17 @@ def test_a_tpu_by_name_needs_the_api_client_and_the_finetuning_tools_take_tpus()
     assert cli.stderr.strip().splitlines()[-1] == \
         f"run_classifier: error: --tpu={address}: nothing answers at 127.0.0.1:" \
         f"{address.rsplit(':', 1)[1]} ([Errno 111] Connection refused)"
+
+
+@pytest.mark.parametrize("tool", ["run_pretraining", "run_classifier", "run_squad", "run_tagging",
+                                  "run_glue"])
+def test_every_training_tool_takes_every_strategy_and_defaults_to_auto(tool):
+    import dataclasses
+    import importlib
+
+    (config_class,) = importlib.import_module(f"bert_tf.{tool}").SETTINGS
+    fields = {field.name: field for field in dataclasses.fields(config_class)}
+    assert fields["distribution_strategy"].default == "auto"
+    assert fields["distribution_strategy"].metadata["choices"] == (
+        "auto", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
+    assert {"tpu", "worker_wait_secs"} <= fields.keys() and "num_gpus" not in fields
