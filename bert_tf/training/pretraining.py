@@ -42,17 +42,22 @@ EMBEDDED_CONFIG = os.path.join(configs_dir(), "bert_tiny.json")
 # steps, Adam at 1e-4 with 10,000 warmup steps, then linear decay); a run that starts from
 # --init_checkpoint (further pretraining) takes google-research/bert run_pretraining.py's own
 # defaults. Checkpoints every 1,000 steps, as google's script. A run that gives
-# --num_train_steps but not --num_warmup_steps warms up for the recipe's share of its steps (1%,
-# 10%). --optimizer=lamb has no default learning rate: LAMB's depends on the batch size.
+# --num_train_steps but not --num_warmup_steps warms up for the recipe's share of its steps
+# (`warmup_share`; the demo's 60 steps at most), and checkpoints at least at its end.
+# --optimizer=lamb has no default learning rate: LAMB's depends on the batch size.
 RECIPES = {
-    "embedded default": dict(learning_rate=2e-3, num_warmup_steps=60, num_train_steps=600,
-                             save_checkpoints_steps=200, train_batch_size=16),
-    "BERT paper (from scratch)": dict(learning_rate=1e-4, num_warmup_steps=10_000,
-                                      num_train_steps=1_000_000, save_checkpoints_steps=1_000,
-                                      train_batch_size=256),
-    "google-research/bert (from --init_checkpoint)": dict(
-        learning_rate=5e-5, num_warmup_steps=10_000, num_train_steps=100_000,
-        save_checkpoints_steps=1_000, train_batch_size=32),
+    "embedded default": {
+        "flags": dict(learning_rate=2e-3, num_warmup_steps=60, num_train_steps=600,
+                      save_checkpoints_steps=200, train_batch_size=16),
+        "warmup_share": None},
+    "BERT paper (from scratch)": {
+        "flags": dict(learning_rate=1e-4, num_warmup_steps=10_000, num_train_steps=1_000_000,
+                      save_checkpoints_steps=1_000, train_batch_size=256),
+        "warmup_share": 0.01},
+    "google-research/bert (from --init_checkpoint)": {
+        "flags": dict(learning_rate=5e-5, num_warmup_steps=10_000, num_train_steps=100_000,
+                      save_checkpoints_steps=1_000, train_batch_size=32),
+        "warmup_share": 0.1},
 }
 _UNSET = "; unset: from the run's recipe (docs/pretraining.md#hyper-parameters)"
 BEST_METRICS = ("masked_lm_accuracy", "next_sentence_accuracy", "loss", "masked_lm_loss",
@@ -138,10 +143,12 @@ class PretrainingConfig(TrainOptions):
 
     def __post_init__(self):
         # the flags left unset take the recipe's values before the settings are checked
-        recipe = dict(RECIPES[self.recipe])
-        if self.num_train_steps is not None:  # given: warmup in the recipe's proportion
-            recipe["num_warmup_steps"] = round(recipe["num_warmup_steps"] * self.num_train_steps
-                                               / recipe["num_train_steps"])
+        recipe = dict(RECIPES[self.recipe]["flags"])
+        share = RECIPES[self.recipe]["warmup_share"]
+        if self.num_train_steps is not None:  # given: warmup and checkpoints that fit it
+            recipe["num_warmup_steps"] = (min(recipe["num_warmup_steps"], self.num_train_steps)
+                                          if share is None
+                                          else round(share * self.num_train_steps))
             recipe["save_checkpoints_steps"] = min(recipe["save_checkpoints_steps"],
                                                    self.num_train_steps)
         filled = tuple(name for name in recipe if getattr(self, name) is None
