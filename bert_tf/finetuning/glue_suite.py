@@ -100,11 +100,11 @@ def run_suite(config: GlueSuiteConfig, log=print):
                          f"(CoLA/, SST-2/, MRPC/, ...)")
     # one strategy for every job; a worker that is not the chief writes in a folder of its own
     strategy, _ = distribute(config, log)
-    own = strategies.worker_dir(config.output_dir, strategy)
-    if own != config.output_dir:
-        summary = run_suite(dataclasses.replace(config, output_dir=own), log)
-        tf.io.gfile.rmtree(own)
-        return summary
+    with strategies.own_output_dir(config.output_dir, strategy) as own:
+        return _run_tasks(dataclasses.replace(config, output_dir=own), tasks, log)
+
+
+def _run_tasks(config: GlueSuiteConfig, tasks, log):
     submission = os.path.join(config.output_dir, "submission")
     tf.io.gfile.makedirs(submission)
     rows = {}

@@ -137,14 +137,9 @@ def run(config: FinetuningConfig, task: Task, log=print):
     OUTPUT_DIR/.worker_N_tmp, removed when they finish."""
     # The strategy first: MultiWorkerMirroredStrategy must exist before any other TF op.
     strategy, chosen = distribute(config, log)
-    own = strategies.worker_dir(config.output_dir, strategy)
-    with locks.run_lock(own):
-        metrics = _run(dataclasses.replace(config, output_dir=own), task, strategy, chosen, log)
-    if own != config.output_dir:  # a worker's own files: done with
-        import tensorflow as tf
-
-        tf.io.gfile.rmtree(own)
-    return metrics
+    with (strategies.own_output_dir(config.output_dir, strategy) as own,
+          locks.run_lock(own)):
+        return _run(dataclasses.replace(config, output_dir=own), task, strategy, chosen, log)
 
 
 def _run(config: FinetuningConfig, task: Task, strategy, chosen, log):

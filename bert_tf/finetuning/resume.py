@@ -43,7 +43,7 @@ class Backup:
         self.settings = json.loads(json.dumps(  # as settings.json will hold them
             {k: v for k, v in flat_dict(config).items() if k not in MAY_CHANGE}))
         self.epochs = []  # [{"epoch": n, "logs": {...}}] of the finished epochs
-        done = self.epochs_done()
+        self.done = done = self.epochs_done()  # None: no backup
         if done is None:
             return
         self.check_settings(config.output_dir)
@@ -91,7 +91,7 @@ class Backup:
 
     def start(self):
         tf.io.gfile.makedirs(self.directory)
-        if self.epochs_done() is None:
+        if self.done is None:
             io.write_json(os.path.join(self.directory, SETTINGS_FILE), self.settings)
 
     def remove(self):

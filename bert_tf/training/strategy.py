@@ -12,6 +12,7 @@ runs the sidecar evaluator there); `ps` (parameter servers) has no part in
 MultiWorkerMirroredStrategy and is refused.
 """
 
+import contextlib
 import glob
 import importlib.util
 import json
@@ -62,11 +63,12 @@ def local_tpu_chips(pci_root="/sys/bus/pci/devices"):
     return chips
 
 
-def tpu_from_environment(environ=None):
-    """The TPU that TensorFlow's Cloud TPU client would resolve without a name (a GKE TPU
-    endpoint or $TPU_NAME), or "" when none is set."""
+def tpu_variable(environ=None):
+    """(variable, value) of the TPU that TensorFlow's Cloud TPU client would resolve without a
+    name (a GKE TPU endpoint or $TPU_NAME), or (None, "") when none is set."""
     environ = os.environ if environ is None else environ
-    return next((environ[name] for name in TPU_NAME_VARIABLES if environ.get(name)), "")
+    return next(((name, environ[name]) for name in TPU_NAME_VARIABLES if environ.get(name)),
+                (None, ""))
 
 
 def choose(name="auto", tpu="", gpus=None, tpu_chips=None, environ=None):
@@ -81,9 +83,9 @@ def choose(name="auto", tpu="", gpus=None, tpu_chips=None, environ=None):
     environ = os.environ if environ is None else environ
     if tpu:
         return "tpu", f"--tpu={tpu}"
-    named = next((variable for variable in TPU_NAME_VARIABLES if environ.get(variable)), None)
-    if named:
-        return "tpu", f"${named}={environ[named]}"
+    variable, value = tpu_variable(environ)
+    if variable:
+        return "tpu", f"${variable}={value}"
     chips = local_tpu_chips() if tpu_chips is None else tpu_chips
     if chips:
         return "tpu", "this machine's TPU chips: " + ", ".join(
@@ -100,12 +102,23 @@ def choose(name="auto", tpu="", gpus=None, tpu_chips=None, environ=None):
 
 def training_tasks(text) -> int:
     """How many tasks that train (chief, master, worker) a TF_CONFIG's text names; 0 for none
-    or for text that is not a TF_CONFIG (read_tf_config says what is wrong, where it matters)."""
+    or for text that is not a TF_CONFIG."""
+    cluster = _tf_config_part(text, "cluster")
     try:
-        cluster = json.loads(text or "{}").get("cluster") or {}
         return sum(len(cluster.get(job) or ()) for job in (*TRAINING_JOBS, "master"))
-    except (ValueError, AttributeError, TypeError):
+    except TypeError:  # not lists of addresses
         return 0
+
+
+def _tf_config_part(text, key) -> dict:
+    """TF_CONFIG's `key` ("cluster", "task") as a dict, {} where the text is not that JSON:
+    for the guesses made before TF_CONFIG matters (read_tf_config says what is wrong, where it
+    does)."""
+    try:
+        part = json.loads(text or "{}").get(key)
+    except (ValueError, AttributeError):
+        return {}
+    return part if isinstance(part, dict) else {}
 
 
 def make_strategy(name, tpu="", worker_wait_secs=300):
@@ -139,7 +152,7 @@ def make_strategy(name, tpu="", worker_wait_secs=300):
             watchdog.stdin.close()  # the start is over: the watchdog exits
             watchdog.wait()
     if name == "tpu":
-        return tpu_strategy(tpu or tpu_from_environment() or "local")
+        return tpu_strategy(tpu or tpu_variable()[1] or "local")
     raise ValueError(f"--distribution_strategy must be one of {', '.join(STRATEGIES)}; "
                      f"got {name!r}")
 
@@ -230,6 +243,17 @@ def worker_dir(directory, strategy, what="tmp"):
     return os.path.join(directory, f".worker_{strategy.cluster_resolver.task_id}_{what}")
 
 
+@contextlib.contextmanager
+def own_output_dir(directory, strategy):
+    """`worker_dir(directory, strategy)` for the body of the `with`; a worker's own folder (not
+    the chief's) is removed once the body has finished, and kept when it raises (a worker that
+    resumes needs its backup)."""
+    own = worker_dir(directory, strategy)
+    yield own
+    if own != directory:
+        tf.io.gfile.rmtree(own)
+
+
 def workers(strategy) -> int:
     """The number of worker processes (hosts) that run `strategy`'s steps together."""
     resolver = getattr(strategy, "cluster_resolver", None)
@@ -262,11 +286,7 @@ TRAINING_JOBS = ("chief", "worker")  # the tasks that train together
 def task_type():
     """This process's task type in TF_CONFIG ("chief", "worker", "evaluator", ...; "master" is
     "chief"), or None without TF_CONFIG (or with one that names none)."""
-    try:
-        task = json.loads(os.environ.get("TF_CONFIG") or "{}").get("task") or {}
-    except (ValueError, AttributeError):
-        return None  # read_tf_config says what is wrong, where it matters
-    kind = task.get("type") if isinstance(task, dict) else None
+    kind = _tf_config_part(os.environ.get("TF_CONFIG"), "task").get("type")
     return "chief" if kind == "master" else kind
 
 
