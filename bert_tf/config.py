@@ -117,6 +117,14 @@ class BertConfig:
 
     # === dict / JSON ===
 
+    def check_sequence_length(self, seq_length: int, flag: str = "--max_seq_length") -> None:
+        """Refuses a sequence length the position embeddings cannot hold (the model would fail
+        on every longer text, at serving time)."""
+        if seq_length > self.max_position_embeddings:
+            raise ValueError(f"{flag}={seq_length} exceeds max_position_embeddings="
+                             f"{self.max_position_embeddings} of the encoder: use "
+                             f"{flag}={self.max_position_embeddings} or less")
+
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> "BertConfig":
         """Builds a config from google's keys; `source` names the origin in error messages."""

@@ -20,9 +20,11 @@ filter off (with TensorFlow's INFO lines on, every line shows), as does
 """
 
 import atexit
+import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 
 # Regular expressions of the dropped lines (matched anywhere in a line).
 NOISE = [
@@ -94,3 +96,36 @@ def filter_stderr() -> bool:
 
     atexit.register(restore)
     return True
+
+
+@contextlib.contextmanager
+def held_stderr():
+    """File descriptor 2 (the C++ runtime's lines too) kept in a temporary file inside the block:
+    dropped when the block succeeds, written out when it raises. For steps whose library
+    narrates every success (TensorFlow's LiteRT converter: ~20 lines per model)."""
+    try:
+        sys.stderr.flush()
+        original = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            _restore(original)
+            held.seek(0)
+            os.write(2, held.read())
+            raise
+        else:
+            _restore(original)
+
+
+def _restore(original):
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os.dup2(original, 2)
+    os.close(original)

@@ -12,7 +12,7 @@ finetuned) or --encoder_saved_model (an encoder export). See `bert_tf.export.fea
 import dataclasses
 
 from bert_tf import cli
-from bert_tf.export.features import FORMATS, POOLINGS, extract
+from bert_tf.export.features import FORMATS, POOLINGS, check_paths, extract
 from bert_tf.finetuning.harness import EncoderSettings, encoder_source, load_encoder, source_vocab
 from bert_tf.settings import setting
 
@@ -37,8 +37,10 @@ def run(config: FeatureConfig, log=print):
     """Loads the encoder and writes the features; returns the number of lines."""
     from bert_tf.text.preprocessing import Preprocessor
 
+    check_paths(config.input_file, config.output_file)
     source = encoder_source(config)
     vocab = source_vocab(source, config.allow_case_mismatch)
+    source.check_sequence_length(config.max_seq_length)
     encoder = load_encoder(source)
     preprocessor = Preprocessor(vocab, source.do_lower_case, config.max_seq_length)
     return extract(encoder, preprocessor, vocab, config.input_file, config.output_file,

@@ -23,6 +23,17 @@ def is_local(path) -> bool:
     return "://" not in os.fspath(path)
 
 
+def same_file(a, b) -> bool:
+    """Whether two paths name one file (a link, a relative path, `./x` and `x` included)."""
+    a, b = os.fspath(a), os.fspath(b)
+    if not (is_local(a) and is_local(b)):
+        return a.rstrip("/") == b.rstrip("/")
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist yet
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
 def temp_name(path, tag=None) -> str:
     """The temporary name `path` is written under: beside it, hidden (a leading dot, so no glob
     of the final names matches it), unique to this process or to `tag`."""

@@ -1,6 +1,9 @@
 """Tiny pretraining data and configs shared by the training tests."""
 
+import glob
+import json
 import os
+import shutil
 import socket
 
 from bert_tf.text.vocab_learning import learn_vocab
@@ -50,6 +53,23 @@ def flag_values(data, config_file, output_dir, **overrides):
         keep_checkpoint_max=3, do_eval=True, max_eval_steps=4, log_steps=10)
     values.update(overrides)
     return PretrainingConfig(**values)
+
+
+def other_vocab_data(data, directory):
+    """The tiny data set relabelled as made with another vocab of the same size (two tokens
+    swapped): a consistent data set whose ids mean other words."""
+    source = os.path.dirname(data["glob"])
+    directory.mkdir()
+    for shard in glob.glob(data["glob"]):
+        shutil.copy(shard, directory)
+    vocab = open(os.path.join(source, "tiny.vocab.txt")).read().split("\n")
+    vocab[500], vocab[501] = vocab[501], vocab[500]
+    (directory / "tiny.vocab.txt").write_text("\n".join(vocab))
+    from bert_tf.text.tokenization import load_vocab
+    manifest = json.loads(open(os.path.join(source, "tiny.manifest.json")).read())
+    manifest["vocab"]["sha256"] = load_vocab(str(directory / "tiny.vocab.txt")).sha256()
+    (directory / "tiny.manifest.json").write_text(json.dumps(manifest))
+    return str(directory / os.path.basename(data["glob"]))
 
 
 def launch_workers(data, output_dir, flags, skip=None):

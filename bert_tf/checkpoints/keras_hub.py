@@ -20,6 +20,7 @@ Its one `dropout` stands for both of google's dropout rates.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -35,6 +36,7 @@ BACKBONE = "keras_hub>BertBackbone"
 CLASSIFIER = "keras_hub>BertTextClassifier"
 MASKED_LM_TASK = "keras_hub>BertMaskedLM"
 LABELS_FILE = "labels.json"
+TASK_WEIGHTS = "task.weights.h5"  # a task's own (head) weights; keras-hub's name
 VOCAB_FILE = os.path.join("assets", "tokenizer", "vocabulary.txt")
 _TANH_GELU = ("gelu_new", "gelu_tanh", "gelu_pytorch_tanh")
 
@@ -172,7 +174,7 @@ def read_keras_hub(path, bert_config_file=None, vocab_file=None, do_lower_case=N
     keras_hub = _keras_hub("--input_format")
     config_path = bert_config_file or os.path.join(path, "config.json")
     try:
-        saved = io.read_json(config_path)
+        saved = _json_file(config_path, expected=None)
     except tf.errors.NotFoundError:
         raise ValueError(f"--input {path}: no config.json (not a keras-hub preset)") from None
     if not isinstance(saved, dict) or saved.get("registered_name") != BACKBONE:
@@ -203,6 +205,46 @@ def read_keras_hub(path, bert_config_file=None, vocab_file=None, do_lower_case=N
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def _json_file(local_path, preset=None, expected=dict):
+    """A preset's JSON file (an `expected`, unless None); a damaged one is an error naming
+    it."""
+    shown = local_path if preset is None else os.path.join(preset,
+                                                           os.path.basename(local_path))
+    try:
+        values = io.read_json(local_path)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--input {shown}: not valid JSON ({e.msg}, line {e.lineno}); the "
+                         f"preset is damaged") from None
+    if expected is not None and not isinstance(values, expected):
+        raise ValueError(f"--input {shown}: expected a JSON {expected.__name__}, got "
+                         f"{values!r}"[:300])
+    return values
+
+
+def _check_weights_files(path, local):
+    """Each .weights.h5 of the preset opens as HDF5 (a truncated copy names its file)."""
+    import h5py
+
+    for name in sorted(os.listdir(local)):
+        if name.endswith(".weights.h5"):
+            try:
+                h5py.File(os.path.join(local, name), "r").close()
+            except OSError as e:
+                raise ValueError(f"--input {os.path.join(path, name)}: not a readable weights "
+                                 f"file ({io.one_line(e)}); the preset is damaged") from None
+
+
+def _from_preset(kind, local, path):
+    """keras-hub's `kind.from_preset`; what it cannot load (weights of other shapes than
+    config.json gives, a missing file) is an error naming the preset."""
+    try:
+        return kind.from_preset(local)
+    except (ValueError, OSError, KeyError, AttributeError, TypeError) as e:
+        raise ValueError(f"--input {path}: keras-hub could not load the preset "
+                         f"({type(e).__name__}: {io.one_line(e)[:300]}); does config.json "
+                         f"(vocabulary_size, hidden_dim, ...) match its weights?") from None
+
+
 def _copy_remote(source, target):
     source = source.rstrip("/")
     for directory, _, files in tf.io.gfile.walk(source):
@@ -215,27 +257,37 @@ def _copy_remote(source, target):
 def _read(keras_hub, path, local, config, vocab_file, do_lower_case):
     task, labels, notes, skipped = None, [], [], []
     task_file = os.path.join(local, "task.json")
-    task_name = io.read_json(task_file).get("registered_name") if os.path.exists(task_file) \
-        else None
+    task_name = _json_file(task_file, path).get("registered_name") \
+        if os.path.exists(task_file) else None
+    _check_weights_files(path, local)
+    if task_name in (CLASSIFIER, MASKED_LM_TASK) and \
+            not os.path.exists(os.path.join(local, TASK_WEIGHTS)):
+        # keras-hub would build the task with a random head: only the backbone is real.
+        skipped.append(f"{task_name} head (task.json names it, but the preset has no "
+                       f"{TASK_WEIGHTS}: its weights were not saved)")
+        task_name = None
     if task_name == CLASSIFIER:
-        model = keras_hub.models.TextClassifier.from_preset(local)
+        model = _from_preset(keras_hub.models.TextClassifier, local, path)
         backbone, task = model.backbone, CLASSIFICATION
         labels_file = os.path.join(local, LABELS_FILE)
-        labels = (io.read_json(labels_file) if os.path.exists(labels_file)
+        labels = (_json_file(labels_file, path, expected=None) if os.path.exists(labels_file)
                   else [f"LABEL_{i}" for i in range(model.num_classes)])
-        if not isinstance(labels, list) or len(labels) != model.num_classes:
+        if (not isinstance(labels, list) or len(labels) != model.num_classes
+                or not all(isinstance(label, str) and label for label in labels)
+                or len(set(labels)) != len(labels)):
             raise ValueError(f"--input {path}: {LABELS_FILE} must list the classifier's "
-                             f"{model.num_classes} label names in id order")
+                             f"{model.num_classes} label names in id order (distinct, "
+                             f"non-empty strings), got {labels!r}"[:400])
         variables = {"output_weights": model.output_dense.kernel,
                      "output_bias": model.output_dense.bias}
     elif task_name == MASKED_LM_TASK:
-        model = keras_hub.models.MaskedLM.from_preset(local)
+        model = _from_preset(keras_hub.models.MaskedLM, local, path)
         backbone, variables = model.backbone, _masked_lm_variables(model)
         notes.append("keras-hub's BertMaskedLM computes its head's GELU exactly, the encoder's "
                      "with tanh; bert_tf uses hidden_act (gelu_tanh) for both, so masked-LM "
                      "logits differ slightly")
     else:
-        backbone, variables = keras_hub.models.Backbone.from_preset(local), {}
+        backbone, variables = _from_preset(keras_hub.models.Backbone, local, path), {}
         if task_name:
             skipped.append(f"{task_name} (task.json: not a task bert_tf reads; its head)")
     variables.update(_backbone_variables(backbone, config))
@@ -244,10 +296,14 @@ def _read(keras_hub, path, local, config, vocab_file, do_lower_case):
     for name, variable in variables.items():
         value = np.asarray(variable.numpy(), np.float32)
         value = value.T if name == "output_weights" else value
+        if value.size != np.prod(expected[name]):
+            raise ValueError(f"--input {path}: {variable.path} has shape {value.shape}, but "
+                             f"config.json gives {tuple(expected[name])}: does config.json "
+                             f"(vocabulary_size, hidden_dim, ...) match its weights?")
         tensors[name] = np.reshape(value, expected[name])
     tokenizer = os.path.join(local, "tokenizer.json")
     if do_lower_case is None and os.path.exists(tokenizer):
-        do_lower_case = io.read_json(tokenizer).get("config", {}).get("lowercase")
+        do_lower_case = _json_file(tokenizer, path).get("config", {}).get("lowercase")
     if vocab_file is None:
         vocab_file = os.path.join(path, VOCAB_FILE)
     vocab_file, do_lower_case = vocab_and_case(vocab_file, do_lower_case, notes, path)

@@ -82,18 +82,32 @@ def parse_corpora(specs, flag="--corpus") -> list:
     corpora, names = [], set()
     for spec in specs:
         name, sep, pattern = spec.partition(":")
-        if not sep or not name or not pattern or "/" in name:
-            raise ValueError(f"{flag}={spec}: expected NAME:GLOB (a name without '/' or ':', "
-                             f"then a comma list of globs)")
+        if not sep or not name or not pattern or "/" in name or "," in name:
+            raise ValueError(f"{flag}={spec}: expected NAME:GLOB (a name without '/', ':' or "
+                             f"',', then a comma list of globs)")
         if name in names:
             raise ValueError(f"{flag}: the name {name} is given twice")
         names.add(name)
         files = tuple(io.expand_file_patterns(pattern, f"{flag}={spec}"))
         size = sum(tf.io.gfile.stat(path).length for path in files)
-        if not size:
-            raise ValueError(f"{flag}={spec}: its files are empty")
+        if not size or not _has_text(files):
+            raise ValueError(f"{flag}={spec}: its files are empty (no text, or only blank "
+                             f"lines): it would take a share of the mixture and give nothing")
         corpora.append(Corpus(name, files, size))
     return corpora
+
+
+def _has_text(files) -> bool:
+    """Whether any of the files holds a character other than white space (read until the
+    first one)."""
+    import tensorflow as tf
+
+    for path in files:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                if chunk.strip():
+                    return True
+    return False
 
 
 def parse_weights(text, names, flag="--corpus_weights") -> dict:
@@ -101,13 +115,15 @@ def parse_weights(text, names, flag="--corpus_weights") -> dict:
     weights = {}
     for part in text.split(","):
         name, sep, value = part.strip().partition(":")
+        if name in weights:
+            raise ValueError(f"{flag}={text}: {name} is given twice")
         try:
             weights[name] = float(value) if sep else float("nan")
         except ValueError:
             weights[name] = float("nan")
-        if not weights[name] > 0:
-            raise ValueError(f"{flag}={text}: expected NAME:WEIGHT pairs with positive weights, "
-                             f"got {part!r}")
+        if not (math.isfinite(weights[name]) and weights[name] > 0):
+            raise ValueError(f"{flag}={text}: expected NAME:WEIGHT pairs with positive weights "
+                             f"(finite numbers), got {part!r}")
     if set(weights) != set(names):
         raise ValueError(f"{flag}={text}: give a weight for each --corpus "
                          f"({', '.join(names)}), got {', '.join(weights)}")

@@ -41,26 +41,27 @@ def open_pretraining_data(input_file, eval_input_file, max_seq_length, max_predi
                         bert_config_file, "--input_file")
     eval_files = eval_masking = None
     if do_eval:
-        eval_files, eval_manifest, eval_masking = open_eval_data(
+        eval_files, _, eval_masking = open_eval_data(
             eval_input_file or input_file, max_seq_length, max_predictions_per_seq, vocab_size,
-            bert_config_file)
-        if (manifest is not None and eval_manifest is not None
-                and eval_manifest["vocab"]["sha256"] != manifest["vocab"]["sha256"]):
-            raise ValueError(f"--eval_input_file was made with another vocab than --input_file "
-                             f"(sha256 {eval_manifest['vocab']['sha256'][:12]}... vs "
-                             f"{manifest['vocab']['sha256'][:12]}...): its metrics would mean "
-                             f"nothing")
+            bert_config_file, manifest)
     return PretrainingData(files, manifest, masking_rules(files, manifest), eval_files,
                            eval_masking)
 
 
 def open_eval_data(eval_input_file, max_seq_length, max_predictions_per_seq, vocab_size,
-                   bert_config_file="the bert config"):
+                   bert_config_file="the bert config", trained_manifest=None,
+                   trained_on="--input_file"):
     """(files, manifest, masking rules) of the evaluation shards, checked as the training ones
-    are (errors name --eval_input_file)."""
+    are (errors name --eval_input_file), and made with the vocab of `trained_manifest` (the
+    training data's, `trained_on`) when both record one."""
     files = io.expand_file_patterns(eval_input_file, "--eval_input_file")
     manifest = _checked(files, max_seq_length, max_predictions_per_seq, vocab_size,
                         bert_config_file, "--eval_input_file")
+    held = (trained_manifest or {}).get("vocab", {}).get("sha256")
+    if manifest is not None and held and manifest["vocab"]["sha256"] != held:
+        raise ValueError(f"--eval_input_file was made with another vocab than {trained_on} "
+                         f"(sha256 {manifest['vocab']['sha256'][:12]}... vs {held[:12]}...): "
+                         f"its metrics would mean nothing")
     return files, manifest, masking_rules(files, manifest)
 
 

@@ -18,6 +18,7 @@ import dataclasses
 
 from bert_tf import cli
 from bert_tf.settings import Settings, setting
+from bert_tf.training.precision import SERVING_HELP, SERVING_POLICIES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +48,15 @@ class ExportConfig(Settings):
                                          "classifier, ids in otherwise); onnx: model.onnx, "
                                          "ids in.",
                           choices=("saved_model", "litert", "onnx"))
+    serving_precision: str = setting("float32", SERVING_HELP + " saved_model only: LiteRT "
+                                     "and ONNX models are float32 (and LiteRT's int8).",
+                                     choices=tuple(SERVING_POLICIES))
+
+    def check(self):
+        if self.serving_precision != "float32" and self.format != "saved_model":
+            return [f"--serving_precision={self.serving_precision} is for --format="
+                    f"saved_model; --format={self.format} writes float32 models"]
+        return []
 
 
 @cli.reports_errors("export")
@@ -59,7 +69,8 @@ def main(argv):
     files = run_dir.resolve(config.checkpoint, config.output_dir, config.bert_config_file,
                             config.vocab_file, config.do_lower_case)
     paths = export_run(files, config.export_dir, config.max_seq_length, config.model_name,
-                       config.version, config.overwrite, config.format)
+                       config.version, config.overwrite, config.format,
+                       config.serving_precision)
     for name, path in paths.items():
         print(f"{name}: {path}")
 

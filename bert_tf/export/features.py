@@ -69,6 +69,24 @@ def read_lines(path):
         raise ValueError(f"--input_file {path}: no such file") from None
 
 
+def check_paths(input_file, output_file):
+    """Refuses, before any work, an output that would overwrite the input or cannot be written
+    (a folder, a folder that is not there or not writable)."""
+    if io.same_file(input_file, output_file):
+        raise ValueError(f"--output_file {output_file} is --input_file: the features would "
+                         f"overwrite the text; name another file")
+    if tf.io.gfile.isdir(output_file):
+        raise ValueError(f"--output_file {output_file} is a folder; name a file in it")
+    probe = io.temp_name(output_file, "probe")
+    try:
+        with tf.io.gfile.GFile(probe, "w") as f:
+            f.write("")
+    except (tf.errors.OpError, OSError) as e:
+        raise ValueError(f"--output_file {output_file}: cannot write there "
+                         f"({io.one_line(getattr(e, 'message', None) or e)})") from None
+    io.remove_quietly(probe)
+
+
 def _batches(lines, batch_size):
     batch = []
     for line in lines:
@@ -233,6 +251,7 @@ def extract(encoder, preprocessor, vocab, input_file, output_file, layers=(-1, -
                          f"{output_format!r}")
     if pooling not in POOLINGS:
         raise ValueError(f"--pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+    check_paths(input_file, output_file)
     layers = parse_layers(layers if isinstance(layers, str) else ",".join(map(str, layers)),
                           encoder.config.num_hidden_layers)
     @tf.function(input_signature=[{name: tf.TensorSpec([None, None], tf.int32, name=name)
@@ -253,6 +272,8 @@ def extract(encoder, preprocessor, vocab, input_file, output_file, layers=(-1, -
             inputs = _cut(_encode(preprocessor, batch), preprocessor.sequence_length)
             writer.write(tf.cast(outputs(inputs), tf.float32).numpy(), inputs)
         count = writer.count
+        if not count:
+            raise ValueError(f"--input_file {input_file}: no lines; nothing to extract")
         writer.close()
     except BaseException:
         writer.abort()

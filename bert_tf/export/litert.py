@@ -37,6 +37,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from bert_tf import io
+from bert_tf.console import held_stderr
 from bert_tf.export.classifier import classifier_outputs
 from bert_tf.export.serving import write_version
 from bert_tf.modeling import INPUT_NAMES
@@ -69,6 +70,9 @@ class LitePacker(tf.Module):
         self.cls_id, self.sep_id = vocab.cls_id, vocab.sep_id
 
     def __call__(self, texts):
+        # Texts of another batch size than the first are an error in this Reshape's prepare
+        # step: the trimmer's kernel would read past the shorter batch (a crash, or rows lost).
+        texts = [texts[0]] + [tf.reshape(text, tf.shape(texts[0])) for text in texts[1:]]
         segments = [self.tokenizer.tokenize(text) for text in texts]
         segments = tf_text.RoundRobinTrimmer(self.seq_length - 1 - len(segments)).trim(segments)
         length = self.seq_length
@@ -157,7 +161,8 @@ def convert(module, quantize=False) -> bytes:
     converter.allow_custom_ops = True  # tensorflow-text's; checked below
     if quantize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    flatbuffer = converter.convert()
+    with held_stderr():  # its narration (and the custom ops, checked here) only on failure
+        flatbuffer = converter.convert()
     other = sorted(set(custom_ops(flatbuffer)) - set(TEXT_OPS))
     if other:
         raise ValueError(f"the LiteRT model would need op(s) that neither LiteRT nor "
@@ -176,8 +181,9 @@ def custom_ops(flatbuffer) -> list:
 
 def interpreter(path_or_bytes, num_threads=None):
     """A LiteRT interpreter for one of these models, with tensorflow-text's kernels
-    registered; `interpreter(path).get_signature_runner()(text=np.array([...], object))`."""
-    from tensorflow.lite.python.interpreter import InterpreterWithCustomOps
+    registered; `interpreter(path).get_signature_runner()(text=np.array([...], object))`.
+    LiteRT's own (ai-edge-litert), which replaces TensorFlow's `tf.lite.Interpreter`."""
+    from ai_edge_litert.interpreter import InterpreterWithCustomOps
 
     content = path_or_bytes
     if not isinstance(content, bytes):
@@ -192,10 +198,7 @@ def export_litert(task, model, vocab, do_lower_case, seq_length, record, model_d
                   version=None, overwrite=False, log=print) -> str:
     """Writes model_dir/<version>/ (model.tflite, model_int8.tflite, litert.json, vocab.txt);
     returns its path."""
-    limit = task_encoder(model).config.max_position_embeddings
-    if seq_length > limit:
-        raise ValueError(f"--max_seq_length={seq_length} exceeds max_position_embeddings="
-                         f"{limit}")
+    task_encoder(model).config.check_sequence_length(seq_length)
     labels = record.get("labels", [])
     module = signature_for(task, model, vocab, do_lower_case, seq_length, labels,
                            bool(record.get("pair", False)))

@@ -21,9 +21,7 @@ from bert_tf.text.preprocessing import Preprocessor
 def export_all(pretrainer, vocab, do_lower_case, max_seq_length, export_dir, model_name="bert",
                version=None, overwrite=False):
     """Writes the three SavedModels; returns {name: path}."""
-    if max_seq_length > pretrainer.config.max_position_embeddings:
-        raise ValueError(f"--max_seq_length={max_seq_length} exceeds max_position_embeddings="
-                         f"{pretrainer.config.max_position_embeddings}")
+    pretrainer.config.check_sequence_length(max_seq_length)
     preprocessor = Preprocessor(vocab, do_lower_case, max_seq_length)
     preprocessor.trace_hub_api()  # tokenize and bert_pack_inputs, as TF Hub's preprocessors
     encoder = EncoderExport(pretrainer.encoder, vocab, do_lower_case)

@@ -6,6 +6,7 @@ finetuning harness (`python -m bert_tf.run_classifier` is its command line). The
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 import numpy as np
@@ -16,6 +17,8 @@ from bert_tf.finetuning.batching import batch_by_length
 from bert_tf.finetuning.labelled_files import Columns, InputFileError, label_ids, read_examples
 from bert_tf.modeling.heads import CLASSIFICATION, REGRESSION
 from bert_tf.settings import setting
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # === Data ===
@@ -211,10 +214,15 @@ class Classification:
         scores = []
         for example in examples:
             try:
-                scores.append(float(example.label))
+                score = float(example.label)
             except ValueError:
                 raise InputFileError(f"{path}:{example.line}: the score {example.label!r} is not "
                                      f"a number") from None
+            if not (math.isfinite(score) and abs(score) <= FLOAT32_MAX):
+                # float() takes "nan", "inf" and "1e999": a model trained on one is NaN.
+                raise InputFileError(f"{path}:{example.line}: the score {example.label!r} is not "
+                                     f"finite in float32; a regression score must be")
+            scores.append(score)
         return examples, np.array(scores, np.float32)
 
     def read(self, source, vocab, log):

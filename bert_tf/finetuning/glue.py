@@ -82,7 +82,8 @@ class GlueTask:
         keep = (lambda row: row.get(column) == language) if column else None  # noqa: E731
         examples = read_examples(path, "tsv", split.columns, require_label=require_label,
                                  header=split.header, index_column=split.index_column, keep=keep,
-                                 skip_malformed=self.skip_malformed, log=log)
+                                 skip_malformed=self.skip_malformed, log=log,
+                                 kept=f"with {column} {language!r} (--language)")
         if self.label_map and require_label:
             mapping = dict(self.label_map)
             examples = [e._replace(label=mapping.get(e.label, e.label)) for e in examples]

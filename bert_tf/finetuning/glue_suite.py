@@ -8,7 +8,8 @@ dev scores with the GLUE average, and the submission files in one folder
     output_dir/results.md, results.json
 
 A task whose run has finished (its export is written) is not run again, so a killed suite
-resumes where it stopped. AX (GLUE's diagnostic set) is predicted by the best MNLI run.
+resumes where it stopped; a finished run made with other settings is refused, not reported as
+this command's. AX (GLUE's diagnostic set) is predicted by the best MNLI run.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import time
 
 import tensorflow as tf
 
-from bert_tf import io
+from bert_tf import io, run_dir
 from bert_tf.finetuning import glue
 from bert_tf.finetuning.classification import ClassificationConfig, run
 from bert_tf.finetuning.harness import FinetuningConfig, distribute
 from bert_tf.finetuning.progress import format_seconds
+from bert_tf.finetuning.resume import changed_settings, job_settings
 from bert_tf.settings import flat_dict, setting
 from bert_tf.training import strategy as strategies
 
@@ -86,9 +88,22 @@ def _task_config(config: GlueSuiteConfig, task, output_dir, **changes):
     return ClassificationConfig(**values)
 
 
-def _finished(output_dir):
-    return tf.io.gfile.exists(os.path.join(output_dir, "eval_results.json")) and \
-        tf.io.gfile.exists(os.path.join(output_dir, "export"))
+def _finished(task_config: ClassificationConfig) -> bool:
+    """Whether the run of `task_config` has finished before (its export and eval results are
+    written). One made with other settings is refused: its results would be reported as this
+    command's."""
+    output_dir = task_config.output_dir
+    if not (tf.io.gfile.exists(os.path.join(output_dir, "eval_results.json"))
+            and tf.io.gfile.exists(os.path.join(output_dir, "export"))):
+        return False
+    changed = changed_settings(run_dir.read_record(output_dir).get("flags", {}),
+                               job_settings(task_config))
+    if changed:
+        raise ValueError(
+            f"--output_dir: {output_dir} holds a finished run made with other settings "
+            f"({', '.join(changed)}); its results are not this command's. Nothing was changed: "
+            f"use another --output_dir, or remove {output_dir} to run it again")
+    return True
 
 
 def run_suite(config: GlueSuiteConfig, log=print):
@@ -114,8 +129,9 @@ def _run_tasks(config: GlueSuiteConfig, tasks, log):
         runs = {}
         for rate in config.rates():
             output_dir = os.path.join(config.output_dir, task, f"lr_{rate:g}")
-            if not _finished(output_dir):
-                run(_task_config(config, task, output_dir, learning_rate=rate),
+            task_config = _task_config(config, task, output_dir, learning_rate=rate)
+            if not _finished(task_config):
+                run(task_config,
                     log=lambda line, prefix=f"[{task} lr={rate:g}] ": log(prefix + line))
             runs[rate] = (output_dir, io.read_json(os.path.join(output_dir, "eval_results.json")))
         rate, (best_dir, results) = max(runs.items(), key=lambda item: item[1][1]["score"])

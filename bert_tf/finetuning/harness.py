@@ -18,6 +18,7 @@ TensorBoard events, so it can be exported again, converted, or used as `--init_c
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -27,9 +28,11 @@ from typing import Any, Protocol
 import keras
 
 from bert_tf import io, locks, run_dir
+from bert_tf.config import BertConfig
 from bert_tf.finetuning.progress import Progress, format_metrics
 from bert_tf.finetuning.resume import Backup
 from bert_tf.settings import Settings, flat_dict, setting
+from bert_tf.training import precision as precision_lib
 from bert_tf.training import strategy as strategies
 
 
@@ -75,6 +78,8 @@ class FinetuningConfig(EncoderSettings):
                                            "AVX512_BF16), else float32.",
                                    choices=("auto", "float32", "mixed_float16",
                                             "mixed_bfloat16"))
+    serving_precision: str = setting("float32", precision_lib.SERVING_HELP,
+                                     choices=tuple(precision_lib.SERVING_POLICIES))
     early_stopping_patience: int = setting(0, "Stop after this many epochs without a better "
                                               "eval score; 0: off.", minimum=0)
     keep_best: bool = setting(True, "Evaluate after every epoch and keep (save, evaluate, "
@@ -151,6 +156,7 @@ def _run(config: FinetuningConfig, task: Task, strategy, chosen, log):
     backup = Backup(config, log)  # a changed command is refused before anything is written
     source = encoder_source(config)
     vocab = source_vocab(source, config.allow_case_mismatch)
+    source.check_sequence_length(config.max_seq_length)
     tf.io.gfile.makedirs(config.output_dir)
     keras.utils.set_random_seed(config.random_seed)
     precision = set_precision(config, strategy, log)
@@ -199,8 +205,10 @@ def _run(config: FinetuningConfig, task: Task, strategy, chosen, log):
     exported = None
     if chief:  # the chief predicts and exports; the other workers wait for it
         timed(log, "prediction", lambda: task.predict(model, log))
-        exported = export_task(task.name, model, vocab, source.do_lower_case,
-                               config.max_seq_length, record,
+        exported = export_task(task.name, serving_model(model, task.name, data.labels,
+                                                        precision.policy,
+                                                        config.serving_precision, log),
+                               vocab, source.do_lower_case, config.max_seq_length, record,
                                os.path.join(config.output_dir, "export", config.model_name))
         log(f"exported: {exported}")
     strategies.wait_for_all(strategy)
@@ -230,6 +238,11 @@ class EncoderSource:
     saved_model: str | None = None  # or an encoder export
     recorded_lower_case: bool | None = None  # what the source records, when it does
     recorded_by: str = ""  # which source that is, for messages
+    bert_config: Any = None  # the encoder's BertConfig
+
+    def check_sequence_length(self, seq_length, flag="--max_seq_length"):
+        """Refuses a length the encoder's position embeddings cannot hold, before any work."""
+        self.bert_config.check_sequence_length(seq_length, flag)
 
 
 def encoder_source(config: EncoderSettings) -> EncoderSource:
@@ -248,17 +261,25 @@ def encoder_source(config: EncoderSettings) -> EncoderSource:
         vocab_file, lower = files.vocab_file, files.do_lower_case
         recorded = files.record.get("do_lower_case")
         recorded_by = f"the run of --init_checkpoint {checkpoint}"
+        bert_config = BertConfig.from_json_file(files.bert_config_file)
     else:
         files = None
         if not tf.io.gfile.exists(os.path.join(saved_model, "saved_model.pb")):
             raise ValueError(f"--encoder_saved_model {saved_model}: no SavedModel there")
         vocab_file = config.vocab_file or os.path.join(saved_model, "assets", "vocab.txt")
-        recorded = bool(tf.saved_model.load(saved_model).do_lower_case.numpy())
+        loaded = tf.saved_model.load(saved_model)
+        if not hasattr(loaded, "bert_config"):
+            raise ValueError(f"--encoder_saved_model {saved_model}: not a bert_tf encoder "
+                             f"export (no bert_config)")
+        recorded = bool(loaded.do_lower_case.numpy())
+        bert_config = BertConfig.from_dict(json.loads(loaded.bert_config.numpy().decode()),
+                                           source=saved_model)
         recorded_by = f"--encoder_saved_model {saved_model}"
         lower = recorded if config.do_lower_case is None else config.do_lower_case
     if lower is None:
         raise ValueError("--do_lower_case is needed: the encoder source does not record it")
-    return EncoderSource(vocab_file, bool(lower), files, saved_model, recorded, recorded_by)
+    return EncoderSource(vocab_file, bool(lower), files, saved_model, recorded, recorded_by,
+                         bert_config)
 
 
 def source_vocab(source: EncoderSource, allow_case_mismatch=False):
@@ -324,8 +345,6 @@ def set_precision(config: FinetuningConfig, strategy=None, log=print):
     """Resolves --mixed_precision (auto: for the devices fit() trains on: a TPU of `strategy`,
     else the GPUs or the CPU), sets it as Keras's global dtype policy, logs it; returns the
     `Precision` (policy and reason) for the records."""
-    from bert_tf.training import precision as precision_lib
-
     precision = precision_lib.resolve(config.mixed_precision, strategy,
                                       devices=precision_lib.training_devices())
     keras.mixed_precision.set_global_policy(precision.policy)
@@ -502,28 +521,32 @@ def predict(model, batches, pad_to=None):
             return array
         return np.pad(array, [(0, 0), (0, pad_to - array.shape[1])] + [(0, 0)] * (array.ndim - 2))
 
-    step = _prediction_step(model)
     outputs = []
     for batch in batches:
         inputs = batch[0] if isinstance(batch, tuple) else batch
+        step = _prediction_step(model, inputs)
         outputs.append(tf.nest.map_structure(lambda x: padded(np.asarray(x)), step(inputs)))
     if not outputs:
         raise ValueError("nothing to predict: no examples")
     return tf.nest.map_structure(lambda *parts: np.concatenate(parts), *outputs)
 
 
-_PREDICTION_STEPS = weakref.WeakKeyDictionary()  # model -> its tf.function, traced once per shape
+_PREDICTION_STEPS = weakref.WeakKeyDictionary()  # model -> its tf.function, traced once
 
 
-def _prediction_step(model):
+def _prediction_step(model, inputs):
+    """The model's prediction tf.function, traced once for batches of any size and length
+    (length buckets would otherwise retrace it, and TensorFlow warns of each)."""
     import tensorflow as tf
 
     if model not in _PREDICTION_STEPS:
         strategy = model.distribute_strategy
+        signature = tf.nest.map_structure(
+            lambda x: tf.TensorSpec([None] * len(x.shape), x.dtype), inputs)
 
-        @tf.function(reduce_retracing=True)
-        def step(inputs):
-            outputs = strategy.run(lambda x: model(x, training=False), args=(inputs,))
+        @tf.function(input_signature=[signature])
+        def step(batch):
+            outputs = strategy.run(lambda x: model(x, training=False), args=(batch,))
             return tf.nest.map_structure(lambda x: strategy.experimental_local_results(x)[0],
                                          outputs)
         _PREDICTION_STEPS[model] = step
@@ -531,6 +554,23 @@ def _prediction_step(model):
 
 
 # === The run's files ===
+
+def serving_model(model, task, labels, trained_policy, serving_precision, log=print):
+    """The model to export: `model` when it trained in the policy of `serving_precision`,
+    else the same weights in a model built in that policy (a run trained in mixed_bfloat16
+    serves in float32 unless asked otherwise)."""
+    from bert_tf.modeling import task_encoder
+
+    policy = precision_lib.SERVING_POLICIES[serving_precision]
+    if policy == trained_policy:
+        return model
+    with precision_lib.global_policy(policy):
+        copy = run_dir.build_model(task_encoder(model).config, task, labels)
+    copy.set_weights(model.get_weights())
+    log(f"serving precision: {serving_precision} (trained in {trained_policy}; "
+        f"--serving_precision)")
+    return copy
+
 
 def save_run(model, bert_config, source: EncoderSource, output_dir, **record):
     """The finetuned model as a run directory (ckpt-0 of the whole model, bert_config.json,

@@ -35,10 +35,12 @@ class Example(NamedTuple):
 
 
 def read_examples(path, input_format, columns: Columns, require_label=True, header=None,
-                  index_column=None, keep=None, skip_malformed=False, log=print) -> list:
+                  index_column=None, keep=None, skip_malformed=False, log=print,
+                  kept="") -> list:
     """The examples of a tsv/csv (with a header row) or jsonl file. `header`: the column names
     of a tsv/csv file without a header row; `index_column`: a column whose value becomes each
-    example's `index`; `keep(row)`: which rows ({column: value}) to take; `skip_malformed`:
+    example's `index`; `keep(row)`: which rows ({column: value}) to take (`kept` says which,
+    for the message when none is); `skip_malformed`:
     rows with another number of fields than the header are skipped with one warning (some
     distributed corpora have a few), not refused."""
     try:
@@ -47,7 +49,7 @@ def read_examples(path, input_format, columns: Columns, require_label=True, head
     except tf.errors.NotFoundError:
         raise InputFileError(f"{path}: no such file") from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a byte-order mark (Windows' editors write one) goes
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
         raise InputFileError(f"{path}:{line}: not valid UTF-8 ({e.reason})") from None
@@ -111,7 +113,7 @@ def read_examples(path, input_format, columns: Columns, require_label=True, head
                                 str(label).strip() if label is not None else None, number,
                                 str(row[index_column]) if index_column else None))
     if not examples:
-        raise InputFileError(f"{path}: no examples")
+        raise InputFileError(f"{path}: no examples" + (f" {kept}" if kept and rows else ""))
     return examples
 
 

@@ -29,8 +29,22 @@ BACKUP_DIR = "backup"
 SETTINGS_FILE = "settings.json"
 EPOCHS_FILE = "epochs.json"
 KERAS_METADATA = "training_metadata.json"  # BackupAndRestore's: {"epoch": epochs done, ...}
-# Flags a restart may change: they change what is printed, not what is trained.
-MAY_CHANGE = ("log_steps", "profile_steps")
+# Flags a restart may change: they change what is printed, not what is trained, or (the
+# output folder) where the job is: a run directory copied or moved is still the same job.
+MAY_CHANGE = ("log_steps", "profile_steps", "output_dir")
+
+
+def job_settings(config) -> dict:
+    """The flags that make a job what it is, as a JSON file holds them."""
+    return json.loads(json.dumps(
+        {k: v for k, v in flat_dict(config).items() if k not in MAY_CHANGE}))
+
+
+def changed_settings(held: dict, settings: dict) -> list:
+    """["--flag=old -> new", ...]: where `settings` (job_settings) differ from `held`."""
+    held = {k: v for k, v in held.items() if k not in MAY_CHANGE}
+    return [f"--{name}={held.get(name)!r} -> {settings.get(name)!r}"
+            for name in sorted(set(held) | set(settings)) if held.get(name) != settings.get(name)]
 
 
 class Backup:
@@ -40,8 +54,7 @@ class Backup:
     def __init__(self, config, log=print):
         self.directory = os.path.join(config.output_dir, BACKUP_DIR)
         self.evaluation = None  # an EpochEvaluation, whose state is kept too (`keep`)
-        self.settings = json.loads(json.dumps(  # as settings.json will hold them
-            {k: v for k, v in flat_dict(config).items() if k not in MAY_CHANGE}))
+        self.settings = job_settings(config)
         self.epochs = []  # [{"epoch": n, "logs": {...}}] of the finished epochs
         self.done = done = self.epochs_done()  # None: no backup
         if done is None:
@@ -68,9 +81,8 @@ class Backup:
 
     def check_settings(self, output_dir):
         path = os.path.join(self.directory, SETTINGS_FILE)
-        held = io.read_json(path) if tf.io.gfile.exists(path) else {}
-        changed = [f"--{name}={held.get(name)!r} -> {value!r}"
-                   for name, value in self.settings.items() if held.get(name) != value]
+        changed = changed_settings(io.read_json(path) if tf.io.gfile.exists(path) else {},
+                                   self.settings)
         if changed:
             raise ValueError(
                 f"--output_dir {output_dir} holds an unfinished job made with other settings "

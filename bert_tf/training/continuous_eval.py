@@ -37,19 +37,19 @@ from bert_tf.training.summaries import TrainingLog, format_metrics
 STATE_FILE = "continuous_eval.json"
 # What the sidecar takes from the run it follows: the model's inputs and the data stream's
 # settings (the eval batches depend on them) and where the run ends.
+# (num_warmup_steps only so that the run's own schedule passes the settings' checks.)
 FROM_THE_RUN = ("max_seq_length", "max_predictions_per_seq", "pack_sequences",
                 "max_sequences_per_row", "max_predictions_per_row", "random_seed",
-                "eval_batch_size", "max_eval_steps", "mixed_precision", "num_train_steps")
+                "eval_batch_size", "max_eval_steps", "mixed_precision", "num_train_steps",
+                "num_warmup_steps")
 
 
 def checkpoint_steps(output_dir) -> dict:
     """{step: checkpoint prefix} of the run's checkpoints, as its `checkpoint` file lists them."""
     state = tf.train.get_checkpoint_state(output_dir)
-    paths = list(state.all_model_checkpoint_paths) if state else []
+    paths = list(state.all_model_checkpoint_paths) if state else []  # joined to output_dir
     steps = {}
     for path in paths:
-        if not os.path.isabs(path) and "://" not in path:
-            path = os.path.join(output_dir, path)
         try:
             steps[int(path.rsplit("-", 1)[1])] = path
         except (IndexError, ValueError):
@@ -94,7 +94,9 @@ def continuous_eval(config: PretrainingConfig, log=print, poll_secs=10.0):
     run.validate(strategy.num_replicas_in_sync)
     eval_files, _, eval_masking = open_eval_data(
         eval_input, run.max_seq_length, run.max_predictions_per_seq, bert_config.vocab_size,
-        os.path.join(output_dir, run_dir.CONFIG_FILE))
+        os.path.join(output_dir, run_dir.CONFIG_FILE),
+        run_dir.read_record(output_dir).get("data_manifest"),
+        f"the run's training data ({os.path.join(output_dir, run_dir.RUN_CONFIG_FILE)})")
     data = PretrainingData([], None, None, eval_files, eval_masking)  # evaluation only
     precision = precision_lib.resolve(run.mixed_precision, strategy)
     log(f"precision: {precision.policy} ({precision.reason})")
@@ -114,6 +116,13 @@ def continuous_eval(config: PretrainingConfig, log=print, poll_secs=10.0):
                            f"--mode=continuous_eval --output_dir {output_dir}"):
         state = (io.read_json(state_file) if tf.io.gfile.exists(state_file)
                  else {"evaluated": [], "skipped": []})
+        present = checkpoint_steps(output_dir)
+        again = sorted(s for s in state["skipped"]
+                       if s in present and s > max(state["evaluated"], default=0))
+        if again:  # skipped, but there after all (a sidecar that looked in the wrong place)
+            state["skipped"] = [s for s in state["skipped"] if s not in again]
+            log(f"checkpoint(s) of step(s) {', '.join(map(str, again))} were skipped before "
+                f"but are there: evaluating them")
         last_done = max(state["evaluated"] + state["skipped"], default=0)
         if last_done:
             log(f"going on after step {last_done} ({state_file})")
@@ -130,6 +139,9 @@ def continuous_eval(config: PretrainingConfig, log=print, poll_secs=10.0):
                 poll_secs, log)
             for step, path in sorted(pending.items()):
                 try:
+                    if not tf.io.gfile.exists(path + ".index"):  # (a failed read would log
+                        raise tf.errors.NotFoundError(None, None,  # every unread variable)
+                                                      f"{path}.index: no such file")
                     reader.read(path).expect_partial()
                 except (tf.errors.NotFoundError, tf.errors.DataLossError) as e:
                     log(f"{path} was deleted before it could be evaluated (the run's "

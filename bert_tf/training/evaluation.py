@@ -12,6 +12,8 @@ evaluation). It lies outside the training checkpoints' directory listing: max_to
 deletes it.
 """
 
+import json
+import math
 import os
 
 import tensorflow as tf
@@ -77,9 +79,27 @@ def lower_is_better(metric) -> bool:
 
 
 def read_best(output_dir):
-    """`<output_dir>/best/info.json`, or None when the run has no best checkpoint yet."""
+    """`<output_dir>/best/info.json`, or None when the run has no best checkpoint yet; a file
+    that is not what BestCheckpoint writes is an error naming it (read when the run starts,
+    not at its first evaluation)."""
     path = os.path.join(output_dir, BEST_DIR, BEST_INFO)
-    return io.read_json(path) if tf.io.gfile.exists(path) else None
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        info = io.read_json(path)
+    except json.JSONDecodeError as e:
+        info, problem = None, f"not valid JSON ({e.msg}, line {e.lineno})"
+    else:
+        problem = None
+    if problem is None and not (isinstance(info, dict) and isinstance(info.get("metric"), str)
+                                and isinstance(info.get("value"), (int, float))
+                                and not isinstance(info.get("value"), bool)
+                                and math.isfinite(info["value"])):
+        problem = 'expected {"metric": NAME, "value": NUMBER, ...}'
+    if problem:
+        raise ValueError(f"{path}: {problem}; it records the best checkpoint so far. Move "
+                         f"{os.path.dirname(path)} away to start the best anew")
+    return info
 
 
 class BestCheckpoint:

@@ -14,9 +14,7 @@ def summarize(config, batch_size, seq_length, predictions, dtype="float32", seed
     from bert_tf.modeling import build_pretrainer
     from bert_tf.modeling.objective import pretraining_losses
 
-    if seq_length > config.max_position_embeddings:
-        raise ValueError(f"--max_seq_length={seq_length} exceeds max_position_embeddings="
-                         f"{config.max_position_embeddings} of the config")
+    config.check_sequence_length(seq_length)
     if not 0 < predictions <= seq_length:
         raise ValueError(f"--max_predictions_per_seq={predictions} must be in [1, "
                          f"--max_seq_length={seq_length}]")

@@ -12,11 +12,21 @@ bfloat16 where the hardware multiplies it natively, float32 elsewhere:
 An explicit policy (float32, mixed_float16, mixed_bfloat16) is kept as it is.
 """
 
+import contextlib
 from typing import NamedTuple
 
 import tensorflow as tf
 
 POLICIES = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+# --serving_precision: what an export computes in, whatever policy the run trained with.
+# float32 serves everywhere at full speed; bfloat16 only pays where the serving hardware
+# multiplies it natively (docs/export-and-serving.md#serving-precision); elsewhere it is
+# emulated.
+SERVING_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+SERVING_HELP = ("What the exported model computes in: float32 (any hardware), or bfloat16 "
+                "(only for serving hosts that multiply bfloat16 natively: CPUs with AMX or "
+                "AVX512_BF16, GPUs of compute capability 8.0+, TPUs), whatever "
+                "--mixed_precision the run trained with.")
 CPU_BF16_FLAGS = {"amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512_BF16"}
 
 
@@ -83,3 +93,17 @@ def _cpu_flags():
     except OSError:
         pass
     return set()
+
+
+@contextlib.contextmanager
+def global_policy(name):
+    """Keras's global dtype policy set to `name` inside the block (models built there compute
+    in it), restored after."""
+    import keras
+
+    before = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)

@@ -184,7 +184,7 @@ class PretrainingConfig(TrainOptions):
                             f"smaller than --max_predictions_per_seq="
                             f"{self.max_predictions_per_seq}: a packed row must hold the "
                             f"masked positions of at least one sequence")
-        if self.tf_data_service and not self.tf_data_service.startswith("grpc://"):
+        if self.tf_data_service and not strategies.grpc_address(self.tf_data_service):
             problems.append(f"--tf_data_service={self.tf_data_service}: expected "
                             f"grpc://HOST:PORT, the address of a tf.data service dispatcher")
         if (self.num_warmup_steps is not None and self.num_train_steps is not None
@@ -239,6 +239,12 @@ def run(config: PretrainingConfig, log=print):
     strategy, chosen = strategies.start(config.distribution_strategy, config.tpu,
                                         config.worker_wait_secs, log)
     config.validate(strategy.num_replicas_in_sync)
+    if config.tf_data_service:  # before the run directory: the service's client would wait
+        problem = strategies.unanswered(*strategies.grpc_address(config.tf_data_service))
+        if problem:
+            raise ValueError(f"--tf_data_service={config.tf_data_service}: {problem}. Start "
+                             f"the dispatcher first (bert_tf.data.service), or drop the flag "
+                             f"to read the data here")
     recipe = config.recipe_record()
     if recipe["filled"]:
         log(f"hyper-parameters not given, from the {recipe['name']} recipe: "
@@ -272,9 +278,7 @@ def _run(strategy, config: PretrainingConfig, log, record):
     if data.masking:
         log(f"dynamic masking: masked_lm_prob={data.masking.masked_lm_prob}, whole words: "
             f"{data.masking.do_whole_word_mask}, new masks every time an example is read")
-    if config.max_seq_length > bert_config.max_position_embeddings:
-        raise ValueError(f"--max_seq_length={config.max_seq_length} exceeds "
-                         f"max_position_embeddings={bert_config.max_position_embeddings}")
+    bert_config.check_sequence_length(config.max_seq_length)
     if bert_config.type_vocab_size < 2:
         raise ValueError(f"--bert_config_file {config.bert_config_file}: type_vocab_size="
                          f"{bert_config.type_vocab_size}, but pretraining pairs two segments "
@@ -303,6 +307,7 @@ def _run(strategy, config: PretrainingConfig, log, record):
         raise ValueError(f"--output_dir {output_dir}: its checkpoint does not fit the model of "
                          f"--bert_config_file {config.bert_config_file}: "
                          f"{io.one_line(e.message)}") from None
+    best = best_checkpoint(config, pretrainer, strategy) if config.do_eval else None
     # The run directory's files only now, when every check of this (re)start has passed: a
     # refused resume leaves the run as it was.
     try:
@@ -318,11 +323,10 @@ def _run(strategy, config: PretrainingConfig, log, record):
         return make_distributed_dataset(strategy, config, data, input_files, batch_size,
                                         trainer.step if training else None, log)
 
-    evaluation = best = None
+    evaluation = None
     if config.do_eval:
         evaluation = (distributed_dataset(data.eval_files, config.eval_batch_size,
                                           training=False), config.max_eval_steps)
-        best = best_checkpoint(config, pretrainer, strategy)
     try:
         metrics = trainer.train(distributed_dataset(data.files, config.train_batch_size),
                                 summary_dir=output_dir, log=log,

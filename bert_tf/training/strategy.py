@@ -185,6 +185,29 @@ class TPUUnavailableError(OSError):
     """No TPU at what --tpu names; the message says what was tried."""
 
 
+def grpc_address(url, default_port=None):
+    """(host, port) of a grpc://HOST:PORT address, or None when `url` is not one."""
+    if not str(url).startswith("grpc://"):
+        return None
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port or default_port
+    except ValueError:  # not a number, or out of range
+        return None
+    return (parts.hostname, port) if parts.hostname and port else None
+
+
+def unanswered(host, port, timeout=10) -> str | None:
+    """Why nothing answers at host:port (a TCP connection), or None when something does:
+    TensorFlow's gRPC clients (a TPU's, a tf.data service's) retry an address that never
+    answers without end or a word."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        return f"nothing answers at {host}:{port} ({e})"
+    return None
+
+
 def tpu_strategy(tpu):
     """TPUStrategy for `tpu`: "local" (this Cloud TPU VM), a TPU name (looked up through the GCE
     metadata server) or a grpc://host:port address (checked to answer first: TensorFlow would
@@ -196,12 +219,11 @@ def tpu_strategy(tpu):
             f"pip install 'bert-tf[tpu]' (or -r requirements-tpu.txt); on the TPU VM itself, "
             f"--tpu=local needs neither")
     if tpu.startswith("grpc://") and "," not in tpu:
-        address = urllib.parse.urlsplit(tpu)
-        try:
-            socket.create_connection((address.hostname, address.port or 8470), timeout=10).close()
-        except OSError as e:
-            raise TPUUnavailableError(f"--tpu={tpu}: nothing answers at {address.hostname}:"
-                                      f"{address.port or 8470} ({e})") from None
+        address = grpc_address(tpu, default_port=8470)
+        problem = (unanswered(*address) if address
+                   else "expected grpc://HOST:PORT, the TPU's address")
+        if problem:
+            raise TPUUnavailableError(f"--tpu={tpu}: {problem}")
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
         tf.config.experimental_connect_to_cluster(resolver)

@@ -3,6 +3,7 @@ BertTokenizer) with our outputs, and what keras-hub saves converts to bert_tf wi
 
 import dataclasses
 import json
+import shutil
 import sys
 
 import keras
@@ -243,3 +244,47 @@ def test_what_keras_hub_cannot_hold_is_refused(runs, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="pip install keras-hub"):
         convert("bert_tf", str(runs["pretrained"]), "keras_hub", str(tmp_path / "out"),
                 log=quiet)
+
+
+def test_a_damaged_or_partial_preset_is_named_not_converted_with_random_parts(runs, tmp_path):
+    """A task preset without task.weights.h5 converts as its backbone alone (keras-hub would
+    give a random head); damaged files, weights of another size than config.json says and
+    labels that cannot be a classifier's are errors naming the preset's file."""
+    preset = tmp_path / "classifier"
+    convert("bert_tf", str(runs["classifier"]), "keras_hub", str(preset), log=quiet)
+
+    def damaged(name, text=None, cut=None, base=preset):
+        copy = tmp_path / f"damaged_{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(base, copy)
+        if text is not None:
+            (copy / name).write_text(text)
+        elif cut is not None:
+            data = (copy / name).read_bytes()
+            (copy / name).write_bytes(data[:len(data) // cut])
+        else:
+            (copy / name).unlink()
+        return copy
+
+    headless = damaged("task.weights.h5")
+    report = convert("keras_hub", str(headless), "bert_tf", str(tmp_path / "out"), log=quiet)
+    assert report["task"] is None
+    assert any("no task.weights.h5" in s for s in report["skipped_examples"])
+    assert run_files.resolve(directory=str(tmp_path / "out")).record.get("task") is None
+    expected = encoder_outputs(runs["classifier"], runs["inputs"])
+    assert_close(encoder_outputs(tmp_path / "out", runs["inputs"]), expected,
+                 runs["inputs"]["input_mask"])
+
+    cases = [(damaged("task.json", cut=2), r"task.json: not valid JSON"),
+             (damaged("labels.json", cut=2), r"labels.json: not valid JSON"),
+             (damaged("labels.json", text='["x", "x", "y"]'), r"distinct, non-empty strings"),
+             (damaged("labels.json", text='[1, 2, 3]'), r"distinct, non-empty strings"),
+             (damaged("model.weights.h5", cut=3), r"model.weights.h5: not a readable weights"),
+             (damaged("task.weights.h5", cut=3), r"task.weights.h5: not a readable weights")]
+    config = json.loads((preset / "config.json").read_text())
+    config["config"]["vocabulary_size"] += 7
+    cases.append((damaged("config.json", text=json.dumps(config)),
+                  r"match its weights"))
+    for copy, message in cases:
+        with pytest.raises(ValueError, match=rf"--input .*{copy.name}.*{message}"):
+            convert("keras_hub", str(copy), "bert_tf", str(tmp_path / "refused"), log=quiet)
+        assert not (tmp_path / "refused").exists()

@@ -125,8 +125,15 @@ def test_bad_mixing_flags_are_named(corpora, tmp_path):
               "give a weight for each --corpus"),
              ({"corpus": (large, small), "corpus_weights": "large:1,small:-1"},
               "positive weights"),
-             ({"corpus": (large, f"empty:{tmp_path / 'empty.txt'}")}, "its files are empty")]
+             ({"corpus": (large, f"empty:{tmp_path / 'empty.txt'}")}, "its files are empty"),
+             ({"corpus": (large, f"blank:{tmp_path / 'blank.txt'}")}, "its files are empty"),
+             ({"corpus": (large, small), "corpus_weights": "large:1,small:inf"},
+              "positive weights .finite numbers."),
+             ({"corpus": (large, small), "corpus_weights": "large:1,small:1,large:2"},
+              "large is given twice"),
+             ({"corpus": (large, "a,b:" + small.split(":", 1)[1])}, "without '/', ':' or ','")]
     (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "blank.txt").write_text("\n \n\t\n" * 1000)
     for values, message in cases:
         with pytest.raises(ValueError, match=message):
             create_pretraining_data(DataCreationConfig(

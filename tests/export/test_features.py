@@ -145,6 +145,27 @@ def test_any_path_and_bad_input(source, tmp_path):
                                            "--init_checkpoint"):
         run(FeatureConfig(input_file=str(text), output_file=str(tmp_path / "y.jsonl"),
                           init_checkpoint=str(checkpoint), do_lower_case=False))
+    # refused before any work: its own input as output, a folder, more positions than the
+    # encoder has, an empty input
+    base = dict(input_file=str(text), init_checkpoint=str(checkpoint), max_seq_length=16,
+                layers="-1")
+    before = text.read_bytes()
+    for output, message in ((str(text), "is --input_file"),
+                            (f"{text.parent}/./{text.name}", "is --input_file"),
+                            (str(tmp_path), "is a folder"),
+                            (str(tmp_path / "missing" / "x.npz"), "cannot write there")):
+        with pytest.raises(ValueError, match=f"--output_file .*{message}"):
+            run(FeatureConfig(output_file=output, **base))
+    assert text.read_bytes() == before
+    with pytest.raises(ValueError, match="--max_seq_length=65 exceeds max_position_embeddings"):
+        run(FeatureConfig(output_file=str(tmp_path / "z.jsonl"), **{**base,
+                                                                     "max_seq_length": 65}))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="empty.txt: no lines"):
+        run(FeatureConfig(output_file=str(tmp_path / "e.npz"), output_format="npz",
+                          **{**base, "input_file": str(empty)}))
+    assert not list(tmp_path.glob("*e.npz*"))
 
 
 def test_the_command_line(source, tmp_path):

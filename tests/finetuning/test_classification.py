@@ -166,6 +166,8 @@ def test_bad_inputs(workspace, tmp_path):
     bad.write_bytes(b"text\tlabel\nok\tpos\nbro\xffken\tneg\n")
     with pytest.raises(labelled_files.InputFileError, match=r"bad.tsv:3: not valid UTF-8"):
         labelled_files.read_examples(str(bad), "tsv", columns)
+    bad.write_bytes("\ufefftext\tlabel\nok\tpos\n".encode())  # a byte-order mark: read
+    assert labelled_files.read_examples(str(bad), "tsv", columns)[0].label == "pos"
     bad.write_text("")
     with pytest.raises(labelled_files.InputFileError, match="bad.tsv: empty file"):
         labelled_files.read_examples(str(bad), "tsv", columns)
@@ -192,6 +194,58 @@ def test_bad_inputs(workspace, tmp_path):
         run(values(workspace, "single", tmp_path / "o", init_checkpoint=None))
     with pytest.raises(ValueError, match="got both"):
         run(values(workspace, "single", tmp_path / "o", encoder_saved_model=str(tmp_path)))
+
+
+@pytest.mark.parametrize("score", ["nan", "inf", "-Infinity", "1e999", "1e39"])
+def test_a_non_finite_regression_score_is_refused_before_training(workspace, tmp_path, score):
+    """float() reads these; trained on, the model and every metric become NaN."""
+    train = tmp_path / "train.tsv"
+    train.write_text(f"text\tlabel\na b\t1.5\nc d\t{score}\n")
+    with pytest.raises(labelled_files.InputFileError,
+                       match=rf"train.tsv:3: the score '{score}' is not finite in float32"):
+        run(values(workspace, "single", tmp_path / "o", train_file=str(train),
+                   eval_file=str(train), regression=True), log=lambda _: None)
+    assert not (tmp_path / "o" / "export").exists()
+
+
+def bfloat16_ops(export):
+    """Nodes of a SavedModel's graph (its functions included) that compute in bfloat16."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    saved.ParseFromString((export / "saved_model.pb").read_bytes())
+    graph = saved.meta_graphs[0].graph_def
+    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
+    return [n.op for n in nodes if any(v.type == tf.bfloat16.as_datatype_enum
+                                       for v in n.attr.values())]
+
+
+@pytest.mark.slow
+def test_a_run_trained_in_bfloat16_serves_in_float32_unless_asked(workspace, tmp_path):
+    """--mixed_precision=mixed_bfloat16 (what auto picks on AMX / AVX512_BF16 CPUs) trains in
+    bfloat16; the job's export computes in float32 with the same predictions;
+    --serving_precision=bfloat16 (export CLI) gives a bfloat16 graph."""
+    from bert_tf.export.runs import export_run
+
+    out = tmp_path / "bf16"
+    result = run(values(workspace, "single", out, mixed_precision="mixed_bfloat16",
+                        num_train_epochs=2), log=lambda _: None)
+    record = json.loads((out / "run_config.json").read_text())
+    assert record["precision"]["policy"] == "mixed_bfloat16"
+    export = glob.glob(str(out / "export" / "classifier" / "*"))[0]
+    assert bfloat16_ops(tmp_path / export) == []
+    texts = [line.split("\t")[0] for line in
+             (workspace / "single_dev.tsv").read_text().splitlines()[1:]]
+    served = tf.saved_model.load(export).signatures["serving_default"](text=tf.constant(texts))
+    keras.mixed_precision.set_global_policy("float32")
+    paths = export_run(run_dir.resolve(directory=str(out)), str(tmp_path / "exports"),
+                       serving_precision="bfloat16")
+    [path] = paths.values()
+    assert len(bfloat16_ops(tmp_path / path)) > 10
+    in_bf16 = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant(texts))
+    difference = np.abs(in_bf16["probabilities"].numpy() - served["probabilities"].numpy())
+    assert 0 < difference.max() < 0.05  # the same weights, bfloat16's rounding
+    assert result["accuracy"] > 0
 
 
 def test_only_a_newline_ends_a_record(tmp_path):

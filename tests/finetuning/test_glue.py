@@ -86,6 +86,9 @@ def test_glue_label_orders_and_xnli_languages(data):
     assert len(dev) == SIZES["dev"]  # only the German rows of the shared file
     with pytest.raises(InputFileError, match=r"multinli.train.fr.tsv.*--task_name=xnli"):
         glue.TASKS["xnli"].read_train(str(xnli_dir), language="fr")
+    with pytest.raises(InputFileError, match=r"xnli.dev.tsv: no examples with language 'xx' "
+                                             r"\(--language\)"):
+        glue.TASKS["xnli"].read_dev(str(xnli_dir), language="xx")
 
 
 def test_bad_glue_flags_are_named(data, tmp_path):
@@ -273,12 +276,15 @@ def test_a_finished_suite_resumes_and_the_sweep_keeps_each_tasks_best_rate(suite
     results = json.loads((faked / "eval_results.json").read_text())
     (faked / "eval_results.json").write_text(json.dumps({**results, "score": 1.5, "mcc": 1.5}))
     (faked / "CoLA.tsv").write_text("index\tprediction\n0\tfaked\n")
+    record = json.loads((faked / "run_config.json").read_text())
+    record["flags"]["learning_rate"] = 0.001  # as a run at that rate records it
+    (faked / "run_config.json").write_text(json.dumps(record))
     lines = []
-    resumed = run_suite(GlueSuiteConfig(
-        data_dir=str(glue_dir), output_dir=str(copy), tasks="cola,stsb",
-        learning_rates="0.002,0.001", init_checkpoint=str(pretrained), max_seq_length=32,
-        train_batch_size=16, num_train_epochs=1, mixed_precision="float32"),
-        log=lines.append)
+    settings = dict(data_dir=str(glue_dir), output_dir=str(copy), tasks="cola,stsb",
+                    learning_rates="0.002,0.001", init_checkpoint=str(pretrained),
+                    max_seq_length=32, train_batch_size=16, num_train_epochs=1,
+                    mixed_precision="float32")
+    resumed = run_suite(GlueSuiteConfig(**settings), log=lines.append)
     assert resumed["tasks"]["cola"]["learning_rate"] == 0.001
     assert resumed["tasks"]["cola"]["sweep"] == {"0.002": summary["tasks"]["cola"]["score"],
                                                  "0.001": 1.5}
@@ -287,6 +293,15 @@ def test_a_finished_suite_resumes_and_the_sweep_keeps_each_tasks_best_rate(suite
     assert any(line.startswith("[stsb lr=0.001]") for line in lines)
     stsb = resumed["tasks"]["stsb"]
     assert stsb["score"] == max(stsb["sweep"].values()) and len(stsb["sweep"]) == 2
+    # The same folder with other settings: refused before anything runs or is rewritten, not
+    # reported as this command's results.
+    before = {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()}
+    for change in (dict(max_seq_length=24), dict(num_train_epochs=2),
+                   dict(init_checkpoint=str(faked))):
+        with pytest.raises(ValueError, match=r"cola/lr_0.002 holds a finished run made with "
+                                             rf"other settings \(--{next(iter(change))}="):
+            run_suite(GlueSuiteConfig(**{**settings, **change}), log=lines.append)
+    assert {p: p.read_bytes() for p in copy.rglob("*") if p.is_file()} == before
 
 
 @pytest.mark.slow

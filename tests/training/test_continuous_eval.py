@@ -1,6 +1,7 @@
 """In-loop evaluation of each checkpoint, the sidecar evaluator (--mode=continuous_eval) and the
 best checkpoint (best/), on tiny runs."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ from bert_tf import run_dir
 from bert_tf.training import evaluation
 from bert_tf.training.continuous_eval import continuous_eval
 from bert_tf.training.pretraining import run
-from pretraining_fixtures import flag_values, make_tiny_data, tiny_config_file
+from pretraining_fixtures import flag_values, make_tiny_data, other_vocab_data, tiny_config_file
 
 STEPS = [10, 20, 30, 40]
 
@@ -39,7 +40,7 @@ def runs(tmp_path_factory):
     lines = []
     run(values(in_loop), log=lines.append)
     run(values(alone, do_eval=False))
-    return {"in_loop": in_loop, "alone": alone, "lines": lines, "values": values}
+    return {"in_loop": in_loop, "alone": alone, "lines": lines, "values": values, "data": data}
 
 
 def scalars(event_dir):
@@ -117,6 +118,37 @@ def test_the_sidecar_writes_the_in_loop_curves_through_a_deletion_and_a_kill(run
     assert tf.train.latest_checkpoint(str(out)).endswith("ckpt-40")
 
 
+def test_the_sidecar_follows_a_short_run_by_a_relative_path_with_its_own_vocab_only(
+        runs, tmp_path, monkeypatch):
+    """A sidecar given no schedule flags (its recipe's warmup is longer than the run) and a
+    relative --output_dir evaluates every checkpoint there (a state that skipped them as
+    missing is mended); eval data made with another vocab of the same size is refused, as
+    in-loop evaluation refuses it."""
+    run_copy = tmp_path / "runs" / "short"
+    shutil.copytree(runs["alone"], run_copy,
+                    ignore=shutil.ignore_patterns("eval", "best", "continuous_eval.json"))
+    present = sorted(int(p.name.split("-")[1].split(".")[0])
+                     for p in run_copy.glob("ckpt-*.index"))
+    # what a sidecar that joined the run's paths twice wrote: every checkpoint "skipped"
+    (run_copy / "continuous_eval.json").write_text(json.dumps(
+        {"evaluated": [], "skipped": STEPS}))
+    monkeypatch.chdir(tmp_path)
+    sidecar = runs["values"]("runs/short", mode="continuous_eval", eval_timeout_secs=5,
+                             num_train_steps=None, num_warmup_steps=None)
+    assert sidecar.num_warmup_steps > 40  # the recipe's own, longer than the run
+    other = other_vocab_data(runs["data"], tmp_path / "other_vocab")
+    with pytest.raises(ValueError, match=r"--eval_input_file was made with another vocab than "
+                                         r"the run's training data"):
+        continuous_eval(dataclasses.replace(sidecar, eval_input_file=other),
+                        log=lambda _: None, poll_secs=0.1)
+    lines = []
+    results = continuous_eval(sidecar, log=lines.append, poll_secs=0.1)
+    assert sorted(results) == present and present[-1] == 40, lines
+    assert not any("deleted before" in line for line in lines if "ckpt-20" not in line)
+    assert not any("WARNING" in line for line in lines)
+    assert [step for step, _ in scalars(run_copy / "eval")["masked_lm_accuracy"]] == present
+
+
 def test_the_sidecar_waits_and_gives_up_naming_what_it_waited_for(runs, tmp_path):
     sidecar = runs["values"](tmp_path, mode="continuous_eval", eval_timeout_secs=1)
     with pytest.raises(TimeoutError, match="run_config.json"):
@@ -150,6 +182,14 @@ def test_best_checkpoint_keeps_the_best_by_its_metric(tmp_path):
         evaluation.BestCheckpoint(str(tmp_path / "b"), "masked_lm_accuracy", model)
     with pytest.raises(ValueError, match="not one of the evaluation's metrics"):
         again.update(6, {"accuracy": 1.0})
+    # a damaged info.json: refused when the run starts, naming the file
+    info = tmp_path / "b" / "best" / "info.json"
+    whole = info.read_text()
+    for damaged in (whole[:len(whole) // 2], json.dumps({"metric": "loss"}),
+                    json.dumps({"metric": "loss", "value": "low"}), "[]"):
+        info.write_text(damaged)
+        with pytest.raises(ValueError, match=r"best/info.json: (not valid JSON|expected)"):
+            evaluation.BestCheckpoint(str(tmp_path / "b"), "loss", model)
 
 
 def test_export_and_init_checkpoint_take_the_best(runs):

@@ -62,5 +62,12 @@ def test_pretraining_trains_through_the_service(service, data, tmp_path):
 
 
 def test_the_service_address_is_checked(data, tmp_path):
-    with pytest.raises(ValueError, match="--tf_data_service=localhost:5050: expected grpc://"):
-        flag_values(data["glob"], data["config"], tmp_path, tf_data_service="localhost:5050")
+    for address in ("localhost:5050", "grpc://", "grpc://:5050", "grpc://host:port"):
+        with pytest.raises(ValueError, match=f"--tf_data_service={address}: expected grpc://"):
+            flag_values(data["glob"], data["config"], tmp_path, tf_data_service=address)
+    # nothing answers there: an error before the run directory is written, not a silent wait
+    for address in ("grpc://127.0.0.1:1", "grpc://no-such-host.invalid:5050"):
+        with pytest.raises(ValueError, match=f"--tf_data_service={address}: nothing answers"):
+            run(flag_values(data["glob"], data["config"], tmp_path / "run",
+                            tf_data_service=address), log=lambda _: None)
+        assert not (tmp_path / "run").exists()

@@ -21,7 +21,8 @@ from bert_tf.config import BertConfig
 from bert_tf.data.input_pipeline import DataMismatchError
 from bert_tf.training.pretraining import run
 from conftest import REPO_ROOT
-from pretraining_fixtures import flag_values, launch_workers, make_tiny_data, tiny_config_file
+from pretraining_fixtures import (flag_values, launch_workers, make_tiny_data, other_vocab_data,
+                                  tiny_config_file)
 
 TAGS = {"loss", "masked_lm_loss", "masked_lm_accuracy", "next_sentence_loss",
         "next_sentence_accuracy", "learning_rate", "examples_per_second", "gradient_norm",
@@ -265,23 +266,6 @@ def test_packed_rows_must_hold_one_sequence_s_predictions(data):
                                          "--max_predictions_per_seq=5"):
         flag_values(data["glob"], data["config"], "x", pack_sequences=True,
                     max_predictions_per_row=3)
-
-
-def other_vocab_data(data, directory):
-    """The tiny data set relabelled as made with another vocab of the same size (two tokens
-    swapped): a consistent data set whose ids mean other words."""
-    source = os.path.dirname(data["glob"])
-    directory.mkdir()
-    for shard in glob.glob(data["glob"]):
-        shutil.copy(shard, directory)
-    vocab = open(os.path.join(source, "tiny.vocab.txt")).read().split("\n")
-    vocab[500], vocab[501] = vocab[501], vocab[500]
-    (directory / "tiny.vocab.txt").write_text("\n".join(vocab))
-    from bert_tf.text.tokenization import load_vocab
-    manifest = json.loads(open(os.path.join(source, "tiny.manifest.json")).read())
-    manifest["vocab"]["sha256"] = load_vocab(str(directory / "tiny.vocab.txt")).sha256()
-    (directory / "tiny.manifest.json").write_text(json.dumps(manifest))
-    return str(directory / os.path.basename(data["glob"]))
 
 
 def snapshot(directory):
