@@ -282,7 +282,7 @@ def test_a_finished_suite_resumes_and_the_sweep_keeps_each_tasks_best_rate(suite
     lines = []
     settings = dict(data_dir=str(glue_dir), output_dir=str(copy), tasks="cola,stsb",
                     learning_rates="0.002,0.001", init_checkpoint=str(pretrained),
-                    max_seq_length=32, train_batch_size=16, num_train_epochs=1,
+                    max_seq_length=32, train_batch_size=16, num_train_epochs=8,
                     mixed_precision="float32")
     resumed = run_suite(GlueSuiteConfig(**settings), log=lines.append)
     assert resumed["tasks"]["cola"]["learning_rate"] == 0.001
