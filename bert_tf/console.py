@@ -83,12 +83,7 @@ def filter_stderr() -> bool:
     def restore():
         # Back to the real stderr; the filter then reads to the end of what was written and
         # exits. Waiting for it keeps its last lines before the shell's next prompt.
-        try:
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-        os.dup2(original, 2)
-        os.close(original)
+        _restore(original)
         try:
             filter_process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -123,6 +118,7 @@ def held_stderr():
 
 
 def _restore(original):
+    """File descriptor 2 back to `original` (a dup of it), Python's buffer flushed first."""
     try:
         sys.stderr.flush()
     except (OSError, ValueError):
