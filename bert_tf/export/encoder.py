@@ -53,12 +53,17 @@ def flat_encoder_outputs(outputs):
     return flat
 
 
+def export_config(loaded, path) -> BertConfig:
+    """The BertConfig a loaded encoder export carries; one without is named."""
+    if not hasattr(loaded, "bert_config"):
+        raise ValueError(f"{path}: not a bert_tf encoder export (no bert_config)")
+    return BertConfig.from_dict(json.loads(loaded.bert_config.numpy().decode()), source=path)
+
+
 def load_encoder_export(path):
     """(a Keras `BertEncoder` with the export's weights, its do_lower_case)."""
     loaded = tf.saved_model.load(path)
-    if not hasattr(loaded, "bert_config"):
-        raise ValueError(f"{path}: not a bert_tf encoder export (no bert_config)")
-    config = BertConfig.from_dict(json.loads(loaded.bert_config.numpy().decode()), source=path)
+    config = export_config(loaded, path)
     encoder = BertEncoder(config)
     if len(encoder.variables) != len(loaded.variables):
         raise ValueError(f"{path}: {len(loaded.variables)} variables, the config builds "

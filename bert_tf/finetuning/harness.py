@@ -18,7 +18,6 @@ TensorBoard events, so it can be exported again, converted, or used as `--init_c
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -267,13 +266,11 @@ def encoder_source(config: EncoderSettings) -> EncoderSource:
         if not tf.io.gfile.exists(os.path.join(saved_model, "saved_model.pb")):
             raise ValueError(f"--encoder_saved_model {saved_model}: no SavedModel there")
         vocab_file = config.vocab_file or os.path.join(saved_model, "assets", "vocab.txt")
+        from bert_tf.export.encoder import export_config
+
         loaded = tf.saved_model.load(saved_model)
-        if not hasattr(loaded, "bert_config"):
-            raise ValueError(f"--encoder_saved_model {saved_model}: not a bert_tf encoder "
-                             f"export (no bert_config)")
+        bert_config = export_config(loaded, f"--encoder_saved_model {saved_model}")
         recorded = bool(loaded.do_lower_case.numpy())
-        bert_config = BertConfig.from_dict(json.loads(loaded.bert_config.numpy().decode()),
-                                           source=saved_model)
         recorded_by = f"--encoder_saved_model {saved_model}"
         lower = recorded if config.do_lower_case is None else config.do_lower_case
     if lower is None:
