@@ -138,7 +138,7 @@ def checkpoint_reader(prefix):
 
 def build_model(config: BertConfig, task=None, labels=()):
     """The Keras model a run's checkpoint holds: the BertPretrainer (task None), or a finetuned
-    task's model (one of `modeling.heads.TASKS`, with its labels)."""
+    task's model (a name of `bert_tf.tasks.SPECS`, with its labels)."""
     from bert_tf.modeling import BertEncoder, build_pretrainer, build_task_model
 
     if task is None:

@@ -12,9 +12,9 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf import io, run_dir
-from bert_tf.checkpoints.names import (CLASSIFICATION, ENCODER, TAGGING, TASK_HEADS, Weights,
-                                       google_shapes, group, vocab_and_case)
+from bert_tf.checkpoints.names import ENCODER, Weights, google_shapes, group, vocab_and_case
 from bert_tf.config import BertConfig
+from bert_tf.tasks import with_google_head
 
 # google's modeling.py computes "gelu" with the tanh approximation; our "gelu" is exact.
 _GOOGLE_GELU = "gelu_new"
@@ -56,13 +56,11 @@ def read_google_tf1(path, bert_config_file=None, vocab_file=None, do_lower_case=
     reader = run_dir.checkpoint_reader(prefix)
     shapes = reader.get_variable_to_shape_map()
     names = sorted(shapes)
-    task, labels = None, []
-    for head_task, (head, _) in TASK_HEADS.items():  # run_classifier's, run_squad's, ...
-        if head + "weights" in shapes:
-            task = head_task
-    if task in (CLASSIFICATION, TAGGING):
+    spec = with_google_head(shapes)  # run_classifier's head, run_squad's, ...
+    task, labels = spec and spec.name, []
+    if spec and spec.labelled:
         labels_file = os.path.join(directory, "labels.json")
-        count = shapes[TASK_HEADS[task][0] + "weights"][0]
+        count = shapes[spec.google_head + "weights"][0]
         labels = (io.read_json(labels_file) if tf.io.gfile.exists(labels_file)
                   else [f"LABEL_{i}" for i in range(count)])
     expected = google_shapes(config, task, len(labels))

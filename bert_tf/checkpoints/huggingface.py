@@ -13,10 +13,11 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf import io
-from bert_tf.checkpoints.names import (CLASSIFICATION, HF_ALIASES, HF_TIED, POOLER, Weights,
+from bert_tf.checkpoints.names import (HF_ALIASES, HF_TIED, POOLER, Weights,
                                        config_from_huggingface, config_to_huggingface,
                                        google_shapes, group, huggingface_name,
                                        task_from_huggingface, vocab_and_case)
+from bert_tf.tasks import spec_for
 
 
 def _safetensors_files(directory):
@@ -121,7 +122,7 @@ def write_huggingface(tensors, config, vocab, do_lower_case, directory, task=Non
 
     arrays = {}
     for name, value in tensors.items():
-        if task not in (None, CLASSIFICATION) and group(name) == POOLER:
+        if not spec_for(task).pooled and group(name) == POOLER:
             continue
         hf, transposed = huggingface_name(name)
         arrays[hf] = np.ascontiguousarray(value.T if transposed else value)

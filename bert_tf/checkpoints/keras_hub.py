@@ -29,8 +29,9 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf import io
-from bert_tf.checkpoints.names import CLASSIFICATION, Weights, google_shapes, vocab_and_case
+from bert_tf.checkpoints.names import Weights, google_shapes, vocab_and_case
 from bert_tf.config import BertConfig, ConfigError
+from bert_tf.tasks import CLASSIFICATION, spec_for
 
 BACKBONE = "keras_hub>BertBackbone"
 CLASSIFIER = "keras_hub>BertTextClassifier"
@@ -97,7 +98,8 @@ def write_keras_hub(tensors, config, vocab_file, do_lower_case, directory, task=
     """A keras-hub preset of a pretrained model (BertBackbone and its tokenizer) or a classifier
     (BertTextClassifier with its preprocessor) in `directory`; returns notes for the report."""
     keras_hub = _keras_hub("--output_format")
-    if task not in (None, CLASSIFICATION):
+    holder = spec_for(task).keras_hub
+    if holder is None:
         raise ValueError(f"keras-hub has no BERT {task.replace('_', '-')} task to hold this "
                          f"model's head; convert it to huggingface, or convert the pretrained "
                          f"run it was finetuned from")
@@ -124,7 +126,7 @@ def write_keras_hub(tensors, config, vocab_file, do_lower_case, directory, task=
     local = tempfile.mkdtemp(prefix="bert_tf_keras_hub_")
     try:
         preset = os.path.join(local, "preset")
-        if task == CLASSIFICATION:
+        if holder == CLASSIFIER:
             preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
                 tokenizer, sequence_length=config.max_position_embeddings)
             classifier = keras_hub.models.BertTextClassifier(

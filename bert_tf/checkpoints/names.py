@@ -26,18 +26,13 @@ import re
 import numpy as np
 
 from bert_tf.config import BertConfig, ConfigError
-from bert_tf.modeling.heads import CLASSIFICATION, QUESTION_ANSWERING, TAGGING
+from bert_tf.tasks import SPECS, from_huggingface, spec_for
 
 # === google-research/bert names ===
 
 ENCODER, POOLER = "encoder", "pooler"
 MASKED_LM, NEXT_SENTENCE = "masked-LM head", "next-sentence head"
-# A finetuned task's head: (its weights' google name, its part's name). google-research/bert's
-# run_classifier names its head output_weights / output_bias at the top, its run_squad
-# cls/squad/; token classification (not in google's release) is named like run_squad's.
-TASK_HEADS = {CLASSIFICATION: ("output_", "classification head"),
-              QUESTION_ANSWERING: ("cls/squad/output_", "question-answering head"),
-              TAGGING: ("cls/token_classification/output_", "token-classification head")}
+# A finetuned task's head is named by its spec (bert_tf.tasks): google_head + weights / bias.
 
 
 def google_shapes(config: BertConfig, task=None, num_labels=0) -> dict[str, tuple]:
@@ -69,8 +64,9 @@ def google_shapes(config: BertConfig, task=None, num_labels=0) -> dict[str, tupl
                    "cls/seq_relationship/output_bias": (2,)})
     if task is not None:
         shapes = {n: s for n, s in shapes.items() if not n.startswith("cls/")}
-        outputs = 2 if task == QUESTION_ANSWERING else num_labels
-        head = TASK_HEADS[task][0]
+        spec = spec_for(task)
+        outputs = spec.google_outputs or num_labels
+        head = spec.google_head
         shapes.update({head + "weights": (outputs, H), head + "bias": (outputs,)})
     return shapes
 
@@ -81,9 +77,10 @@ def group(google_name: str) -> str:
                          ("cls/seq_relationship/", NEXT_SENTENCE)):
         if google_name.startswith(prefix):
             return part
-    for head, part in TASK_HEADS.values():
-        if google_name in (head + "weights", head + "bias"):
-            return part
+    for spec in SPECS.values():
+        if spec.google_head and google_name in (spec.google_head + "weights",
+                                                spec.google_head + "bias"):
+            return spec.google_part
     return ENCODER
 
 
@@ -107,7 +104,7 @@ class Weights:
     do_lower_case: bool | None = None
     notes: list = dataclasses.field(default_factory=list)
     source_names: dict = dataclasses.field(default_factory=dict)  # google name -> source's
-    task: str | None = None  # None: pretraining; else one of modeling.heads.TASKS
+    task: str | None = None  # None: pretraining; else a name of bert_tf.tasks.SPECS
     labels: list = dataclasses.field(default_factory=list)  # classes or tags, in id order
 
     def shapes(self):
@@ -254,36 +251,29 @@ def config_from_huggingface(values: dict, source: str) -> BertConfig:
     return BertConfig.from_dict({k: values[k] for k in fields if k in values}, source)
 
 
-# transformers' class for each of our models
-HF_ARCHITECTURES = {None: "BertForPreTraining", CLASSIFICATION: "BertForSequenceClassification",
-                    QUESTION_ANSWERING: "BertForQuestionAnswering",
-                    TAGGING: "BertForTokenClassification"}
-
-
 def task_from_huggingface(values: dict):
     """(task, labels) of a Hugging Face config.json: a finetuned sequence classification,
     question-answering or token classification model, else (None, []) for the pretrained
     model."""
-    architectures = values.get("architectures") or []
-    for task in (QUESTION_ANSWERING, CLASSIFICATION, TAGGING):
-        if HF_ARCHITECTURES[task] not in architectures:
-            continue
-        if task == QUESTION_ANSWERING:
-            return task, []
-        id2label = values.get("id2label") or {}
-        count = values.get("num_labels") or len(id2label)
-        return task, [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}")))
-                      for i in range(count)]
-    return None, []
+    spec = from_huggingface(values.get("architectures"))
+    if spec is None:
+        return None, []
+    if not spec.labelled:
+        return spec.name, []
+    id2label = values.get("id2label") or {}
+    count = values.get("num_labels") or len(id2label)
+    return spec.name, [str(id2label.get(str(i), id2label.get(i, f"LABEL_{i}")))
+                       for i in range(count)]
 
 
 def config_to_huggingface(config: BertConfig, pad_token_id: int, task=None, labels=()) -> dict:
     values = dataclasses.asdict(config)
-    values.update(architectures=[HF_ARCHITECTURES[task]], model_type="bert", dtype="float32",
+    spec = spec_for(task)
+    values.update(architectures=[spec.huggingface], model_type="bert", dtype="float32",
                   pad_token_id=pad_token_id, position_embedding_type="absolute",
                   is_decoder=False, add_cross_attention=False, tie_word_embeddings=True,
                   classifier_dropout=None, use_cache=True)
-    if task in (CLASSIFICATION, TAGGING):
+    if spec.labelled:
         values.update(id2label={str(i): label for i, label in enumerate(labels)},
                       label2id={label: i for i, label in enumerate(labels)})
     return values

@@ -10,7 +10,7 @@ import tensorflow as tf
 from bert_tf import run_dir
 from bert_tf.checkpoints.names import Weights, google_shapes, model_tensors, vocab_and_case
 from bert_tf.config import BertConfig
-from bert_tf.modeling.heads import REGRESSION
+from bert_tf.tasks import spec_for
 
 
 def read_bert_tf(path, bert_config_file=None, vocab_file=None, do_lower_case=None) -> Weights:
@@ -26,7 +26,7 @@ def read_bert_tf(path, bert_config_file=None, vocab_file=None, do_lower_case=Non
     vocab_file, do_lower_case = vocab_and_case(files.vocab_file, files.do_lower_case, notes,
                                                files.checkpoint)
     task, labels = files.record.get("task"), list(files.record.get("labels", []))
-    if task == REGRESSION:
+    if not spec_for(task).convertible:
         raise ValueError(f"--input {path}: a regression run (one score per text) has no google "
                          f"or Hugging Face counterpart here; export it for serving with python "
                          f"-m bert_tf.export")

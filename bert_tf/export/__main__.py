@@ -17,6 +17,7 @@ models instead (bert_tf/export/litert.py, onnx.py).
 import dataclasses
 
 from bert_tf import cli
+from bert_tf.export.runs import FORMATS
 from bert_tf.settings import Settings, setting
 from bert_tf.training.precision import SERVING_HELP, SERVING_POLICIES
 
@@ -47,13 +48,13 @@ class ExportConfig(Settings):
                                          "model_int8.tflite for LiteRT (text in for a "
                                          "classifier, ids in otherwise); onnx: model.onnx, "
                                          "ids in.",
-                          choices=("saved_model", "litert", "onnx"))
+                          choices=tuple(FORMATS))
     serving_precision: str = setting("float32", SERVING_HELP + " saved_model only: LiteRT "
                                      "and ONNX models are float32 (and LiteRT's int8).",
                                      choices=tuple(SERVING_POLICIES))
 
     def check(self):
-        if self.serving_precision != "float32" and self.format != "saved_model":
+        if self.serving_precision != "float32" and not FORMATS[self.format].bfloat16:
             return [f"--serving_precision={self.serving_precision} is for --format="
                     f"saved_model; --format={self.format} writes float32 models"]
         return []

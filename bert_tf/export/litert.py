@@ -41,17 +41,15 @@ from bert_tf.console import held_stderr
 from bert_tf.export.classifier import classifier_outputs
 from bert_tf.export.serving import write_version
 from bert_tf.modeling import INPUT_NAMES
-from bert_tf.modeling.heads import (CLASSIFICATION, QUESTION_ANSWERING, REGRESSION, TAGGING,
-                                    task_encoder)
+from bert_tf.modeling.heads import task_encoder
+from bert_tf.tasks import spec_for
 from bert_tf.text.tokenization import MAX_CHARS_PER_WORD, UNK
 
 FLOAT_FILE, INT8_FILE, MANIFEST = "model.tflite", "model_int8.tflite", "litert.json"
 # tensorflow-text's ops with LiteRT kernels that the text-in models use
 TEXT_OPS = ("FastBertNormalize", "FastWordpieceTokenizeWithOffsets", "TFText>RoundRobinTrim",
             "RaggedTensorToTensor")
-DEFAULT_NAMES = {None: "bert_encoder_litert", CLASSIFICATION: "classifier_litert",
-                 REGRESSION: "regressor_litert", QUESTION_ANSWERING: "squad_litert",
-                 TAGGING: "tagger_litert"}
+SUFFIX = "_litert"  # after the task's export name (bert_tf.tasks)
 
 
 class LitePacker(tf.Module):
@@ -122,9 +120,10 @@ def _ids_spec(seq_length):
 def signature_for(task, model, vocab, do_lower_case, seq_length, labels=(), pair=False):
     """The module to convert for a run's model: text in for classification and regression,
     ids in otherwise."""
-    if task in (CLASSIFICATION, REGRESSION):
+    spec = spec_for(task)
+    if spec.litert_text_in:
         packer = LitePacker(vocab, do_lower_case, seq_length, to_longest=True)
-        names = tf.constant(list(labels)) if task == CLASSIFICATION else None
+        names = tf.constant(list(labels)) if spec.labelled else None
 
         def serve(*texts):
             return classifier_outputs(model(packer(texts), training=False), names)

@@ -27,13 +27,10 @@ from bert_tf import io
 from bert_tf.export.litert import ids_in_function
 from bert_tf.export.serving import write_version
 from bert_tf.modeling import INPUT_NAMES
-from bert_tf.modeling.heads import CLASSIFICATION, QUESTION_ANSWERING, REGRESSION, TAGGING
 
 MODEL_FILE, MANIFEST = "model.onnx", "onnx.json"
 OPSET = 17  # ONNX Runtime 1.16 and later run it
-DEFAULT_NAMES = {None: "bert_encoder_onnx", CLASSIFICATION: "classifier_onnx",
-                 REGRESSION: "regressor_onnx", QUESTION_ANSWERING: "squad_onnx",
-                 TAGGING: "tagger_onnx"}
+SUFFIX = "_onnx"  # after the task's export name (bert_tf.tasks)
 
 
 def to_onnx(task, model) -> tuple[bytes, list]:

@@ -1,15 +1,13 @@
 """A finetuned task's text-in SavedModel, from the model and its run record: one table from a
-task to its export, used by the finetuning jobs and by `python -m bert_tf.export` alike.
+head (`bert_tf.tasks.TaskSpec.head`) to its export, used by the finetuning jobs and by
+`python -m bert_tf.export` alike.
 
 `record` is the run's run_config.json: "labels" (classes or tags in id order), "pair" (a
 sentence-pair classifier) and, for question answering, the windowing in "flags" (doc_stride,
 max_query_length, max_answer_length, version_2_with_negative, null_score_diff_threshold).
 """
 
-from bert_tf.modeling.heads import CLASSIFICATION, QUESTION_ANSWERING, REGRESSION, TAGGING
-
-DEFAULT_NAMES = {CLASSIFICATION: "classifier", REGRESSION: "regressor",
-                 QUESTION_ANSWERING: "squad", TAGGING: "tagger"}
+from bert_tf.tasks import spec_for
 
 
 def _classifier(model, vocab, do_lower_case, max_seq_length, record, model_dir, version,
@@ -39,16 +37,17 @@ def _tagger(model, vocab, do_lower_case, max_seq_length, record, model_dir, vers
                          model_dir, version, overwrite)
 
 
-EXPORTS = {CLASSIFICATION: _classifier, REGRESSION: _classifier,
-           QUESTION_ANSWERING: _question_answerer,
-           TAGGING: _tagger}
+# a spec's head -> its text-in export (a regressor's is the classifier's, without labels)
+TEXT_IN = {"classifier": _classifier, "regressor": _classifier,
+           "question_answerer": _question_answerer, "tagger": _tagger}
 
 
 def export_task(task, model, vocab, do_lower_case, max_seq_length, record, model_dir,
                 version=None, overwrite=False):
     """Writes the text-in SavedModel of a `task` model to model_dir/<version>; returns its
     path."""
-    if task not in EXPORTS:
-        raise ValueError(f"no export for the task {task!r}; known: {', '.join(EXPORTS)}")
-    return EXPORTS[task](model, vocab, do_lower_case, max_seq_length, record, model_dir,
+    spec = spec_for(task)
+    if spec.head is None:
+        raise ValueError("a pretrained model has no task export: use export.pretrained")
+    return TEXT_IN[spec.head](model, vocab, do_lower_case, max_seq_length, record, model_dir,
                          version, overwrite)

@@ -15,7 +15,7 @@ import tensorflow as tf
 from bert_tf.finetuning import glue, harness
 from bert_tf.finetuning.batching import batch_by_length
 from bert_tf.finetuning.labelled_files import Columns, InputFileError, label_ids, read_examples
-from bert_tf.modeling.heads import CLASSIFICATION, REGRESSION
+from bert_tf.tasks import CLASSIFICATION, REGRESSION
 from bert_tf.settings import setting
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -109,7 +109,7 @@ class ClassificationConfig(harness.FinetuningConfig):
     """The settings of a classification (or regression) job (the command line's flags)."""
     task_name: str | None = setting(None, "A GLUE task or XNLI by name: its files are read from "
                                           "--data_dir as distributed, with its labels, metrics "
-                                          "and submission files.", choices=tuple(glue.TASKS))
+                                          "and submission files.", choices=tuple(glue.DATASETS))
     data_dir: str | None = setting(None, "The --task_name's folder (GLUE_DIR/MRPC, ...).")
     language: str = setting("en", "XNLI: the language trained (multinli.train.<language>.tsv) "
                                   "and evaluated.")
@@ -166,7 +166,7 @@ class Classification:
 
     def __init__(self, config: ClassificationConfig):
         self.config = config
-        self.glue = glue.TASKS.get(config.task_name) if config.task_name else None
+        self.glue = glue.DATASETS.get(config.task_name) if config.task_name else None
         self.regression = config.regression or bool(self.glue and self.glue.regression)
         self.name = REGRESSION if self.regression else CLASSIFICATION
         self.monitor = "val_score"

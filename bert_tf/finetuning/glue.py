@@ -1,7 +1,7 @@
 """The GLUE tasks and XNLI by name: where each task's files lie, how they are laid out, its labels
 in GLUE's order, the metrics it is judged by, and its submission files.
 
-    task = TASKS["mrpc"]
+    task = DATASETS["mrpc"]
     path, examples = task.read_train(data_dir)                   # [Example, ...]
     for name, path, examples in task.read_dev(data_dir): ...     # MNLI: matched, mismatched
     for submission, path, examples in task.read_test(data_dir): ...  # "MRPC.tsv", ...
@@ -53,6 +53,8 @@ class GlueTask:
     test: tuple  # of Split
     label_map: tuple = ()  # (label as written, label) pairs: XNLI's "contradictory"
     skip_malformed: bool = False  # QQP's files have rows with missing fields
+    predicted_by: str | None = None  # the task whose finetuned model predicts it (AX: MNLI's)
+    folder: str = ""  # GLUE_DIR's folder of the task, as GLUE's download script names it
 
     @property
     def regression(self) -> bool:
@@ -62,7 +64,7 @@ class GlueTask:
         """(path, examples) of the training file."""
         if self.train is None:
             raise ValueError(f"--task_name={self.name} has no training data: it is predicted by "
-                             f"a finetuned {'mnli' if self.name == 'ax' else self.name} model "
+                             f"a finetuned {self.predicted_by or self.name} model "
                              f"(give its run as --init_checkpoint with --do_train=false)")
         return self._read(data_dir, self.train, language, log)
 
@@ -142,7 +144,7 @@ def _xnli():
         label_map=(("contradictory", "contradiction"),))
 
 
-TASKS = {task.name: task for task in (
+DATASETS = {task.name: task for task in (
     GlueTask("cola", "CoLA", BINARY, (MCC,),
              Split(("train.tsv",), Columns("sentence", "label"), header=COLA_COLUMNS),
              (Split(("dev.tsv",), Columns("sentence", "label"), header=COLA_COLUMNS),),
@@ -160,10 +162,12 @@ TASKS = {task.name: task for task in (
     GlueTask("ax", "AX", NLI_LABELS, (), None, (),
              (Split(("AX.tsv", "diagnostic.tsv", "test.tsv"),
                     Columns("sentence1", None, "sentence2"), index_column="index",
-                    name="AX.tsv"),)),
+                    name="AX.tsv"),), predicted_by="mnli"),
     _xnli())}
 
 # GLUE_DIR's folder of each task, as GLUE's download script names them
-FOLDERS = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP",
-           "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI", "ax": "diagnostic",
-           "xnli": "XNLI"}
+_FOLDERS = {"cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B", "qqp": "QQP",
+            "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI", "ax": "diagnostic",
+            "xnli": "XNLI"}
+DATASETS = {name: dataclasses.replace(task, folder=_FOLDERS[name])
+            for name, task in DATASETS.items()}

@@ -75,14 +75,14 @@ class GlueSuiteConfig(FinetuningConfig):
 def found_tasks(data_dir):
     """The GLUE tasks whose folder holds a train.tsv, in GLUE's order."""
     return [task for task in GLUE_TASKS if tf.io.gfile.exists(
-        os.path.join(data_dir, glue.FOLDERS[task], "train.tsv"))]
+        os.path.join(data_dir, glue.DATASETS[task].folder, "train.tsv"))]
 
 
 def _task_config(config: GlueSuiteConfig, task, output_dir, **changes):
     shared = {f.name for f in dataclasses.fields(FinetuningConfig)}
     values = {name: value for name, value in flat_dict(config).items() if name in shared}
     values.update(output_dir=output_dir, task_name=task, eval_batch_size=config.eval_batch_size,
-                  data_dir=os.path.join(config.data_dir, glue.FOLDERS[task]),
+                  data_dir=os.path.join(config.data_dir, glue.DATASETS[task].folder),
                   do_predict=config.do_predict)
     values.update(changes)
     return ClassificationConfig(**values)
@@ -124,7 +124,7 @@ def _run_tasks(config: GlueSuiteConfig, tasks, log):
     tf.io.gfile.makedirs(submission)
     rows = {}
     for number, task in enumerate(tasks, start=1):
-        spec = glue.TASKS[task]
+        spec = glue.DATASETS[task]
         start = time.monotonic()
         runs = {}
         for rate in config.rates():
@@ -141,7 +141,7 @@ def _run_tasks(config: GlueSuiteConfig, tasks, log):
                       "sweep": {f"{r:g}": runs[r][1]["score"] for r in runs}}
         if config.do_predict:
             _collect(spec, best_dir, submission)
-            if task == "mnli":
+            if task == glue.DATASETS["ax"].predicted_by:
                 _diagnostic(config, best_dir, submission, log)
         log(f"[{number}/{len(tasks)}] {spec.title}: score {results['score']:.4f} ("
             + ", ".join(f"{k} {v:.4f}" for k, v in rows[task]["metrics"].items())
@@ -171,10 +171,10 @@ def _collect(spec, run_dir, submission):
 
 def _diagnostic(config, mnli_run, submission, log):
     """AX.tsv from the best MNLI run, when GLUE_DIR has the diagnostic set."""
-    for folder in (glue.FOLDERS["ax"], "AX"):
+    for folder in (glue.DATASETS["ax"].folder, "AX"):
         data_dir = os.path.join(config.data_dir, folder)
         try:
-            glue.find(data_dir, glue.TASKS["ax"].test[0].files, "ax")
+            glue.find(data_dir, glue.DATASETS["ax"].test[0].files, "ax")
         except ValueError:
             continue
         output_dir = os.path.join(config.output_dir, "ax")

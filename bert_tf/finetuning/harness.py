@@ -5,7 +5,7 @@ its own.
     -> evaluate -> predict -> export
 
 A task (classification.py, question_answering.py, tagging.py) is an object with the `Task`
-shape: its name (one of `modeling.heads.TASKS`), the validation metric whose best epoch is kept,
+shape: its name (a name of `bert_tf.tasks.SPECS`), the validation metric whose best epoch is kept,
 and four methods: `read` its files into batches (`TaskData`), `compile_args` (losses, metrics),
 `evaluate` and `predict` a trained model. A task with a `score(metrics)` method is evaluated by
 its own `evaluate` after every epoch (`EpochEvaluation`), and its best epoch is chosen by that
@@ -115,7 +115,7 @@ class TaskData:
 
 
 class Task(Protocol):
-    name: str  # one of modeling.heads.TASKS; run_config.json's "task"
+    name: str  # a name of bert_tf.tasks.SPECS; run_config.json's "task"
     monitor: str  # the Keras validation metric whose best epoch is kept
 
     def read(self, source: EncoderSource, vocab, log) -> TaskData:

@@ -21,7 +21,7 @@ from bert_tf import io
 from bert_tf.finetuning import harness, squad
 from bert_tf.finetuning.batching import batch_by_length
 from bert_tf.finetuning.squad_evaluation import evaluate
-from bert_tf.modeling.heads import QUESTION_ANSWERING
+from bert_tf.tasks import QUESTION_ANSWERING
 from bert_tf.settings import setting
 
 

@@ -23,7 +23,7 @@ from bert_tf.finetuning import harness
 from bert_tf.finetuning.batching import batch_by_length
 from bert_tf.finetuning.tagged_files import SCHEMES, read_tagged
 from bert_tf.finetuning.tagging_metrics import tagging_metrics
-from bert_tf.modeling.heads import TAGGING
+from bert_tf.tasks import TAGGING
 from bert_tf.settings import setting
 
 class TaggingFeatures(NamedTuple):

@@ -5,11 +5,11 @@ Only `keras.layers` / `keras.ops`, no TensorFlow, so the model runs on every Ker
 """
 
 from bert_tf.modeling.encoder import INPUT_NAMES, BertEncoder
-from bert_tf.modeling.heads import (TASKS, build_classifier, build_question_answerer,
+from bert_tf.modeling.heads import (build_classifier, build_question_answerer,
                                     build_regressor, build_tagger, build_task_model,
                                     task_encoder)
 from bert_tf.modeling.pretrainer import BertPretrainer, build_pretrainer
 
-__all__ = ["INPUT_NAMES", "TASKS", "BertEncoder", "BertPretrainer", "build_classifier",
-           "build_pretrainer", "build_question_answerer", "build_regressor", "build_tagger", "build_task_model",
-           "task_encoder"]
+__all__ = ["INPUT_NAMES", "BertEncoder", "BertPretrainer", "build_classifier",
+           "build_pretrainer", "build_question_answerer", "build_regressor", "build_tagger",
+           "build_task_model", "task_encoder"]

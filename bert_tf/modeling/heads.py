@@ -1,5 +1,6 @@
 """Finetuning task models: a small head around a `BertEncoder`, one function per task, and
-`build_task_model`, which builds a task's model from its name (what a run directory records).
+`build_task_model`, which builds a task's model from its name (what a run directory records;
+`bert_tf.tasks.SPECS` says which head each task has).
 
     model = build_classifier(encoder, num_classes=2)     # -> logits [B, num_classes]
     model = build_regressor(encoder)                     # -> score [B]
@@ -16,11 +17,7 @@ from __future__ import annotations
 import keras
 
 from bert_tf.modeling.encoder import INPUT_NAMES, BertEncoder
-
-CLASSIFICATION, QUESTION_ANSWERING, TAGGING = "classification", "question_answering", "tagging"
-REGRESSION = "regression"
-TASKS = (CLASSIFICATION, REGRESSION, QUESTION_ANSWERING, TAGGING)
-
+from bert_tf.tasks import SPECS, spec_for
 
 def _inputs():
     return {n: keras.Input(shape=(None,), dtype="int32", name=n) for n in INPUT_NAMES}
@@ -79,20 +76,28 @@ def build_tagger(encoder, num_labels, dropout_rate=0.1, initializer_range=0.02,
                        name=name)
 
 
+# a spec's `head` -> (encoder, labels, dropout, initializer_range) -> its model
+HEADS = {
+    "classifier": lambda encoder, labels, dropout, init: build_classifier(
+        encoder, len(labels), dropout, init),
+    "regressor": lambda encoder, labels, dropout, init: build_regressor(encoder, dropout, init),
+    "question_answerer": lambda encoder, labels, dropout, init: build_question_answerer(
+        encoder, init),
+    "tagger": lambda encoder, labels, dropout, init: build_tagger(
+        encoder, len(labels), dropout, init),
+}
+
+
 def build_task_model(task, encoder, labels=(), dropout_rate=None):
-    """The model of `task` (one of `TASKS`) around `encoder` (a `BertEncoder`); `labels` are
-    the classes or tags in id order. Dropout defaults to the encoder's hidden dropout."""
+    """The model of `task` (a name of `bert_tf.tasks.SPECS`) around `encoder` (a
+    `BertEncoder`); `labels` are the classes or tags in id order. Dropout defaults to the
+    encoder's hidden dropout."""
+    spec = spec_for(task)
+    if spec.head is None:
+        raise ValueError(f"no task model for {task!r}; known tasks: {', '.join(SPECS)}")
     config = encoder.config
     dropout = config.hidden_dropout_prob if dropout_rate is None else dropout_rate
-    if task == CLASSIFICATION:
-        return build_classifier(encoder, len(labels), dropout, config.initializer_range)
-    if task == REGRESSION:
-        return build_regressor(encoder, dropout, config.initializer_range)
-    if task == QUESTION_ANSWERING:
-        return build_question_answerer(encoder, config.initializer_range)
-    if task == TAGGING:
-        return build_tagger(encoder, len(labels), dropout, config.initializer_range)
-    raise ValueError(f"no model for the task {task!r}; known tasks: {', '.join(TASKS)}")
+    return HEADS[spec.head](encoder, labels, dropout, config.initializer_range)
 
 
 def task_encoder(model) -> BertEncoder:

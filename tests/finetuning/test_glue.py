@@ -35,13 +35,13 @@ def data(tmp_path_factory):
 
 # === Layouts ===
 
-@pytest.mark.parametrize("task", sorted(glue.TASKS))
+@pytest.mark.parametrize("task", sorted(glue.DATASETS))
 def test_every_task_reads_its_own_layout(task, data):
     """Each split's texts, labels and ids come from the columns GLUE (or XNLI) puts them in: the
     fixtures' labels follow the texts, so a column read from the wrong place shows."""
     glue_dir, xnli_dir = data
-    spec = glue.TASKS[task]
-    data_dir = xnli_dir if task == "xnli" else glue_dir / glue.FOLDERS[task]
+    spec = glue.DATASETS[task]
+    data_dir = xnli_dir if task == "xnli" else glue_dir / glue.DATASETS[task].folder
     warnings = []
     splits = []
     if spec.train is not None:
@@ -74,21 +74,21 @@ def test_every_task_reads_its_own_layout(task, data):
 
 
 def test_glue_label_orders_and_xnli_languages(data):
-    assert glue.TASKS["mnli"].labels == ("contradiction", "entailment", "neutral")
-    assert glue.TASKS["qnli"].labels == glue.TASKS["rte"].labels == ("entailment",
+    assert glue.DATASETS["mnli"].labels == ("contradiction", "entailment", "neutral")
+    assert glue.DATASETS["qnli"].labels == glue.DATASETS["rte"].labels == ("entailment",
                                                                      "not_entailment")
-    assert glue.TASKS["stsb"].regression and not glue.TASKS["cola"].regression
+    assert glue.DATASETS["stsb"].regression and not glue.DATASETS["cola"].regression
     _, xnli_dir = data
-    path, german = glue.TASKS["xnli"].read_train(str(xnli_dir), language="de")
+    path, german = glue.DATASETS["xnli"].read_train(str(xnli_dir), language="de")
     assert path.endswith("multinli.train.de.tsv") and len(german) == SIZES["train"]
     assert {e.label for e in german} <= set(NLI.values())  # "contradictory" mapped
-    [(_, _, dev)] = glue.TASKS["xnli"].read_dev(str(xnli_dir), language="de")
+    [(_, _, dev)] = glue.DATASETS["xnli"].read_dev(str(xnli_dir), language="de")
     assert len(dev) == SIZES["dev"]  # only the German rows of the shared file
     with pytest.raises(InputFileError, match=r"multinli.train.fr.tsv.*--task_name=xnli"):
-        glue.TASKS["xnli"].read_train(str(xnli_dir), language="fr")
+        glue.DATASETS["xnli"].read_train(str(xnli_dir), language="fr")
     with pytest.raises(InputFileError, match=r"xnli.dev.tsv: no examples with language 'xx' "
                                              r"\(--language\)"):
-        glue.TASKS["xnli"].read_dev(str(xnli_dir), language="xx")
+        glue.DATASETS["xnli"].read_dev(str(xnli_dir), language="xx")
 
 
 def test_bad_glue_flags_are_named(data, tmp_path):
@@ -106,7 +106,7 @@ def test_bad_glue_flags_are_named(data, tmp_path):
     with pytest.raises(ValueError, match="--task_name must be one of"):
         ClassificationConfig(task_name="sst-2", data_dir="d", **base)
     with pytest.raises(InputFileError, match=r"--data_dir .*CoLA/missing: no .*dev.tsv for --task_name=cola"):
-        glue.TASKS["cola"].read_dev(str(glue_dir / "CoLA" / "missing"))
+        glue.DATASETS["cola"].read_dev(str(glue_dir / "CoLA" / "missing"))
     with pytest.raises(ValueError, match="--learning_rates must be"):
         GlueSuiteConfig(data_dir="d", learning_rates="fast", **base)
     with pytest.raises(ValueError, match="--tasks: unknown xnli"):
@@ -244,7 +244,7 @@ def test_sts_b_export_serves_scores_and_the_best_epoch_is_what_was_kept(suite, d
     results = json.loads((run_dir / "eval_results.json").read_text())
     assert results["epoch"] == int(np.argmax(results["epoch_scores"])) + 1
     assert results["score"] == pytest.approx(max(results["epoch_scores"]))
-    _, _, dev = glue.TASKS["stsb"].read_dev(str(glue_dir / "STS-B"))[0]
+    _, _, dev = glue.DATASETS["stsb"].read_dev(str(glue_dir / "STS-B"))[0]
     served = tf.saved_model.load(str(run_dir / "export" / "classifier" / "1")).signatures[
         "serving_default"](text=tf.constant([e.text_a for e in dev]),
                            text_b=tf.constant([e.text_b for e in dev]))
