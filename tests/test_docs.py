@@ -454,13 +454,16 @@ def squad_export(tour):
     head: the request's shape is what is checked)."""
     from bert_tf import run_dir
     from bert_tf.export.question_answering import export_question_answerer
+    from bert_tf.export.serving import ExportRequest
     from bert_tf.modeling import build_question_answerer
 
     files = run_dir.resolve(directory=str(tour["dir"] / "runs" / "base"))
     pretrainer, vocab = run_dir.load_pretrainer(files)
-    return export_question_answerer(build_question_answerer(pretrainer.encoder), vocab,
-                                    files.do_lower_case, 64, 16, 16, 10, False, 0.0,
-                                    str(tour["dir"] / "squad"))
+    windowing = {"doc_stride": 16, "max_query_length": 16, "max_answer_length": 10,
+                 "version_2_with_negative": False, "null_score_diff_threshold": 0.0}
+    return export_question_answerer(
+        ExportRequest("question_answering", build_question_answerer(pretrainer.encoder), vocab,
+                      files.do_lower_case, 64, {"flags": windowing}), str(tour["dir"] / "squad"))
 
 
 @pytest.mark.slow

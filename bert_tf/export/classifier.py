@@ -62,9 +62,12 @@ class RegressorExport(ClassifierExport):
         return classifier_outputs(self.model(inputs, training=False), None)
 
 
-def export_classifier(model, vocab, do_lower_case, max_seq_length, labels, pair, model_dir,
-                      version=None, overwrite=False):
-    """Writes model_dir/<version>; returns its path. No `labels`: a regression model."""
-    preprocessor = Preprocessor(vocab, do_lower_case, max_seq_length)
-    module = (ClassifierExport if labels else RegressorExport)(model, preprocessor, labels, pair)
-    return save_version(module, module.signatures(), model_dir, version, overwrite)
+def export_classifier(request, model_dir):
+    """Writes model_dir/<version> of an `ExportRequest` (its record's "labels", and "pair" for
+    a sentence-pair model); returns its path. No labels: a regression model."""
+    preprocessor = Preprocessor(request.vocab, request.do_lower_case, request.max_seq_length)
+    labels = request.labels
+    module = (ClassifierExport if labels else RegressorExport)(
+        request.model, preprocessor, labels, bool(request.record.get("pair", False)))
+    return save_version(module, module.signatures(), model_dir, request.version,
+                        request.overwrite)

@@ -193,14 +193,15 @@ def interpreter(path_or_bytes, num_threads=None):
         custom_op_registerers=tf_text.tflite_registrar.SELECT_TFTEXT_OPS)
 
 
-def export_litert(task, model, vocab, do_lower_case, seq_length, record, model_dir,
-                  version=None, overwrite=False, log=print) -> str:
-    """Writes model_dir/<version>/ (model.tflite, model_int8.tflite, litert.json, vocab.txt);
-    returns its path."""
+def export_litert(request, model_dir, log=print) -> str:
+    """Writes model_dir/<version>/ (model.tflite, model_int8.tflite, litert.json, vocab.txt) of
+    an `ExportRequest`; returns its path."""
+    task, model, vocab = request.task, request.model, request.vocab
+    do_lower_case, seq_length = request.do_lower_case, request.max_seq_length
     task_encoder(model).config.check_sequence_length(seq_length)
-    labels = record.get("labels", [])
+    labels = request.labels
     module = signature_for(task, model, vocab, do_lower_case, seq_length, labels,
-                           bool(record.get("pair", False)))
+                           bool(request.record.get("pair", False)))
     models = {FLOAT_FILE: convert(module), INT8_FILE: convert(module, quantize=True)}
     concrete = module.serve.get_concrete_function()
     manifest = {
@@ -220,7 +221,7 @@ def export_litert(task, model, vocab, do_lower_case, seq_length, record, model_d
         io.write_json(os.path.join(tmp, MANIFEST), manifest)
         io.copy_file(vocab.path, os.path.join(tmp, "vocab.txt"))
 
-    path = write_version(write, model_dir, version, overwrite)
+    path = write_version(write, model_dir, request.version, request.overwrite)
     sizes = ", ".join(f"{name} {size / 2**20:.1f} MiB" for name, size in manifest["bytes"].items())
     log(f"LiteRT {'text' if module.text_in else 'ids'}-in {manifest['task']} model: {sizes}")
     if not module.text_in and task is not None:

@@ -60,21 +60,21 @@ def to_onnx(task, model) -> tuple[bytes, list]:
     return proto.SerializeToString(), sorted(o.name for o in proto.graph.output)
 
 
-def export_onnx(task, model, vocab, do_lower_case, record, model_dir, version=None,
-                overwrite=False, log=print) -> str:
-    """Writes model_dir/<version>/ (model.onnx, onnx.json, vocab.txt); returns its path."""
-    content, outputs = to_onnx(task, model)
-    manifest = {"format": "onnx", "task": task or "pretraining", "opset": OPSET,
+def export_onnx(request, model_dir, log=print) -> str:
+    """Writes model_dir/<version>/ (model.onnx, onnx.json, vocab.txt) of an `ExportRequest`
+    (ids in: its max_seq_length is not used); returns its path."""
+    content, outputs = to_onnx(request.task, request.model)
+    manifest = {"format": "onnx", "task": request.task or "pretraining", "opset": OPSET,
                 "inputs": list(INPUT_NAMES), "outputs": outputs,
-                "do_lower_case": bool(do_lower_case), "bytes": len(content)}
-    if record.get("labels"):
-        manifest["labels"] = list(record["labels"])
+                "do_lower_case": bool(request.do_lower_case), "bytes": len(content)}
+    if request.labels:
+        manifest["labels"] = request.labels
 
     def write(tmp):
         io.write_file(os.path.join(tmp, MODEL_FILE), content)
         io.write_json(os.path.join(tmp, MANIFEST), manifest)
-        io.copy_file(vocab.path, os.path.join(tmp, "vocab.txt"))
+        io.copy_file(request.vocab.path, os.path.join(tmp, "vocab.txt"))
 
-    path = write_version(write, model_dir, version, overwrite)
+    path = write_version(write, model_dir, request.version, request.overwrite)
     log(f"ONNX ids-in {manifest['task']} model: {MODEL_FILE} {len(content) / 2**20:.1f} MiB")
     return path

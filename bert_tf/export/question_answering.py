@@ -23,26 +23,31 @@ from bert_tf.text.preprocessing import same_batch
 from bert_tf.text.tokenization import WordpieceTokenizer
 
 _NONE = -1e9  # the score of an invalid span
+# run_squad's windowing flags the export applies, with their defaults
+WINDOWING = {"doc_stride": 128, "max_query_length": 64, "max_answer_length": 30,
+             "version_2_with_negative": False, "null_score_diff_threshold": 0.0}
 
 
 class QuestionAnsweringExport(SavedModule):
     """A Keras question answerer (encoder inputs -> start_logits, end_logits) behind its
     tokenizer and the windowing of run_squad."""
 
-    def __init__(self, model, vocab, do_lower_case, max_seq_length, doc_stride,
-                 max_query_length, max_answer_length, version_2_with_negative=False,
-                 null_score_diff_threshold=0.0):
+    def __init__(self, model, vocab, do_lower_case, max_seq_length, windowing):
+        """`windowing`: run_squad's flags (`WINDOWING` gives the defaults)."""
         super().__init__()
+        windowing = {**WINDOWING, **{k: v for k, v in windowing.items() if k in WINDOWING}}
         self.hold(model=model)
         self.tokenizer = WordpieceTokenizer(vocab, do_lower_case)
         self.vocab_file = tf.saved_model.Asset(vocab.path)
         self.do_lower_case = tf.Variable(bool(do_lower_case), trainable=False, name="lower")
         self.max_seq_length = tf.Variable(max_seq_length, trainable=False, name="max_len")
         self.variables = [v.value for v in model.variables]
-        self._settings = dict(seq=max_seq_length, stride=doc_stride, query=max_query_length,
-                              answer=max_answer_length, v2=version_2_with_negative,
-                              threshold=null_score_diff_threshold, cls=vocab.cls_id,
-                              sep=vocab.sep_id)
+        self._settings = dict(seq=max_seq_length, stride=windowing["doc_stride"],
+                              query=windowing["max_query_length"],
+                              answer=windowing["max_answer_length"],
+                              v2=windowing["version_2_with_negative"],
+                              threshold=windowing["null_score_diff_threshold"],
+                              cls=vocab.cls_id, sep=vocab.sep_id)
         self.serve = tf.function(self._serve, input_signature=[
             tf.TensorSpec([None], tf.string, name="question"),
             tf.TensorSpec([None], tf.string, name="context")])
@@ -137,13 +142,10 @@ def _gather(values, index):
     return tf.gather(padded, tf.where((index >= 0) & (index < size), index, size))
 
 
-def export_question_answerer(model, vocab, do_lower_case, max_seq_length, doc_stride,
-                             max_query_length, max_answer_length, version_2_with_negative,
-                             null_score_diff_threshold, model_dir, version=None,
-                             overwrite=False):
-    """Writes model_dir/<version>; returns its path."""
-    module = QuestionAnsweringExport(model, vocab, do_lower_case, max_seq_length, doc_stride,
-                                     max_query_length, max_answer_length,
-                                     version_2_with_negative, null_score_diff_threshold)
-    return save_version(module, {"serving_default": module.serve}, model_dir, version,
-                        overwrite)
+def export_question_answerer(request, model_dir):
+    """Writes model_dir/<version> of an `ExportRequest`, windowed as its record's "flags" say
+    (run_squad's; `WINDOWING` where they are absent); returns its path."""
+    module = QuestionAnsweringExport(request.model, request.vocab, request.do_lower_case,
+                                     request.max_seq_length, request.record.get("flags", {}))
+    return save_version(module, {"serving_default": module.serve}, model_dir, request.version,
+                        request.overwrite)

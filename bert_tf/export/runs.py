@@ -8,27 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from typing import Callable
 
 from bert_tf import run_dir
+from bert_tf.export.serving import ExportRequest
 from bert_tf.tasks import spec_for
 from bert_tf.training.precision import SERVING_POLICIES, global_policy
-
-
-@dataclasses.dataclass(frozen=True)
-class ExportRequest:
-    """A loaded run to export: its model and what its record says."""
-    model: Any
-    vocab: Any  # text.tokenization.Vocab
-    do_lower_case: bool
-    max_seq_length: int
-    record: dict  # run_config.json: "task", "labels", "pair", the question-answering "flags"
-    version: int | None = None
-    overwrite: bool = False
-
-    @property
-    def task(self):
-        return self.record.get("task")
 
 
 def _saved_model(request, export_dir, name):
@@ -40,29 +25,21 @@ def _saved_model(request, export_dir, name):
     from bert_tf.export.tasks import export_task
 
     name = name or spec_for(request.task).export_name
-    return {name: export_task(request.task, request.model, request.vocab, request.do_lower_case,
-                              request.max_seq_length, request.record,
-                              os.path.join(export_dir, name), request.version,
-                              request.overwrite)}
+    return {name: export_task(request, os.path.join(export_dir, name))}
 
 
 def _litert(request, export_dir, name):
     from bert_tf.export.litert import SUFFIX, export_litert
 
     name = name or spec_for(request.task).format_name(SUFFIX)
-    return {name: export_litert(request.task, request.model, request.vocab,
-                                request.do_lower_case, request.max_seq_length, request.record,
-                                os.path.join(export_dir, name), request.version,
-                                request.overwrite)}
+    return {name: export_litert(request, os.path.join(export_dir, name))}
 
 
 def _onnx(request, export_dir, name):
     from bert_tf.export.onnx import SUFFIX, export_onnx
 
     name = name or spec_for(request.task).format_name(SUFFIX)
-    return {name: export_onnx(request.task, request.model, request.vocab, request.do_lower_case,
-                              request.record, os.path.join(export_dir, name), request.version,
-                              request.overwrite)}
+    return {name: export_onnx(request, os.path.join(export_dir, name))}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +71,6 @@ def export_run(files: run_dir.RunFiles, export_dir, max_seq_length=None, model_n
     spec_for(files.record.get("task"))  # an unknown task is named before the model loads
     with global_policy(SERVING_POLICIES[serving_precision]):
         model, vocab = run_dir.load_model(files)
-    request = ExportRequest(model, vocab, files.do_lower_case, max_seq_length, files.record,
-                            version, overwrite)
+    request = ExportRequest(files.record.get("task"), model, vocab, files.do_lower_case,
+                            max_seq_length, files.record, version, overwrite)
     return FORMATS[format].write(request, export_dir, model_name)

@@ -3,12 +3,33 @@ each written to a temporary directory and renamed when complete (a server never 
 one), by one exporter at a time (a lock in model_dir). And the base of every exported module.
 """
 
+import dataclasses
 import os
 import re
+from typing import Any
 
 import tensorflow as tf
 
 from bert_tf import io, locks
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportRequest:
+    """A model to export and what its run record says about it: every format's writer
+    (bert_tf.export.runs.FORMATS, export.tasks, LiteRT, ONNX) takes one."""
+    task: str | None  # a name of bert_tf.tasks.SPECS; None: a pretrained model
+    model: Any  # the task's Keras model, or a BertPretrainer
+    vocab: Any  # text.tokenization.Vocab
+    do_lower_case: bool
+    max_seq_length: int
+    record: dict = dataclasses.field(default_factory=dict)  # run_config.json: "labels",
+    # "pair", the question-answering windowing in "flags"
+    version: int | None = None  # default: one above the highest
+    overwrite: bool = False
+
+    @property
+    def labels(self) -> list:
+        return list(self.record.get("labels") or [])
 
 
 # The most model windows one text of a request runs as (the tagging and question-answering

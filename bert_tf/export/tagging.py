@@ -157,9 +157,10 @@ def _spans(chars, rows, starts, ends):
         tf.gather(chars.flat_values, tf.ragged.range(starts, ends)), axis=1)
 
 
-def export_tagger(model, vocab, do_lower_case, max_seq_length, labels, model_dir, version=None,
-                  overwrite=False):
-    """Writes model_dir/<version>; returns its path."""
-    module = TaggingExport(model, vocab, do_lower_case, max_seq_length, labels)
-    return save_version(module, {"serving_default": module.serve}, model_dir, version,
-                        overwrite)
+def export_tagger(request, model_dir):
+    """Writes model_dir/<version> of an `ExportRequest` (its record's "labels": the tags in id
+    order); returns its path."""
+    module = TaggingExport(request.model, request.vocab, request.do_lower_case,
+                           request.max_seq_length, request.record["labels"])
+    return save_version(module, {"serving_default": module.serve}, model_dir, request.version,
+                        request.overwrite)

@@ -24,7 +24,7 @@ from bert_tf import io, run_dir
 from bert_tf.finetuning import glue
 from bert_tf.finetuning.classification import ClassificationConfig, run
 from bert_tf.finetuning.harness import FinetuningConfig, distribute
-from bert_tf.finetuning.progress import format_seconds
+from bert_tf.training.summaries import format_seconds
 from bert_tf.finetuning.resume import changed_settings, job_settings
 from bert_tf.settings import flat_dict, setting
 from bert_tf.training import strategy as strategies

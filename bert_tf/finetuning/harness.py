@@ -10,9 +10,10 @@ and four methods: `read` its files into batches (`TaskData`), `compile_args` (lo
 `evaluate` and `predict` a trained model. A task with a `score(metrics)` method is evaluated by
 its own `evaluate` after every epoch (`EpochEvaluation`), and its best epoch is chosen by that
 score (a GLUE task's metric, not Keras's). The model is `modeling.build_task_model(task.name,
-...)`; the export is `export.tasks.export_task(task.name, ...)`. Every job's `--output_dir` is a
-run directory (bert_tf.run_dir): checkpoint, bert_config.json, vocab.txt, run_config.json,
-TensorBoard events, so it can be exported again, converted, or used as `--init_checkpoint`.
+...)`; the export is `export.tasks.export_task(ExportRequest(task.name, ...), ...)`. Every
+job's `--output_dir` is a run directory (bert_tf.run_dir): checkpoint, bert_config.json,
+vocab.txt, run_config.json, TensorBoard events and best/ (the kept epoch), so it can be
+exported again, converted, or used as `--init_checkpoint`.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ import keras
 
 from bert_tf import io, locks, run_dir
 from bert_tf.config import BertConfig
-from bert_tf.finetuning.progress import Progress, format_metrics
+from bert_tf.finetuning.progress import Progress
 from bert_tf.finetuning.resume import Backup
 from bert_tf.settings import Settings, flat_dict, setting
 from bert_tf.training import precision as precision_lib
 from bert_tf.training import strategy as strategies
+from bert_tf.training.summaries import format_metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +151,7 @@ def run(config: FinetuningConfig, task: Task, log=print):
 def _run(config: FinetuningConfig, task: Task, strategy, chosen, log):
     import tensorflow as tf
 
+    from bert_tf.export.serving import ExportRequest
     from bert_tf.export.tasks import export_task
     from bert_tf.modeling import build_task_model, task_encoder
     chief = strategies.is_chief(strategy)
@@ -180,8 +183,7 @@ def _run(config: FinetuningConfig, task: Task, strategy, chosen, log):
     if data.train is not None:
         if hasattr(task, "score"):
             epochs = EpochEvaluation(lambda: task.evaluate(model, log), task.score,
-                                     os.path.join(config.output_dir, BEST_WEIGHTS),
-                                     config.keep_best)
+                                     best_weights_file(config.output_dir), config.keep_best)
         backup.keep(epochs)
         fit(model, data.train, config, data.steps_per_epoch, data.validation, task.monitor,
             log=log, evaluation=epochs, backup=backup)
@@ -189,6 +191,8 @@ def _run(config: FinetuningConfig, task: Task, strategy, chosen, log):
               "flags": flat_dict(config), "precision": precision.as_record(),
               "strategy": chosen}
     save_run(model, task_encoder(model).config, source, config.output_dir, **record)
+    if data.train is not None:
+        keep_best(model, config.output_dir, epochs, data.steps_per_epoch)
 
     if epochs is not None and epochs.chosen is not None:  # the kept epoch's evaluation
         metrics = epochs.results()
@@ -204,11 +208,12 @@ def _run(config: FinetuningConfig, task: Task, strategy, chosen, log):
     exported = None
     if chief:  # the chief predicts and exports; the other workers wait for it
         timed(log, "prediction", lambda: task.predict(model, log))
-        exported = export_task(task.name, serving_model(model, task.name, data.labels,
-                                                        precision.policy,
-                                                        config.serving_precision, log),
-                               vocab, source.do_lower_case, config.max_seq_length, record,
-                               os.path.join(config.output_dir, "export", config.model_name))
+        served = serving_model(model, task.name, data.labels, precision.policy,
+                               config.serving_precision, log)
+        exported = export_task(
+            ExportRequest(task.name, served, vocab, source.do_lower_case,
+                          config.max_seq_length, record),
+            os.path.join(config.output_dir, "export", config.model_name))
         log(f"exported: {exported}")
     strategies.wait_for_all(strategy)
     backup.remove()  # finished: the same command again starts over
@@ -361,7 +366,41 @@ def compile_model(model, config: FinetuningConfig, total_steps, **compile_args):
         mixed_precision=keras.mixed_precision.global_policy().name), **compile_args)
 
 
-BEST_WEIGHTS = "best.weights.h5"
+BEST_WEIGHTS = "best.weights.h5"  # in best/ while the job trains: the best epoch so far
+
+
+def best_weights_file(output_dir):
+    import tensorflow as tf
+
+    directory = os.path.join(output_dir, run_dir.BEST_DIR)
+    tf.io.gfile.makedirs(directory)
+    return os.path.join(directory, BEST_WEIGHTS)
+
+
+def keep_best(model, output_dir, epochs, steps_per_epoch):
+    """OUTPUT_DIR/best/ as pretraining's (`training.evaluation.write_best`): the kept epoch's
+    model as ckpt-EPOCH and info.json with its score and metrics (metric and value null when
+    nothing evaluated it: the last epoch is kept), so `export --checkpoint=best` and
+    `--init_checkpoint=RUN/best` take it. The epoch's weights file of the training is
+    removed."""
+    import tensorflow as tf
+
+    from bert_tf.training.evaluation import write_best
+    if epochs is not None and epochs.chosen is not None:
+        results = epochs.results()
+        step, metric, value, metrics = (results["epoch"], "score", results["score"],
+                                        flat_numbers(epochs.chosen[2]))
+        kept = results["kept"]
+    else:
+        step = math.ceil(int(model.optimizer.iterations) / max(steps_per_epoch, 1))
+        metric = value = None
+        metrics, kept = {}, "last"
+    directory = os.path.join(output_dir, run_dir.BEST_DIR)
+    write_best(tf.train.Checkpoint(model=model), directory, step, metric, value, metrics,
+               kept=kept)
+    scratch = os.path.join(directory, BEST_WEIGHTS)
+    if tf.io.gfile.exists(scratch):
+        tf.io.gfile.remove(scratch)
 
 
 class EpochEvaluation(keras.callbacks.Callback):
@@ -436,7 +475,7 @@ def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=
     logs in output_dir. With `evaluation` (an `EpochEvaluation`): the task's own evaluation after
     every epoch, which keeps the best epoch, and early stopping by its score. Else with
     `eval_data`: Keras's validation, early stopping, and (with --keep_best) the weights of the
-    best epoch by `monitor` (kept in output_dir/best.weights.h5) restored at the end.
+    best epoch by `monitor` (kept in output_dir/best/best.weights.h5) restored at the end.
 
     `eval_data` is cached in memory after its first pass: Keras makes new iterators over it
     every epoch, and making an iterator over a dataset that tokenizes in-graph took about 2 s
@@ -460,7 +499,7 @@ def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=
     callbacks += [keras.callbacks.TensorBoard(config.output_dir, profile_batch=profile or 0),
                   Progress(config.log_steps, steps_per_epoch, epochs, config.train_batch_size,
                            log)]
-    best = os.path.join(config.output_dir, BEST_WEIGHTS)
+    best = best_weights_file(config.output_dir)
     if evaluation is not None:
         eval_data, monitor = None, "val_score"
     if eval_data is not None and config.keep_best:

@@ -6,24 +6,11 @@
 Keras's own `verbose=2` prints nothing until an epoch ends; a long epoch then looks hung.
 """
 
-import numbers
 import time
 
 import keras
 
-
-def format_metrics(metrics) -> str:
-    """"name=value" for each number of `metrics`, 4 significant digits."""
-    return "  ".join(f"{name}={float(value):.4g}" for name, value in metrics.items()
-                     if isinstance(value, numbers.Real) and not isinstance(value, bool)
-                     or getattr(value, "shape", None) == ())
-
-
-def format_seconds(seconds) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+from bert_tf.training.summaries import format_metrics, format_seconds
 
 
 class Progress(keras.callbacks.Callback):

@@ -105,7 +105,7 @@ class TaggingConfig(harness.FinetuningConfig):
 class Tagging:
     """The token-classification task (see `harness.Task`)."""
     name = TAGGING
-    monitor = "val_accuracy"
+    monitor = "val_score"  # entity F1, by `score` after every epoch
 
     def __init__(self, config: TaggingConfig):
         self.config = config
@@ -162,6 +162,11 @@ class Tagging:
     def evaluate(self, model, log):
         predicted = self._tags(model, self.eval_features, self.evaluation)
         return tagging_metrics([s.tags for s in self.evaluation], predicted)
+
+    def score(self, metrics) -> float:
+        """What the best epoch is chosen by: entity F1 (what the task reports), not the
+        word-piece accuracy Keras computes."""
+        return metrics["f1"]
 
     def predict(self, model, log):
         config = self.config

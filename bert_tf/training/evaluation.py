@@ -102,6 +102,23 @@ def read_best(output_dir):
     return info
 
 
+def write_best(checkpoint, directory, step, metric, value, metrics, keep=True, **more) -> dict:
+    """`directory` (a run's best/): `checkpoint` (a tf.train.Checkpoint of the model) as
+    ckpt-`step`, the one checkpoint there, and info.json: {"step", "metric", "value",
+    "checkpoint", "metrics", **more}; returns that. The weights first: info.json never names a
+    checkpoint not yet written. keep=False: a worker's copy, removed once written."""
+    path = tf.train.CheckpointManager(checkpoint, directory, max_to_keep=1).save(
+        checkpoint_number=step)
+    info = {"step": int(step), "metric": metric, "value": value,
+            "checkpoint": os.path.basename(path),
+            "metrics": {name: float(v) for name, v in metrics.items()}, **more}
+    if keep:
+        io.write_json(os.path.join(directory, BEST_INFO), info)
+    else:
+        tf.io.gfile.rmtree(directory)
+    return info
+
+
 class BestCheckpoint:
     """`<output_dir>/best/`: the model's weights whenever an evaluation beats the best so far by
     `metric` (lower is better for losses, higher for accuracies).
@@ -136,16 +153,8 @@ class BestCheckpoint:
         value = float(metrics[self.metric])
         if not self.better(value):
             return False
-        # the weights first, then info.json: info.json never names a checkpoint not yet written
-        manager = tf.train.CheckpointManager(self.checkpoint, self.directory, max_to_keep=1)
-        path = manager.save(checkpoint_number=step)
-        self.info = {"step": int(step), "metric": self.metric, "value": value,
-                     "checkpoint": os.path.basename(path),
-                     "metrics": {name: float(v) for name, v in metrics.items()}}
-        if self.chief:
-            io.write_json(os.path.join(self.directory, BEST_INFO), self.info)
-        else:
-            tf.io.gfile.rmtree(self.directory)
+        self.info = write_best(self.checkpoint, self.directory, step, self.metric, value,
+                               metrics, keep=self.chief)
         if log is not None:
             log(f"best {self.metric} so far ({value:.4g}): kept in {self.directory}")
         return True

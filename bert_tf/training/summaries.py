@@ -1,6 +1,6 @@
 """What a training run reports: a console line per logging window and TensorBoard scalars.
 
-    step 200/1000  loss=7.1  masked_lm_loss=6.4  ...  learning_rate=0.0008  ETA 0:03:20
+    step 200/1000  loss=7.1  masked_lm_loss=6.4  ...  learning_rate=0.0008  ETA 3m20s
 
 Scalars go to `<summary_dir>/train` and `<summary_dir>/eval`, under the same names as the console
 line, and the run's settings to `<summary_dir>` itself through TensorBoard's HParams plugin (its
@@ -8,6 +8,7 @@ HParams tab then compares runs by their flags beside their final metrics); only 
 writes them.
 """
 
+import numbers
 import os
 
 import tensorflow as tf
@@ -46,7 +47,7 @@ class TrainingLog:
 
     def train(self, step, metrics, eta_seconds):
         self.log(f"step {step}/{self.total_steps}  " + format_metrics(metrics)
-                 + f"  ETA {hms(eta_seconds)}")
+                 + f"  ETA {format_seconds(eta_seconds)}")
         if self.summary_dir:
             if self._train_writer is None:
                 self._train_writer = tf.summary.create_file_writer(
@@ -72,10 +73,17 @@ def write_scalars(writer, step, metrics):
     writer.flush()
 
 
-def format_metrics(metrics):
-    return "  ".join(f"{name}={value:.4g}" for name, value in metrics.items())
+def format_metrics(metrics) -> str:
+    """"name=value" for each number of `metrics`, 4 significant digits: the progress and
+    evaluation lines of pretraining and finetuning alike."""
+    return "  ".join(f"{name}={float(value):.4g}" for name, value in metrics.items()
+                     if isinstance(value, numbers.Real) and not isinstance(value, bool)
+                     or getattr(value, "shape", None) == ())
 
 
-def hms(seconds):
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+def format_seconds(seconds) -> str:
+    """A duration or ETA as every progress line says it: 6m12s, 2h05m."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"

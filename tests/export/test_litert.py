@@ -15,6 +15,7 @@ from bert_tf import run_dir
 from bert_tf.config import BertConfig
 from bert_tf.export import litert
 from bert_tf.export.classifier import export_classifier
+from bert_tf.export.serving import ExportRequest
 from bert_tf.finetuning.classification import run
 from bert_tf.modeling import build_pretrainer
 from bert_tf.modeling.heads import build_task_model
@@ -98,11 +99,10 @@ def test_pair_classifier_and_object_store(tmp_path):
     vocab = load_vocab(str(tmp_path / "vocab.txt"))
     keras.utils.set_random_seed(1)
     model = build_task_model("classification", BertEncoder(CONFIG), ["no", "yes"])
-    saved = export_classifier(model, vocab, True, SEQ, ["no", "yes"], True,
-                              str(tmp_path / "saved"))
-    path = litert.export_litert("classification", model, vocab, True, SEQ,
-                                {"labels": ["no", "yes"], "pair": True}, "ram://litert/pair",
-                                log=lambda _: None)
+    request = ExportRequest("classification", model, vocab, True, SEQ,
+                            {"labels": ["no", "yes"], "pair": True})
+    saved = export_classifier(request, str(tmp_path / "saved"))
+    path = litert.export_litert(request, "ram://litert/pair", log=lambda _: None)
     assert path == "ram://litert/pair/1"
     first = TEXTS + ["the cat"]
     second = ["the dog " * 20, "", "a b c", "the mat", "Good", "the " * 30, "x"]
@@ -134,9 +134,10 @@ def test_a_pair_request_whose_texts_differ_in_number_is_refused_not_a_crash(tmp_
     write_vocab(list(SPECIAL_TOKENS) + WORDS + [".", ","], tmp_path / "vocab.txt")
     vocab = load_vocab(str(tmp_path / "vocab.txt"))
     model = build_task_model("classification", BertEncoder(CONFIG), ["no", "yes"])
-    path = litert.export_litert("classification", model, vocab, True, SEQ,
-                                {"labels": ["no", "yes"], "pair": True}, str(tmp_path / "pair"),
-                                log=lambda _: None)
+    path = litert.export_litert(
+        ExportRequest("classification", model, vocab, True, SEQ,
+                      {"labels": ["no", "yes"], "pair": True}),
+        str(tmp_path / "pair"), log=lambda _: None)
     done = subprocess.run([sys.executable, "-c", MISMATCHED, path], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]  # -11: the crash
@@ -154,7 +155,7 @@ def test_ids_in_models_agree_with_keras(task, tmp_path):
     model = (build_pretrainer(CONFIG) if task is None
              else build_task_model(task, BertEncoder(CONFIG), labels))
     logs = []
-    path = litert.export_litert(task, model, vocab, True, SEQ, {"labels": labels},
+    path = litert.export_litert(ExportRequest(task, model, vocab, True, SEQ, {"labels": labels}),
                                 str(tmp_path / "out"), log=logs.append)
     manifest = json.loads((tmp_path / "out" / "1" / "litert.json").read_text())
     assert manifest["inputs"] == ["input_word_ids", "input_mask", "input_type_ids"]

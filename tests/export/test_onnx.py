@@ -11,6 +11,7 @@ import pytest
 
 from bert_tf.config import BertConfig
 from bert_tf.export import onnx as onnx_export
+from bert_tf.export.serving import ExportRequest
 from bert_tf.modeling import BertEncoder, build_pretrainer
 from bert_tf.modeling.heads import build_task_model
 from bert_tf.text.tokenization import SPECIAL_TOKENS, load_vocab, write_vocab
@@ -27,9 +28,9 @@ def test_onnx_model_matches_keras_at_any_batch_and_length(task, tmp_path):
     model = (build_pretrainer(CONFIG) if task is None
              else build_task_model(task, BertEncoder(CONFIG), ["a", "b", "c"]))
     labels = ["a", "b", "c"] if task == "classification" else []
-    path = onnx_export.export_onnx(task, model, load_vocab(str(tmp_path / "vocab.txt")), True,
-                                   {"labels": labels}, str(tmp_path / "out"),
-                                   log=lambda _: None)
+    request = ExportRequest(task, model, load_vocab(str(tmp_path / "vocab.txt")), True, 16,
+                            {"labels": labels})
+    path = onnx_export.export_onnx(request, str(tmp_path / "out"), log=lambda _: None)
     manifest = json.loads((tmp_path / "out" / "1" / "onnx.json").read_text())
     assert manifest["inputs"] == ["input_word_ids", "input_mask", "input_type_ids"]
     session = onnxruntime.InferenceSession(f"{path}/model.onnx",

@@ -22,7 +22,7 @@ from bert_tf.config import BertConfig
 from bert_tf.data.sample_corpus import write_corpus
 from bert_tf.export.classifier import export_classifier
 from bert_tf.export.question_answering import export_question_answerer
-from bert_tf.export.serving import non_core_ops, saved_model_ops
+from bert_tf.export.serving import ExportRequest, non_core_ops, saved_model_ops
 from bert_tf.export.tagging import export_tagger
 from bert_tf.modeling import build_classifier, build_question_answerer, build_tagger
 from bert_tf.modeling import BertEncoder, build_pretrainer
@@ -47,15 +47,17 @@ def exports(tmp_path_factory):
                         num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
     keras.utils.set_random_seed(0)
     paths = export.export_all(build_pretrainer(config), vocab, True, SEQ, str(root / "bert"))
-    paths["classifier_pair"] = export_classifier(
-        build_classifier(BertEncoder(config), 3), vocab, True, SEQ, ["a", "b", "c"], True,
-        str(root / "classifier"))
-    paths["question_answering"] = export_question_answerer(
-        build_question_answerer(BertEncoder(config)), vocab, True, SEQ, 8, 8, 10, True, 0.0,
-        str(root / "squad"))
-    paths["tagging"] = export_tagger(
-        build_tagger(BertEncoder(config), 3), vocab, True, SEQ, ["O", "B-X", "I-X"],
-        str(root / "tagger"))
+    paths["classifier_pair"] = export_classifier(ExportRequest(
+        "classification", build_classifier(BertEncoder(config), 3), vocab, True, SEQ,
+        {"labels": ["a", "b", "c"], "pair": True}), str(root / "classifier"))
+    windowing = {"doc_stride": 8, "max_query_length": 8, "max_answer_length": 10,
+                 "version_2_with_negative": True, "null_score_diff_threshold": 0.0}
+    paths["question_answering"] = export_question_answerer(ExportRequest(
+        "question_answering", build_question_answerer(BertEncoder(config)), vocab, True, SEQ,
+        {"flags": windowing}), str(root / "squad"))
+    paths["tagging"] = export_tagger(ExportRequest(
+        "tagging", build_tagger(BertEncoder(config), 3), vocab, True, SEQ,
+        {"labels": ["O", "B-X", "I-X"]}), str(root / "tagger"))
     return {"paths": paths, "vocab_size": len(vocab)}
 
 

@@ -113,12 +113,21 @@ def test_exported_classifier_matches_keras_in_a_tensorflow_only_process(single_r
     assert result.returncode == 0, result.stderr[-2000:]
     served = json.loads(result.stdout.strip().splitlines()[-1])
     assert served["label"][:2] == ["positive", "negative"]
-    # The same probabilities as the Keras model rebuilt from the saved best weights.
+    # The same probabilities as the Keras model loaded from the run's best/ (pretraining's
+    # layout: ckpt-EPOCH and info.json), which `export --checkpoint=best` exports.
+    from bert_tf.export.runs import export_run
     from bert_tf.text.tokenization import load_vocab
+    out = workspace / "single_out"
+    info = json.loads((out / "best" / "info.json").read_text())
+    assert (info["step"], info["metric"], info["value"], info["kept"]) == (
+        single_run["epoch"], "score", single_run["score"], "best")
+    assert info["checkpoint"] == f"ckpt-{single_run['epoch']}"
+    assert sorted(os.listdir(out / "best")) == sorted(
+        ["checkpoint", "info.json", f"ckpt-{info['step']}.index",
+         f"ckpt-{info['step']}.data-00000-of-00001"])
     vocab = load_vocab(workspace / "pretrain" / "vocab.txt")
-    config = BertConfig.from_json_file(workspace / "pretrain" / "bert_config.json")
-    model = build_classifier(build_pretrainer(config).encoder, 2)
-    model.load_weights(workspace / "single_out" / "best.weights.h5")
+    model, _ = run_dir.load_model(run_dir.resolve("best", str(out)))
+    assert len(export_run(run_dir.resolve("best", str(out)), str(out / "again"))) == 1
     preprocessor = Preprocessor(vocab, True, 32)  # kept: its functions hold weakrefs
     inputs = preprocessor.single(tf.constant(texts))
     expected = tf.nn.softmax(model(inputs, training=False)).numpy()

@@ -35,7 +35,7 @@ def test_fit_reads_the_eval_data_once_and_restores_the_best_epoch(tmp_path):
                           metrics=["accuracy"])
     harness.fit(model, train, config, steps_per_epoch=4, eval_data=evaluation)
     assert int(reads.numpy()) == 32  # one pass, not one per epoch (96)
-    assert (tmp_path / "best.weights.h5").exists()
+    assert (tmp_path / "best" / "best.weights.h5").exists()
 
 
 @pytest.mark.parametrize("config_class", [harness.FinetuningConfig, ClassificationConfig,

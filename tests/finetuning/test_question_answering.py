@@ -150,6 +150,10 @@ def test_a_color_question_is_learned(trained):
     nbest = json.loads(tf.io.gfile.GFile(out + "/nbest_predictions.json").read())
     assert len(predictions) == 60 and set(nbest) == set(predictions)
     assert abs(sum(n["probability"] for n in nbest["q0"]) - 1) < 1e-6
+    # no evaluation between epochs: best/ holds the last of the 4 (13 steps an epoch)
+    info = json.loads(tf.io.gfile.GFile(out + "/best/info.json").read())
+    assert (info["step"], info["metric"], info["value"], info["kept"]) == (4, None, None, "last")
+    assert tf.train.latest_checkpoint(out + "/best").endswith("ckpt-4")
 
 
 TF_ONLY = """

@@ -107,17 +107,19 @@ def trained(workspace):
 
 
 def test_the_job_reports_progress_as_it_goes(trained):
-    """A line every --log_steps with the running loss and an ETA; evaluation and prediction
-    are announced and timed."""
+    """A line every --log_steps with the running loss and an ETA; the dev file evaluated after
+    every epoch (its entity F1 on the epoch's line) and the epoch kept said; prediction
+    announced and timed."""
     lines = trained["lines"]
     steps = [line for line in lines if line.startswith("step ")]
     assert steps and all("loss=" in line and "examples/s" in line and "ETA" in line
                          for line in steps), lines
     assert steps[0].startswith("step 10/")  # 300 sentences of 16: 18 steps an epoch, 4 epochs
     assert sum(line.startswith("epoch ") and " done in " in line for line in lines) == 4
-    for stage in ("evaluation", "prediction"):
-        assert f"{stage}: started" in lines
-        assert any(line.startswith(f"{stage}: done in") for line in lines), lines
+    assert sum(line.startswith("epoch ") and " val_f1=" in line for line in lines) == 4
+    assert any(line.startswith("kept epoch ") and " of 4 (score " in line for line in lines)
+    assert "prediction: started" in lines
+    assert any(line.startswith("prediction: done in") for line in lines), lines
 
 
 def test_a_tagging_task_is_learned(trained):
@@ -127,6 +129,12 @@ def test_a_tagging_task_is_learned(trained):
     out = trained["config"].output_dir
     saved = json.loads(tf.io.gfile.GFile(out + "/eval_results.json").read())
     assert saved["f1"] == pytest.approx(results["f1"])
+    # the best epoch is chosen by entity F1, the score it reports, and kept in best/
+    assert results["score"] == results["f1"] and len(results["epoch_scores"]) == 4
+    info = json.loads(tf.io.gfile.GFile(out + "/best/info.json").read())
+    assert (info["step"], info["metric"], info["value"]) == (
+        results["epoch"], "score", results["f1"])
+    assert info["value"] == max(results["epoch_scores"])
     predictions = tf.io.gfile.GFile(out + "/predictions.txt").read().split("\n\n")
     assert len([p for p in predictions if p.strip()]) == 80
 
@@ -187,6 +195,7 @@ def test_a_tag_set_of_no_scheme_exports_and_groups_runs(workspace, tmp_path):
     import keras
 
     from bert_tf.config import BertConfig
+    from bert_tf.export.serving import ExportRequest
     from bert_tf.export.tagging import export_tagger
     from bert_tf.modeling import BertEncoder, build_tagger
 
@@ -194,7 +203,8 @@ def test_a_tag_set_of_no_scheme_exports_and_groups_runs(workspace, tmp_path):
     config = BertConfig.from_json_file(workspace / "pretrain" / "bert_config.json")
     labels = ["LABEL_0", "LABEL_1", "CAP", "O"]
     keras.utils.set_random_seed(3)
-    path = export_tagger(build_tagger(BertEncoder(config), len(labels)), vocab, True, 16, labels,
+    path = export_tagger(ExportRequest("tagging", build_tagger(BertEncoder(config), len(labels)),
+                                       vocab, True, 16, {"labels": labels}),
                          str(tmp_path / "tagger"))
     served = tf.saved_model.load(path).signatures["serving_default"]
     texts = [" ".join(random.Random(i).choice(PLAIN) for _ in range(30)) for i in range(4)]

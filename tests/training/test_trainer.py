@@ -13,7 +13,7 @@ import tensorflow as tf
 from bert_tf.data.input_pipeline import make_dataset
 from bert_tf.modeling import build_pretrainer
 from bert_tf.training import optimization
-from bert_tf.training.summaries import hms
+from bert_tf.training.summaries import format_seconds
 from bert_tf.training.trainer import Trainer, TrainOptions, _to_next
 from conftest import REPO_ROOT, tiny_config
 from pretraining_fixtures import PREDICTIONS, SEQ, make_tiny_data
@@ -58,7 +58,7 @@ def test_accumulated_gradient_equals_the_big_batch_gradient(batch, tmp_path):
 def test_to_next_boundary():
     assert _to_next(0, 100) == 100
     assert _to_next(250, 100) == 50
-    assert hms(3725) == "1:02:05"
+    assert format_seconds(3725) == "1h02m" and format_seconds(372.4) == "6m12s"
 
 
 # Ops that a TPU program cannot hold: they run on the host (Python, printing, strings) or give
