@@ -13,7 +13,8 @@ import dataclasses
 
 from bert_tf import cli
 from bert_tf.export.features import FORMATS, POOLINGS, check_paths, extract
-from bert_tf.finetuning.harness import EncoderSettings, encoder_source, load_encoder, source_vocab
+from bert_tf.finetuning.encoder_source import encoder_source, load_encoder, source_vocab
+from bert_tf.finetuning.job_settings import EncoderSettings
 from bert_tf.settings import setting
 
 

@@ -5,10 +5,15 @@
     run_config.json    {"do_lower_case": ..., and what made the run: "flags", "data_manifest",
                         "converted_from"}
     ckpt-N.*           tf.train.Checkpoint(model=..., optimizer=...), `checkpoint` names the latest
-    train/, eval/      TensorBoard events
-    best/              the model of the best evaluated checkpoint, and info.json (pretraining)
+    train/, eval/      TensorBoard events (a finetuning job's Keras callback: train/, validation/)
+    best/              the model of the best evaluated checkpoint (ckpt-STEP; a finetuning run's
+                       kept epoch: ckpt-EPOCH), and info.json
+    eval_results.json  the kept model's evaluation (finetuning); labels.json: its labels
+    export/NAME/N/     a finetuning job's text-in SavedModel
+    backup/            a finetuning job's finished epochs (finetuning.resume)
+    continuous_eval.json  the sidecar evaluator's state (training.continuous_eval)
 
-run_pretraining writes one, so does every finetuning job (its run_config.json also records
+`RunDir(path)` names each of them; run_pretraining writes one, so does every finetuning job (its run_config.json also records
 "task" and "labels") and convert_checkpoint's bert_tf output; export, the finetuning jobs,
 convert_checkpoint and resuming read them through `resolve`, `load_pretrainer` and
 `load_model`. Any path may be a gs:// URL.
@@ -31,6 +36,31 @@ BEST_DIR = "best"
 
 
 @dataclasses.dataclass(frozen=True)
+class RunDir:
+    """A run directory's layout: the path of each of its files (see the table above)."""
+    path: str
+
+    def file(self, *names) -> str:
+        return os.path.join(self.path, *names)
+
+    config = property(lambda self: self.file(CONFIG_FILE))
+    vocab = property(lambda self: self.file(VOCAB_FILE))
+    record = property(lambda self: self.file(RUN_CONFIG_FILE))
+    best = property(lambda self: self.file(BEST_DIR))
+    best_info = property(lambda self: self.file(BEST_DIR, "info.json"))
+    labels = property(lambda self: self.file("labels.json"))
+    eval_results = property(lambda self: self.file("eval_results.json"))
+    backup = property(lambda self: self.file("backup"))
+    continuous_eval_state = property(lambda self: self.file("continuous_eval.json"))
+    train_logs = property(lambda self: self.file("train"))
+    eval_logs = property(lambda self: self.file("eval"))
+
+    def export(self, name) -> str:
+        """A finetuning job's export folder (TF Serving's model_dir: versions inside)."""
+        return self.file("export", name)
+
+
+@dataclasses.dataclass(frozen=True)
 class RunFiles:
     """Where a model's pieces are. `do_lower_case` is None when nothing records it."""
     checkpoint: str | None
@@ -43,15 +73,16 @@ class RunFiles:
 def write(directory, config: BertConfig, vocab_file=None, **record) -> None:
     """bert_config.json, vocab.txt (a copy of `vocab_file`) and run_config.json (`record`)."""
     tf.io.gfile.makedirs(directory)
-    config.to_json_file(os.path.join(directory, CONFIG_FILE))
+    run = RunDir(directory)
+    config.to_json_file(run.config)
     if vocab_file:
-        io.copy_file(vocab_file, os.path.join(directory, VOCAB_FILE))
-    io.write_json(os.path.join(directory, RUN_CONFIG_FILE), record)
+        io.copy_file(vocab_file, run.vocab)
+    io.write_json(run.record, record)
 
 
 def read_record(directory) -> dict:
     """run_config.json of `directory`, or {} if it has none."""
-    path = os.path.join(directory, RUN_CONFIG_FILE)
+    path = RunDir(directory).record
     return io.read_json(path) if tf.io.gfile.exists(path) else {}
 
 
@@ -85,14 +116,15 @@ def resolve(checkpoint=None, directory=None, bert_config_file=None, vocab_file=N
     record = read_record(directory)
     if do_lower_case is None:
         do_lower_case = record.get("do_lower_case")
-    return RunFiles(checkpoint, bert_config_file or os.path.join(directory, CONFIG_FILE),
-                    vocab_file or os.path.join(directory, VOCAB_FILE), do_lower_case, record)
+    run = RunDir(directory)
+    return RunFiles(checkpoint, bert_config_file or run.config, vocab_file or run.vocab,
+                    do_lower_case, record)
 
 
 def best_checkpoint(directory, flag="--checkpoint"):
     """The prefix of the run's best checkpoint (`directory`/best/); a ValueError naming `flag`
     if it has none."""
-    found = tf.train.latest_checkpoint(os.path.join(directory, BEST_DIR))
+    found = tf.train.latest_checkpoint(RunDir(directory).best)
     if not found:
         raise ValueError(f"{flag}=best: {directory} has no best checkpoint ({BEST_DIR}/ is "
                          f"written by run_pretraining with --best_checkpoint_metric, by its "

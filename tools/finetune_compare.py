@@ -176,14 +176,14 @@ def training_rows(task, config, work):
     import numpy as np
     import tensorflow as tf
 
-    from bert_tf.finetuning import harness, squad
+    from bert_tf.finetuning import encoder_source, squad
     from bert_tf.finetuning.labelled_files import Columns, label_ids, read_examples
     from bert_tf.finetuning.tagged_files import read_tagged
     from bert_tf.finetuning.tagging import make_features
     from bert_tf.text.preprocessing import Preprocessor
     from bert_tf.text.tokenization import WordpieceTokenizer, load_vocab
 
-    source = harness.encoder_source(config)
+    source = encoder_source.encoder_source(config)
     vocab = load_vocab(source.vocab_file)
     tokenizer = WordpieceTokenizer(vocab, True)
     path = os.path.join(work, f"{task}_rows.npz")
@@ -264,7 +264,7 @@ def run_theirs(task, config, rows, labels, hf_encoder, seed, bfloat16, work):
 
     from bert_tf import run_dir
     from bert_tf.checkpoints.convert import convert
-    from bert_tf.finetuning import classification, harness, question_answering, tagging
+    from bert_tf.finetuning import classification, encoder_source, question_answering, tagging
     from bert_tf.text.tokenization import load_vocab
 
     trained = os.path.join(work, f"hf_{task}_{seed}_{'bfloat16' if bfloat16 else 'float32'}")
@@ -288,7 +288,7 @@ def run_theirs(task, config, rows, labels, hf_encoder, seed, bfloat16, work):
                   "question_answering": question_answering.QuestionAnswering,
                   "tagging": tagging.Tagging}[task]
     instance = task_class(config)
-    source = harness.encoder_source(config)
+    source = encoder_source.encoder_source(config)
     instance.read(source, load_vocab(source.vocab_file), lambda line: None)
     return instance.evaluate(model, lambda line: None)
 

@@ -25,7 +25,34 @@ from bert_tf.text.tokenization import load_vocab
 
 READERS = {"google_tf1": read_google_tf1, "huggingface": read_huggingface,
            "keras_hub": read_keras_hub, "bert_tf": read_bert_tf}
-OUTPUT_FORMATS = ("bert_tf", "huggingface", "google_tf1", "keras_hub")
+
+
+def _bert_tf(source, model, tensors, vocab, directory, origin):
+    write_bert_tf(model, source.config, directory, source.do_lower_case, origin, source.task,
+                  source.labels)
+    return []
+
+
+def _huggingface(source, model, tensors, vocab, directory, origin):
+    write_huggingface(tensors, source.config, vocab, source.do_lower_case, directory,
+                      source.task, source.labels)
+    return []
+
+
+def _keras_hub(source, model, tensors, vocab, directory, origin):
+    return write_keras_hub(tensors, source.config, source.vocab_file, source.do_lower_case,
+                           directory, source.task, source.labels)
+
+
+def _google_tf1(source, model, tensors, vocab, directory, origin):
+    return write_google_tf1(tensors, source.config, directory, source.labels)
+
+
+# --output_format -> (source Weights, the checked model, its google-named tensors, Vocab,
+# directory, {"format", "path"} of the input) -> notes for the report
+WRITERS = {"bert_tf": _bert_tf, "huggingface": _huggingface, "google_tf1": _google_tf1,
+           "keras_hub": _keras_hub}
+OUTPUT_FORMATS = tuple(WRITERS)
 
 
 def convert(input_format, input_path, output_format, output_dir, bert_config_file=None,
@@ -39,15 +66,14 @@ def convert(input_format, input_path, output_format, output_dir, bert_config_fil
                          f"{input_format!r}, {output_format!r}")
     with locks.sibling_lock(output_dir, "--output"):
         io.remove_all(tf.io.gfile.glob(io.temp_pattern(output_dir.rstrip("/"))))  # a killed run's
-        return _convert(input_format, input_path, output_format, output_dir, bert_config_file,
-                        vocab_file, do_lower_case, overwrite, log)
+        if tf.io.gfile.exists(output_dir) and not overwrite:
+            raise FileExistsError(f"--output {output_dir} exists; pass --overwrite to replace "
+                                  f"it")
+        source = READERS[input_format](input_path, bert_config_file, vocab_file, do_lower_case)
+        return _convert(source, input_format, input_path, output_format, output_dir, log)
 
 
-def _convert(input_format, input_path, output_format, output_dir, bert_config_file, vocab_file,
-             do_lower_case, overwrite, log):
-    if tf.io.gfile.exists(output_dir) and not overwrite:
-        raise FileExistsError(f"--output {output_dir} exists; pass --overwrite to replace it")
-    source = READERS[input_format](input_path, bert_config_file, vocab_file, do_lower_case)
+def _convert(source, input_format, input_path, output_format, output_dir, log):
     config, notes = source.config, list(source.notes)
     vocab = load_vocab(source.vocab_file)
     run_dir.check_vocab_fits(vocab, config, source.vocab_file, "the config")
@@ -59,21 +85,11 @@ def _convert(input_format, input_path, output_format, output_dir, bert_config_fi
     assign_to_model(model, source.tensors)
     tensors = model_tensors(model, shapes)
 
+    origin = {"format": input_format,
+              "path": os.path.abspath(input_path) if io.is_local(input_path) else input_path}
     with io.directory_written_atomically(output_dir) as tmp:
         io.copy_file(source.vocab_file, os.path.join(tmp, "vocab.txt"))
-        if output_format == "bert_tf":
-            write_bert_tf(model, config, tmp, source.do_lower_case,
-                          {"format": input_format,
-                           "path": os.path.abspath(input_path) if io.is_local(input_path)
-                           else input_path}, source.task, source.labels)
-        elif output_format == "huggingface":
-            write_huggingface(tensors, config, vocab, source.do_lower_case, tmp, source.task,
-                              source.labels)
-        elif output_format == "keras_hub":
-            notes += write_keras_hub(tensors, config, source.vocab_file, source.do_lower_case,
-                                     tmp, source.task, source.labels)
-        else:
-            notes += write_google_tf1(tensors, config, tmp, source.labels)
+        notes += WRITERS[output_format](source, model, tensors, vocab, tmp, origin)
 
     report = {"converted": len(source.tensors), "freshly_initialized": absent,
               "task": source.task,

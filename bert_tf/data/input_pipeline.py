@@ -9,7 +9,9 @@ compares the data with the flags: the manifest beside shards made by bert_tf, el
 record's shapes.
 """
 
+import dataclasses
 import os
+from typing import Any
 
 import tensorflow as tf
 from absl import logging
@@ -144,12 +146,26 @@ def decode(serialized, max_seq_length, max_predictions_per_seq):
     return inputs, {name: parsed[name] for name in LABELS}
 
 
-def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_training=True,
-                 input_context=None, seed=None, shuffle_buffer=10_000, packing=None,
-                 packing_window=1024, masking_rules=None, skip_batches=0, reshuffle=True,
-                 data_service=None, job_name="bert_tf"):
+@dataclasses.dataclass(frozen=True)
+class PipelineOptions:
+    """How `make_dataset` reads, masks, packs and serves its files (see its docstring)."""
+    is_training: bool = True  # repeat and shuffle; else one pass in file order
+    seed: int | None = None
+    shuffle_buffer: int = 10_000
+    packing: tuple | None = None  # (max_sequences_per_row, max_predictions_per_row)
+    packing_window: int = 1024
+    masking_rules: Any = None  # bert_tf.data.masking rules for dynamic data
+    skip_batches: int = 0
+    reshuffle: bool = True
+    data_service: str | None = None  # grpc://HOST:PORT of a tf.data service dispatcher
+    job_name: str = "bert_tf"
+
+
+def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq,
+                 options: PipelineOptions = PipelineOptions(), input_context=None):
     """A dataset of (features, labels) batches of `batch_size` (per replica when
-    `input_context` is given, as `strategy.distribute_datasets_from_function` passes it).
+    `input_context` is given, as `strategy.distribute_datasets_from_function` passes it), read
+    as `options` say.
 
     `masking_rules` (bert_tf.data.masking) masks unmasked (dynamic) data as it is read, each
     batch (or packing window) by the seed and its number in this pipeline's stream.
@@ -176,6 +192,9 @@ def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_
     reproducible: masks of dynamic data are drawn from a random seed, not the batch's number,
     and `skip_batches` cannot resume it exactly (it is ignored).
     """
+    is_training, seed, packing, data_service = (options.is_training, options.seed,
+                                                options.packing, options.data_service)
+    skip_batches, reshuffle = options.skip_batches, options.reshuffle
     files = list(files)
     if data_service:  # the service splits the files among its workers: no sharding here
         input_context, skip_batches = None, 0
@@ -205,9 +224,9 @@ def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_
             _records, cycle_length=min(len(files), 8), num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=seed is not None or not is_training)
     if is_training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed,
+        dataset = dataset.shuffle(options.shuffle_buffer, seed=seed,
                                   reshuffle_each_iteration=reshuffle).repeat()
-    masker = masking.Masker(masking_rules) if masking_rules else None
+    masker = masking.Masker(options.masking_rules) if options.masking_rules else None
     pipelines = input_context.num_input_pipelines if input_context else 1
     pipeline = input_context.input_pipeline_id if input_context else 0
 
@@ -219,11 +238,11 @@ def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_
         return features, labels
 
     if packing:
-        dataset = _numbered(dataset.batch(packing_window), data_service)
+        dataset = _numbered(dataset.batch(options.packing_window), data_service)
         dataset = dataset.map(decode_batch, num_parallel_calls=tf.data.AUTOTUNE)
         dataset = packing_lib.pack_windows(dataset, *packing)
         if is_training:
-            dataset = dataset.shuffle(packing_window, seed=seed)
+            dataset = dataset.shuffle(options.packing_window, seed=seed)
         dataset = dataset.batch(batch_size, drop_remainder=True).skip(skip_batches)
     else:
         dataset = _numbered(dataset.batch(batch_size, drop_remainder=True),
@@ -232,7 +251,7 @@ def make_dataset(files, batch_size, max_seq_length, max_predictions_per_seq, is_
     if data_service:
         dataset = dataset.apply(tf.data.experimental.service.distribute(
             processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
-            service=data_service, job_name=job_name))
+            service=data_service, job_name=options.job_name))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

@@ -13,6 +13,8 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf.finetuning import glue, harness
+from bert_tf.finetuning.fitting import predict
+from bert_tf.finetuning.job_settings import FinetuningConfig
 from bert_tf.finetuning.batching import batch_by_length
 from bert_tf.finetuning.labelled_files import Columns, InputFileError, label_ids, read_examples
 from bert_tf.tasks import CLASSIFICATION, REGRESSION
@@ -105,7 +107,7 @@ def regression_metrics(targets, predictions):
 # === The task ===
 
 @dataclasses.dataclass(frozen=True)
-class ClassificationConfig(harness.FinetuningConfig):
+class ClassificationConfig(FinetuningConfig):
     """The settings of a classification (or regression) job (the command line's flags)."""
     task_name: str | None = setting(None, "A GLUE task or XNLI by name: its files are read from "
                                           "--data_dir as distributed, with its labels, metrics "
@@ -169,7 +171,6 @@ class Classification:
         self.glue = glue.DATASETS.get(config.task_name) if config.task_name else None
         self.regression = config.regression or bool(self.glue and self.glue.regression)
         self.name = REGRESSION if self.regression else CLASSIFICATION
-        self.monitor = "val_score"
         self.columns = Columns(config.text_a_column, config.label_column, config.text_b_column)
 
     # --- files ---
@@ -282,7 +283,7 @@ class Classification:
 
     def evaluate(self, model, log):
         """One dev set's metrics, or {dev set: metrics} (MNLI's matched and mismatched)."""
-        results = {name: self._metrics(targets, harness.predict(model, batches))
+        results = {name: self._metrics(targets, predict(model, batches))
                    for name, targets, batches in self.dev}
         return results.get("", results) or None
 
@@ -296,7 +297,7 @@ class Classification:
     def predict(self, model, log):
         written = []
         for output, path, examples in self.test:
-            outputs = harness.predict(model, self._batches(examples, None))
+            outputs = predict(model, self._batches(examples, None))
             target = os.path.join(self.config.output_dir, output)
             if self.glue is not None:
                 harness.write_tsv(target, ["index", "prediction"], submission_rows(

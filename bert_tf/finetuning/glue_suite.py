@@ -23,9 +23,11 @@ import tensorflow as tf
 from bert_tf import io, run_dir
 from bert_tf.finetuning import glue
 from bert_tf.finetuning.classification import ClassificationConfig, run
-from bert_tf.finetuning.harness import FinetuningConfig, distribute
+from bert_tf.finetuning.fitting import distribute
+from bert_tf.finetuning.job_settings import FinetuningConfig
 from bert_tf.training.summaries import format_seconds
 from bert_tf.finetuning.resume import changed_settings, job_settings
+from bert_tf.run_dir import RunDir
 from bert_tf.settings import flat_dict, setting
 from bert_tf.training import strategy as strategies
 
@@ -93,8 +95,9 @@ def _finished(task_config: ClassificationConfig) -> bool:
     written). One made with other settings is refused: its results would be reported as this
     command's."""
     output_dir = task_config.output_dir
-    if not (tf.io.gfile.exists(os.path.join(output_dir, "eval_results.json"))
-            and tf.io.gfile.exists(os.path.join(output_dir, "export"))):
+    run = RunDir(output_dir)
+    if not (tf.io.gfile.exists(run.eval_results)
+            and tf.io.gfile.exists(os.path.dirname(run.export("")))):
         return False
     changed = changed_settings(run_dir.read_record(output_dir).get("flags", {}),
                                job_settings(task_config))
@@ -133,7 +136,7 @@ def _run_tasks(config: GlueSuiteConfig, tasks, log):
             if not _finished(task_config):
                 run(task_config,
                     log=lambda line, prefix=f"[{task} lr={rate:g}] ": log(prefix + line))
-            runs[rate] = (output_dir, io.read_json(os.path.join(output_dir, "eval_results.json")))
+            runs[rate] = (output_dir, io.read_json(RunDir(output_dir).eval_results))
         rate, (best_dir, results) = max(runs.items(), key=lambda item: item[1][1]["score"])
         rows[task] = {"title": spec.title, "score": results["score"], "learning_rate": rate,
                       "epoch": results.get("epoch"), "metrics": _metrics(spec, results),
@@ -164,9 +167,9 @@ def _metrics(spec, results):
     return {metric: results[metric] for metric in spec.metrics}
 
 
-def _collect(spec, run_dir, submission):
+def _collect(spec, best_dir, submission):
     for split in spec.test:
-        io.copy_file(os.path.join(run_dir, split.name), os.path.join(submission, split.name))
+        io.copy_file(os.path.join(best_dir, split.name), os.path.join(submission, split.name))
 
 
 def _diagnostic(config, mnli_run, submission, log):

@@ -19,6 +19,8 @@ import tensorflow as tf
 
 from bert_tf import io
 from bert_tf.finetuning import harness, squad
+from bert_tf.finetuning.fitting import predict
+from bert_tf.finetuning.job_settings import FinetuningConfig
 from bert_tf.finetuning.batching import batch_by_length
 from bert_tf.finetuning.squad_evaluation import evaluate
 from bert_tf.tasks import QUESTION_ANSWERING
@@ -26,7 +28,7 @@ from bert_tf.settings import setting
 
 
 @dataclasses.dataclass(frozen=True)
-class QuestionAnsweringConfig(harness.FinetuningConfig):
+class QuestionAnsweringConfig(FinetuningConfig):
     """The settings of a SQuAD job (google-research/bert's run_squad flags)."""
     train_file: str | None = setting(None, "SQuAD JSON for training (v1.1 or v2.0).")
     predict_file: str | None = setting(None, "SQuAD JSON to answer; evaluated when it has "
@@ -63,10 +65,10 @@ class QuestionAnsweringConfig(harness.FinetuningConfig):
 
 
 class QuestionAnswering:
-    """The question-answering task (see `harness.Task`). Evaluating answers --predict_file (and
-    scores it when it has answers)."""
+    """The question-answering task (see `harness.Task`). Evaluating answers --predict_file and
+    scores it when it has answers (after every epoch, the best kept by F1); predicting writes
+    the answers of the kept model."""
     name = QUESTION_ANSWERING
-    monitor = None  # no validation during fit(): an answer needs the whole predict pass
 
     def __init__(self, config: QuestionAnsweringConfig):
         self.config = config
@@ -100,12 +102,22 @@ class QuestionAnswering:
                 "loss_weights": {"start_logits": 0.5, "end_logits": 0.5}}
 
     def evaluate(self, model, log):
+        """The SQuAD metrics of --predict_file's answers; None without answers to score."""
         if not self.config.do_predict:
             return None
-        return predict_file(model, self.tokenizer, self.config, log)
+        examples, predictions, _, _ = answer_file(model, self.tokenizer, self.config)
+        if not all(e.labelled for e in examples):  # a test set: nothing to score
+            return None
+        return evaluate({e.qas_id: e.answers for e in examples}, predictions)
+
+    def score(self, metrics) -> float:
+        """What the best epoch is chosen by: F1 (0-100)."""
+        return metrics["f1"]
 
     def predict(self, model, log):
-        return None  # done by `evaluate`
+        if not self.config.do_predict:
+            return None
+        return write_answers(self.config, *answer_file(model, self.tokenizer, self.config)[1:])
 
 
 def run(config: QuestionAnsweringConfig, log=print):
@@ -114,9 +126,9 @@ def run(config: QuestionAnsweringConfig, log=print):
     return harness.run(config, QuestionAnswering(config), log)
 
 
-def predict_file(model, tokenizer, config, log=print):
-    """predictions.json, nbest_predictions.json, null_odds.json (v2) and, when the file has
-    answers, the eval results; returns the eval results ({} without answers)."""
+def answer_file(model, tokenizer, config):
+    """(examples, predictions, nbest, null_odds) of --predict_file: every question answered
+    by `model`, as run_squad answers them."""
     examples = squad.read_squad(config.predict_file, False, config.version_2_with_negative)
     pieces = squad.tokenize_contexts(examples, tokenizer)
     features = squad.make_features(examples, tokenizer, config.max_seq_length,
@@ -124,16 +136,20 @@ def predict_file(model, tokenizer, config, log=print):
     batches = batch_by_length(tf.data.Dataset.from_tensor_slices(features.inputs()),
                               config.predict_batch_size, config.max_seq_length,
                               dynamic_padding=config.dynamic_padding)
-    outputs = harness.predict(model, batches, config.max_seq_length)
+    outputs = predict(model, batches, config.max_seq_length)
     predictions, nbest, null_odds = squad.predict(
         examples, features, outputs["start_logits"], outputs["end_logits"], pieces,
         config.n_best_size, config.max_answer_length, config.version_2_with_negative,
         config.null_score_diff_threshold)
-    output_dir = config.output_dir
-    io.write_json(os.path.join(output_dir, "predictions.json"), predictions)
-    io.write_json(os.path.join(output_dir, "nbest_predictions.json"), nbest)
+    return examples, predictions, nbest, null_odds
+
+
+def write_answers(config, predictions, nbest, null_odds) -> str:
+    """predictions.json, nbest_predictions.json and null_odds.json (v2) in --output_dir;
+    returns predictions.json's path."""
+    path = os.path.join(config.output_dir, "predictions.json")
+    io.write_json(path, predictions)
+    io.write_json(os.path.join(config.output_dir, "nbest_predictions.json"), nbest)
     if config.version_2_with_negative:
-        io.write_json(os.path.join(output_dir, "null_odds.json"), null_odds)
-    if not all(e.labelled for e in examples):  # a test set: predictions only
-        return {}
-    return evaluate({e.qas_id: e.answers for e in examples}, predictions)
+        io.write_json(os.path.join(config.output_dir, "null_odds.json"), null_odds)
+    return path

@@ -23,9 +23,10 @@ import tensorflow as tf
 
 from bert_tf import io
 from bert_tf.preemption import Preempted, SignalFlag
+from bert_tf.run_dir import RunDir
 from bert_tf.settings import flat_dict
 
-BACKUP_DIR = "backup"
+BACKUP_DIR = os.path.basename(RunDir("").backup)
 SETTINGS_FILE = "settings.json"
 EPOCHS_FILE = "epochs.json"
 KERAS_METADATA = "training_metadata.json"  # BackupAndRestore's: {"epoch": epochs done, ...}
@@ -52,7 +53,7 @@ class Backup:
     settings, says what it resumes, and gives the callbacks that keep it."""
 
     def __init__(self, config, log=print):
-        self.directory = os.path.join(config.output_dir, BACKUP_DIR)
+        self.directory = RunDir(config.output_dir).backup
         self.evaluation = None  # an EpochEvaluation, whose state is kept too (`keep`)
         self.settings = job_settings(config)
         self.epochs = []  # [{"epoch": n, "logs": {...}}] of the finished epochs

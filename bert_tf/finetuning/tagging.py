@@ -20,6 +20,8 @@ import tensorflow as tf
 
 from bert_tf import io
 from bert_tf.finetuning import harness
+from bert_tf.finetuning.fitting import predict
+from bert_tf.finetuning.job_settings import FinetuningConfig
 from bert_tf.finetuning.batching import batch_by_length
 from bert_tf.finetuning.tagged_files import SCHEMES, read_tagged
 from bert_tf.finetuning.tagging_metrics import tagging_metrics
@@ -90,7 +92,7 @@ def predicted_tags(features, logits, sentences, labels):
 
 
 @dataclasses.dataclass(frozen=True)
-class TaggingConfig(harness.FinetuningConfig):
+class TaggingConfig(FinetuningConfig):
     """The settings of a token-classification job (the command line's flags)."""
     train_file: str = setting(None, "Tagged training file.", required=True)
     eval_file: str = setting(None, "Tagged evaluation file.", required=True)
@@ -105,7 +107,6 @@ class TaggingConfig(harness.FinetuningConfig):
 class Tagging:
     """The token-classification task (see `harness.Task`)."""
     name = TAGGING
-    monitor = "val_score"  # entity F1, by `score` after every epoch
 
     def __init__(self, config: TaggingConfig):
         self.config = config
@@ -131,7 +132,7 @@ class Tagging:
             f"eval: {len(self.evaluation):,} sentences")
         steps = max(chunks // config.train_batch_size, 1)
         return harness.TaskData(self.labels, self._batches(train_features, training=True),
-                                steps, self._batches(self.eval_features))
+                                steps)
 
     def _batches(self, features, training=False):
         config = self.config
@@ -156,7 +157,7 @@ class Tagging:
                 "weighted_metrics": ["accuracy"]}
 
     def _tags(self, model, features, sentences):
-        logits = harness.predict(model, self._batches(features), self.config.max_seq_length)
+        logits = predict(model, self._batches(features), self.config.max_seq_length)
         return predicted_tags(features, logits, sentences, self.labels)
 
     def evaluate(self, model, log):

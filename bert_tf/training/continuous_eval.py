@@ -34,7 +34,6 @@ from bert_tf.training.pretraining import (PretrainingConfig, best_checkpoint,
                                           make_distributed_dataset)
 from bert_tf.training.summaries import TrainingLog, format_metrics
 
-STATE_FILE = "continuous_eval.json"
 # What the sidecar takes from the run it follows: the model's inputs and the data stream's
 # settings (the eval batches depend on them) and where the run ends.
 # (num_warmup_steps only so that the run's own schedule passes the settings' checks.)
@@ -80,7 +79,7 @@ def continuous_eval(config: PretrainingConfig, log=print, poll_secs=10.0):
     last step; returns {step: metrics} of the checkpoints this call evaluated."""
     output_dir = config.output_dir
     record = wait_for(lambda: run_dir.read_record(output_dir).get("flags"),
-                      f"the run's {os.path.join(output_dir, run_dir.RUN_CONFIG_FILE)}",
+                      f"the run's {run_dir.RunDir(output_dir).record}",
                       config.eval_timeout_secs, poll_secs, log)
     run = dataclasses.replace(config, **{name: record[name] for name in FROM_THE_RUN
                                          if name in record})
@@ -88,15 +87,15 @@ def continuous_eval(config: PretrainingConfig, log=print, poll_secs=10.0):
     if not eval_input:
         raise ValueError("--mode=continuous_eval: give --eval_input_file (the run records no "
                          "input files)")
-    bert_config = BertConfig.from_json_file(os.path.join(output_dir, run_dir.CONFIG_FILE))
+    bert_config = BertConfig.from_json_file(run_dir.RunDir(output_dir).config)
     strategy, _ = strategies.start(config.distribution_strategy, config.tpu,
                                    config.worker_wait_secs, log)
     run.validate(strategy.num_replicas_in_sync)
     eval_files, _, eval_masking = open_eval_data(
         eval_input, run.max_seq_length, run.max_predictions_per_seq, bert_config.vocab_size,
-        os.path.join(output_dir, run_dir.CONFIG_FILE),
+        run_dir.RunDir(output_dir).config,
         run_dir.read_record(output_dir).get("data_manifest"),
-        f"the run's training data ({os.path.join(output_dir, run_dir.RUN_CONFIG_FILE)})")
+        f"the run's training data ({run_dir.RunDir(output_dir).record})")
     data = PretrainingData([], None, None, eval_files, eval_masking)  # evaluation only
     precision = precision_lib.resolve(run.mixed_precision, strategy)
     log(f"precision: {precision.policy} ({precision.reason})")
@@ -111,7 +110,7 @@ def continuous_eval(config: PretrainingConfig, log=print, poll_secs=10.0):
     best = best_checkpoint(run, model, strategy)
     report = TrainingLog(output_dir, run.max_eval_steps, log,
                          write_summaries=strategies.is_chief(strategy))
-    state_file = os.path.join(output_dir, STATE_FILE)
+    state_file = run_dir.RunDir(output_dir).continuous_eval_state
     with locks.output_lock(os.path.join(output_dir, ".continuous_eval.lock"),
                            f"--mode=continuous_eval --output_dir {output_dir}"):
         state = (io.read_json(state_file) if tf.io.gfile.exists(state_file)

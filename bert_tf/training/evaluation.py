@@ -19,9 +19,9 @@ import os
 import tensorflow as tf
 
 from bert_tf import io
-from bert_tf.run_dir import BEST_DIR
+from bert_tf.run_dir import RunDir
 
-BEST_INFO = "info.json"
+BEST_INFO = os.path.basename(RunDir("").best_info)  # in best/
 
 
 def global_sums(strategy, objective, labels):
@@ -82,7 +82,7 @@ def read_best(output_dir):
     """`<output_dir>/best/info.json`, or None when the run has no best checkpoint yet; a file
     that is not what BestCheckpoint writes is an error naming it (read when the run starts,
     not at its first evaluation)."""
-    path = os.path.join(output_dir, BEST_DIR, BEST_INFO)
+    path = RunDir(output_dir).best_info
     if not tf.io.gfile.exists(path):
         return None
     try:
@@ -130,7 +130,7 @@ class BestCheckpoint:
         self.metric = metric
         self.output_dir = output_dir
         self.chief = chief
-        self.directory = os.path.join(output_dir, BEST_DIR) if chief else scratch
+        self.directory = RunDir(output_dir).best if chief else scratch
         self.info = read_best(output_dir)
         if self.info is not None and self.info.get("metric") != metric:
             raise ValueError(f"--best_checkpoint_metric={metric}, but {self.directory} keeps the "

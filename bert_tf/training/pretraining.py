@@ -370,13 +370,14 @@ def make_distributed_dataset(strategy, config: PretrainingConfig, data, input_fi
         if consumed:
             log(f"input: the data stream resumes after its first {consumed:,} batches "
                 f"(those of steps 1-{trained_steps})")
-        dataset = input_pipeline.make_dataset(
-            input_files, context.get_per_replica_batch_size(batch_size),
-            config.max_seq_length, config.max_predictions_per_seq, True, context,
+        options = input_pipeline.PipelineOptions(
             seed=config.random_seed, packing=config.packing if training else None,
             masking_rules=data.masking if training else data.eval_masking,
             skip_batches=consumed, reshuffle=training, data_service=service,
             job_name=f"bert_tf_train_{os.path.basename(config.output_dir.rstrip('/'))}")
+        dataset = input_pipeline.make_dataset(
+            input_files, context.get_per_replica_batch_size(batch_size),
+            config.max_seq_length, config.max_predictions_per_seq, options, context)
         if config.pack_sequences and not training:  # evaluated as it comes, one per row
             dataset = dataset.map(packing.as_one_sequence_rows)
         return dataset
@@ -404,7 +405,7 @@ def check_resume(output_dir, bert_config, config: PretrainingConfig, manifest):
     if not tf.train.latest_checkpoint(output_dir):
         return
     problems = []
-    config_file = os.path.join(output_dir, run_dir.CONFIG_FILE)
+    config_file = run_dir.RunDir(output_dir).config
     if tf.io.gfile.exists(config_file):
         held = dataclasses.asdict(BertConfig.from_json_file(config_file))
         changed = [f"{key} {held[key]} -> {value}" for key, value in
@@ -425,7 +426,7 @@ def check_resume(output_dir, bert_config, config: PretrainingConfig, manifest):
             problems.append(
                 "--input_file: the data's vocab is not the one the run was trained on (" + (
                     f"sha256 {held_vocab[:12]}... recorded in "
-                    f"{os.path.join(output_dir, run_dir.RUN_CONFIG_FILE)}" if held_vocab else
+                    f"{run_dir.RunDir(output_dir).record}" if held_vocab else
                     "the run's data recorded no vocab") + ", the data's " + (
                     f"{vocab[:12]}..." if vocab else "none (no manifest)") + ")")
     if problems:

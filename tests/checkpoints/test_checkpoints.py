@@ -23,7 +23,7 @@ from bert_tf.checkpoints.convert import convert
 from bert_tf.checkpoints.names import google_shapes
 from bert_tf.config import BertConfig, ConfigError
 from bert_tf.export.runs import export_run
-from bert_tf.finetuning import harness
+from bert_tf.finetuning import encoder_source
 from bert_tf.modeling import task_encoder
 from bert_tf.text.tokenization import SPECIAL_TOKENS, WordpieceTokenizer, load_vocab, write_vocab
 from conftest import REPO_ROOT, assigned_unicode_texts, random_inputs
@@ -550,12 +550,12 @@ def test_imported_checkpoint_finetunes_and_exports(tmp_path):
     # job's whole run on a run directory's encoder is tested above, from the converted one)
     pair = values(workspace, "pair", tmp_path / "second",
                   init_checkpoint=str(tmp_path / "finetuned"))
-    assert not harness.continues(harness.encoder_source(pair), "classification",
+    assert not encoder_source.continues(encoder_source.encoder_source(pair), "classification",
                                  ["both", "not_both"])
-    encoder = harness.load_encoder(harness.encoder_source(pair))
+    encoder = encoder_source.load_encoder(encoder_source.encoder_source(pair))
     for ours, theirs in zip(encoder.weights, task_encoder(classifier).weights, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
-    assert harness.continues(harness.encoder_source(pair), "classification",
+    assert encoder_source.continues(encoder_source.encoder_source(pair), "classification",
                              ["negative", "positive"])  # the same task and labels: the whole model
 
     pretrainer, vocab_loaded, lower = load_pretrainer(output_dir=str(tmp_path / "imported"))

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from bert_tf import io
-from bert_tf.data.input_pipeline import (DataMismatchError, check_data, find_corrupt_shard,
-                                    make_dataset)
+from bert_tf.data.input_pipeline import (DataMismatchError, PipelineOptions, check_data,
+                                    find_corrupt_shard, make_dataset)
 from pretraining_fixtures import PREDICTIONS, SEQ, make_tiny_data
 
 
@@ -17,7 +17,7 @@ def data(tmp_path_factory):
 
 
 def test_batches_have_model_names_and_int32(data):
-    features_, labels = next(iter(make_dataset(data, 8, SEQ, PREDICTIONS, seed=1)))
+    features_, labels = next(iter(make_dataset(data, 8, SEQ, PREDICTIONS, PipelineOptions(seed=1))))
     assert set(features_) == {"input_word_ids", "input_mask", "input_type_ids",
                               "masked_lm_positions"}
     assert set(labels) == {"masked_lm_ids", "masked_lm_weights", "next_sentence_labels"}
@@ -29,7 +29,7 @@ def test_batches_have_model_names_and_int32(data):
 
 def test_eval_data_is_finite_and_drops_the_remainder(data):
     total = sum(1 for _ in tf.data.TFRecordDataset(data))
-    batches = list(make_dataset(data, 7, SEQ, PREDICTIONS, is_training=False))
+    batches = list(make_dataset(data, 7, SEQ, PREDICTIONS, PipelineOptions(is_training=False)))
     assert len(batches) == total // 7
     assert all(b[0]["input_word_ids"].shape[0] == 7 for b in batches)
 
@@ -37,7 +37,7 @@ def test_eval_data_is_finite_and_drops_the_remainder(data):
 def test_workers_read_different_files(data):
     def ids(pipeline):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline)
-        batches = make_dataset(data, 4, SEQ, PREDICTIONS, is_training=False,
+        batches = make_dataset(data, 4, SEQ, PREDICTIONS, PipelineOptions(is_training=False),
                                input_context=context)
         return {tuple(row) for b in batches for row in b[0]["input_word_ids"].numpy()}
     first, second = ids(0), ids(1)
@@ -135,7 +135,8 @@ def test_gzip_shards_are_read(data, tmp_path):
     path = tmp_path / "gz-00000-of-00001.tfrecord.gz"
     with open(data[0], "rb") as f, gzip.open(path, "wb") as out:
         out.write(f.read())
-    plain = list(make_dataset([data[0]], 4, SEQ, PREDICTIONS, is_training=False))
-    zipped = list(make_dataset([str(path)], 4, SEQ, PREDICTIONS, is_training=False))
+    plain = list(make_dataset([data[0]], 4, SEQ, PREDICTIONS, PipelineOptions(is_training=False)))
+    zipped = list(make_dataset([str(path)], 4, SEQ, PREDICTIONS,
+                               PipelineOptions(is_training=False)))
     assert len(plain) == len(zipped) > 0
     np.testing.assert_array_equal(plain[0][0]["input_word_ids"], zipped[0][0]["input_word_ids"])

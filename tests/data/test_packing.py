@@ -1,6 +1,8 @@
 """Sequence packing: every example lands whole in one row, rows fill well, and a packed row gives
 each sequence the outputs, losses and accuracies it has alone (no cross-contamination)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -117,9 +119,10 @@ def data_128(tmp_path_factory):
 
 def test_input_pipeline_packs_real_data_well(data_128):
     p_row = packing.default_predictions_per_row(20, K)
-    plain = input_pipeline.make_dataset(data_128, 512, 128, 20, False)
-    dataset = input_pipeline.make_dataset(data_128, 64, 128, 20, False,
-                                          packing=(K, p_row), packing_window=512)
+    one_pass = input_pipeline.PipelineOptions(is_training=False)
+    plain = input_pipeline.make_dataset(data_128, 512, 128, 20, one_pass)
+    dataset = input_pipeline.make_dataset(data_128, 64, 128, 20, dataclasses.replace(
+        one_pass, packing=(K, p_row), packing_window=512))
     features, labels = next(iter(dataset))
     assert features["input_word_ids"].shape == (64, 128)
     assert features["next_sentence_positions"].shape == (64, K)

@@ -367,12 +367,12 @@ def test_dynamic_masking_data_is_one_unmasked_pass(dynamic_dataset, dataset):
 
 
 def masked_stream(dynamic_dataset, vocab_file, batches, seed=7):
-    from bert_tf.data.input_pipeline import make_dataset
+    from bert_tf.data.input_pipeline import PipelineOptions, make_dataset
     from bert_tf.data.masking import rules_from_manifest
 
     rules = rules_from_manifest(dynamic_dataset["manifest"], load_vocab(vocab_file))
-    data = make_dataset(dynamic_dataset["summary"]["shards"], 64, 128, 20, seed=seed,
-                        masking_rules=rules)
+    data = make_dataset(dynamic_dataset["summary"]["shards"], 64, 128, 20,
+                        PipelineOptions(seed=seed, masking_rules=rules))
     names = {"input_word_ids": "input_ids", "input_type_ids": "segment_ids"}
     for features, labels in data.take(batches):
         yield {names.get(k, k): v.numpy() for k, v in {**features, **labels}.items()}
@@ -438,9 +438,9 @@ def test_more_predictions_than_positions_are_allowed(corpus, tmp_path):
                        options=InstanceOptions(max_seq_length=16, max_predictions_per_seq=20,
                                                dynamic_masking=dynamic))
         manifest = schema.read_manifest(schema.manifest_path(str(tmp_path / f"wide{dynamic}")))
-        dataset = input_pipeline.make_dataset(
-            summary["shards"], 8, 16, 20, is_training=False,
-            masking_rules=masking_rules(summary["shards"], manifest))
+        options = input_pipeline.PipelineOptions(
+            is_training=False, masking_rules=masking_rules(summary["shards"], manifest))
+        dataset = input_pipeline.make_dataset(summary["shards"], 8, 16, 20, options)
         for features, labels in dataset.take(3):
             weights = labels["masked_lm_weights"].numpy()
             real = features["input_mask"].numpy().sum(1)

@@ -12,7 +12,7 @@ import scipy.stats
 import sklearn.metrics
 import tensorflow as tf
 
-from bert_tf.finetuning import glue, glue_suite, harness
+from bert_tf.finetuning import fitting, glue, glue_suite
 from bert_tf.finetuning.classification import (ClassificationConfig, classification_metrics,
                                                regression_metrics, run)
 from bert_tf.finetuning.glue_suite import GlueSuiteConfig, run_suite
@@ -159,7 +159,7 @@ def test_the_kept_epoch_is_the_best_and_its_weights_are_restored(tmp_path):
             weights.append(float(model.layers[0].kernel.numpy()[0, 0]))
             return {"accuracy": next(scores), "matched": {"accuracy": 0.5}}
 
-        callback = harness.EpochEvaluation(evaluate, lambda m: m["accuracy"],
+        callback = fitting.EpochEvaluation(evaluate, lambda m: m["accuracy"],
                                            str(tmp_path / "best.weights.h5"), keep_best)
         logged = keras.callbacks.History()
         model.fit(np.ones((8, 1)), np.full((8, 1), 3.0), epochs=3, verbose=0,

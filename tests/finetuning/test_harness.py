@@ -1,4 +1,4 @@
-"""harness: the eval data is read from its source once, however many epochs validate; bad flags
+"""The finetuning fit (fitting.py): the eval data is read from its source once, however many epochs validate; bad flags
 are refused as they are read; batches by length; progress lines."""
 
 import dataclasses
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_tf.finetuning import harness
+from bert_tf.finetuning import fitting, job_settings
 from bert_tf.finetuning.batching import batch_by_length
 from bert_tf.finetuning.classification import ClassificationConfig
 from bert_tf.finetuning.question_answering import QuestionAnsweringConfig
@@ -28,17 +28,17 @@ def test_fit_reads_the_eval_data_once_and_restores_the_best_epoch(tmp_path):
     train = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).repeat()
     evaluation = tf.data.Dataset.from_tensor_slices((x[:32], y[:32])).map(counted).batch(16)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    config = harness.FinetuningConfig(output_dir=str(tmp_path), num_train_epochs=3,
+    config = job_settings.FinetuningConfig(output_dir=str(tmp_path), num_train_epochs=3,
                                       learning_rate=1e-2, mixed_precision="float32")
-    harness.compile_model(model, config, total_steps=12,
+    fitting.compile_model(model, config, total_steps=12,
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                           metrics=["accuracy"])
-    harness.fit(model, train, config, steps_per_epoch=4, eval_data=evaluation)
+    fitting.fit(model, train, config, steps_per_epoch=4, eval_data=evaluation)
     assert int(reads.numpy()) == 32  # one pass, not one per epoch (96)
     assert (tmp_path / "best" / "best.weights.h5").exists()
 
 
-@pytest.mark.parametrize("config_class", [harness.FinetuningConfig, ClassificationConfig,
+@pytest.mark.parametrize("config_class", [job_settings.FinetuningConfig, ClassificationConfig,
                                           TaggingConfig, QuestionAnsweringConfig])
 def test_bad_flags_are_refused_as_they_are_read_naming_each(config_class, tmp_path):
     files = {"train_file": "t", "eval_file": "e", "do_train": True}
@@ -103,7 +103,7 @@ def test_predict_pads_per_token_outputs_of_every_length():
     lengths = [3, 40, 5, 17]
     batches = batch_by_length(rows_of_lengths(lengths).map(
         lambda inputs, *rest: ({"input_mask": inputs["input_mask"]},)), 2, 64)
-    out = harness.predict(model, batches, pad_to=64)["per_token"]
+    out = fitting.predict(model, batches, pad_to=64)["per_token"]
     assert out.shape == (4, 64)
     np.testing.assert_array_equal(out.sum(1), 2 * np.array(lengths))
 
@@ -114,13 +114,13 @@ def test_progress_lines_during_fit(tmp_path):
     y = (x[:, 0] > 0).astype("int32")
     train = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat()
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    config = harness.FinetuningConfig(output_dir=str(tmp_path), num_train_epochs=2,
+    config = job_settings.FinetuningConfig(output_dir=str(tmp_path), num_train_epochs=2,
                                       mixed_precision="float32", log_steps=3)
-    harness.compile_model(model, config, total_steps=16,
+    fitting.compile_model(model, config, total_steps=16,
                           loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                           metrics=["accuracy"])
     lines = []
-    harness.fit(model, train, config, steps_per_epoch=8, log=lines.append)
+    fitting.fit(model, train, config, steps_per_epoch=8, log=lines.append)
     steps = [line.split()[1] for line in lines if line.startswith("step ")]
     assert steps == ["3/16", "6/16", "9/16", "12/16", "15/16", "16/16"], lines
     assert all("ETA" in line and "accuracy=" in line for line in lines if "step " in line)

@@ -150,10 +150,16 @@ def test_a_color_question_is_learned(trained):
     nbest = json.loads(tf.io.gfile.GFile(out + "/nbest_predictions.json").read())
     assert len(predictions) == 60 and set(nbest) == set(predictions)
     assert abs(sum(n["probability"] for n in nbest["q0"]) - 1) < 1e-6
-    # no evaluation between epochs: best/ holds the last of the 4 (13 steps an epoch)
+    # evaluated after each of the 4 epochs: the best by F1 is kept, in best/ too, and the
+    # prediction files are the kept model's answers
+    assert len(results["epoch_scores"]) == 4 and results["score"] == results["f1"]
+    assert results["f1"] == max(results["epoch_scores"]), results
     info = json.loads(tf.io.gfile.GFile(out + "/best/info.json").read())
-    assert (info["step"], info["metric"], info["value"], info["kept"]) == (4, None, None, "last")
-    assert tf.train.latest_checkpoint(out + "/best").endswith("ckpt-4")
+    assert (info["step"], info["metric"], info["value"], info["kept"]) == (
+        results["epoch"], "score", results["f1"], "best")
+    assert tf.train.latest_checkpoint(out + "/best").endswith(f"ckpt-{results['epoch']}")
+    answers = {e.qas_id: e.answers for e in squad.read_squad(trained["dev"], False, False)}
+    assert evaluate(answers, predictions)["f1"] == pytest.approx(results["f1"])
 
 
 TF_ONLY = """

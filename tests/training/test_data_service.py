@@ -2,6 +2,7 @@
 batches come through them with the local path's examples, and a pretraining run trains on them."""
 
 import collections
+import dataclasses
 
 import numpy as np
 import pytest
@@ -43,9 +44,10 @@ def examples(dataset):
 
 def test_the_service_serves_each_example_of_a_pass_once(service, data):
     files = io.expand_file_patterns(data["glob"])
-    local = examples(input_pipeline.make_dataset(files, 1, SEQ, PREDICTIONS, False))
-    served = examples(input_pipeline.make_dataset(files, 1, SEQ, PREDICTIONS, False,
-                                                  data_service=service, job_name="one_pass"))
+    one_pass = input_pipeline.PipelineOptions(is_training=False)
+    local = examples(input_pipeline.make_dataset(files, 1, SEQ, PREDICTIONS, one_pass))
+    served = examples(input_pipeline.make_dataset(files, 1, SEQ, PREDICTIONS, dataclasses.replace(
+        one_pass, data_service=service, job_name="one_pass")))
     assert sum(local.values()) > 500
     assert served == local  # the same examples, each once, though the two workers split them
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bert_tf.data.input_pipeline import make_dataset
+from bert_tf.data.input_pipeline import PipelineOptions, make_dataset
 from bert_tf.modeling import build_pretrainer
 from bert_tf.training import optimization
 from bert_tf.training.summaries import format_seconds
@@ -26,7 +26,7 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def batch(files):
-    return next(iter(make_dataset(files, 8, SEQ, PREDICTIONS, seed=3)))
+    return next(iter(make_dataset(files, 8, SEQ, PREDICTIONS, PipelineOptions(seed=3))))
 
 
 def trainer_for(parts, tmp_path, jit_compile=False, policy="float32"):
@@ -83,7 +83,7 @@ def test_the_whole_replica_step_compiles_as_one_xla_program(files, tmp_path, par
     uncompiled step does."""
     def dataset(trainer):
         data = trainer.strategy.distribute_datasets_from_function(
-            lambda context: make_dataset(files, 8, SEQ, PREDICTIONS, seed=3))
+            lambda context: make_dataset(files, 8, SEQ, PREDICTIONS, PipelineOptions(seed=3)))
         spec = data.element_spec  # static shapes, int32 ids: what a TPU needs
         assert all(s.shape.is_fully_defined() for s in tf.nest.flatten(spec))
         assert spec[0]["input_word_ids"].dtype == tf.int32
@@ -106,7 +106,7 @@ def test_the_whole_replica_step_compiles_as_one_xla_program(files, tmp_path, par
             assert np.abs(a.numpy() - b.numpy())[~close].max() <= 2 * 3 * 1e-3, a.path
     assert int(compiled.optimizer.iterations.numpy()) == 3
 
-    features, labels = next(iter(make_dataset(files, 8, SEQ, PREDICTIONS, seed=3)))
+    features, labels = next(iter(make_dataset(files, 8, SEQ, PREDICTIONS, PipelineOptions(seed=3))))
     concrete = compiled.replica_step.get_concrete_function(features, labels)
     assert concrete.function_def.attr["_XlaMustCompile"].b, "compiled with XLA as a whole"
     nodes = graph_ops(concrete)
@@ -127,7 +127,7 @@ tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU"
     [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 import keras
 sys.path.insert(0, "tests")
-from bert_tf.data.input_pipeline import make_dataset
+from bert_tf.data.input_pipeline import PipelineOptions, make_dataset
 from bert_tf.modeling import build_pretrainer
 from bert_tf.training.trainer import Trainer, TrainOptions
 from conftest import tiny_config
