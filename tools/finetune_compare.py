@@ -289,8 +289,8 @@ def run_theirs(task, config, rows, labels, hf_encoder, seed, bfloat16, work):
                   "tagging": tagging.Tagging}[task]
     instance = task_class(config)
     source = encoder_source.encoder_source(config)
-    instance.read(source, load_vocab(source.vocab_file), lambda line: None)
-    return instance.evaluate(model, lambda line: None)
+    data = instance.read(source, load_vocab(source.vocab_file), lambda line: None)
+    return instance.evaluate(model, data, lambda line: None)
 
 
 def main(argv):

@@ -208,10 +208,10 @@ class Classification:
                              "--init_checkpoint (its labels)")
         return list(labels)
 
-    def _targets(self, examples, path, log=print, allow_unknown=False):
+    def _targets(self, examples, labels, path, log=print, allow_unknown=False):
         """(kept examples, label ids or scores)."""
         if not self.regression:
-            return label_ids(examples, self.labels, path, allow_unknown, log)
+            return label_ids(examples, labels, path, allow_unknown, log)
         scores = []
         for example in examples:
             try:
@@ -231,37 +231,42 @@ class Classification:
 
         config = self.config
         train, dev, test = self._files(log)
-        self.labels = self._labels(source, train)
-        self.preprocessor = Preprocessor(vocab, source.do_lower_case, config.max_seq_length)
-        self.dev = []
+        labels = self._labels(source, train)
+        preprocessor = Preprocessor(vocab, source.do_lower_case, config.max_seq_length)
+        dev_sets = []  # (name, targets, batches): what `evaluate` scores
         for name, path, examples in dev:
-            examples, targets = self._targets(examples, path, log, config.allow_unknown_labels)
-            self.dev.append((name, targets, self._batches(examples, targets).cache()))
-        self.test = test
+            examples, targets = self._targets(examples, labels, path, log,
+                                              config.allow_unknown_labels)
+            dev_sets.append((name, targets,
+                             self._batches(preprocessor, examples, targets).cache()))
+        # (output file, input path, examples, batches): what `predict` writes
+        test_sets = [(output, path, examples, self._batches(preprocessor, examples, None))
+                     for output, path, examples in test]
         sets = ([train[1]] if train else []) + [examples for _, _, examples in dev + test]
         record = {"pair": bool(sets) and sets[0][0].text_b is not None,
                   "task_name": config.task_name}
         log((f"train: {len(train[1]):,} examples" if train else "train: none")
-            + (f", {len(self.labels)} labels" if self.labels else ", regression")
+            + (f", {len(labels)} labels" if labels else ", regression")
             + "".join(f"; {name or 'eval'}: {len(targets):,} examples"
-                      for name, targets, _ in self.dev))
+                      for name, targets, _ in dev_sets))
+        data = harness.TaskData(labels, record=record, evaluation=dev_sets,
+                                prediction=test_sets)
         if train is None:
-            return harness.TaskData(self.labels, record=record)
+            return data
         path, examples = train
-        examples, targets = self._targets(examples, path)
+        examples, targets = self._targets(examples, labels, path)
         # Repeated, so every epoch gets steps_per_epoch batches: grouping by length makes the
         # number of batches per pass vary, and Keras skips an epoch when a finite dataset of
         # unknown size runs out.
         steps = max(len(examples) // config.train_batch_size, 1)
-        return harness.TaskData(
-            self.labels, make_dataset(examples, targets, self.preprocessor,
-                                      config.train_batch_size, shuffle=True,
-                                      seed=config.random_seed,
-                                      dynamic_padding=config.dynamic_padding).repeat(),
-            steps, record=record)
+        return dataclasses.replace(
+            data, train=make_dataset(examples, targets, preprocessor, config.train_batch_size,
+                                     shuffle=True, seed=config.random_seed,
+                                     dynamic_padding=config.dynamic_padding).repeat(),
+            steps_per_epoch=steps)
 
-    def _batches(self, examples, targets):
-        return make_dataset(examples, targets, self.preprocessor, self.config.eval_batch_size,
+    def _batches(self, preprocessor, examples, targets):
+        return make_dataset(examples, targets, preprocessor, self.config.eval_batch_size,
                             dynamic_padding=self.config.dynamic_padding)
 
     # --- the model's part ---
@@ -274,17 +279,17 @@ class Classification:
         return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 "metrics": ["accuracy"]}
 
-    def _metrics(self, targets, outputs):
+    def _metrics(self, targets, outputs, labels):
         loss = float(self.compile_args()["loss"](targets, outputs))
         if self.regression:
             return {**regression_metrics(targets, outputs), "loss": loss}
-        return {**classification_metrics(targets, np.argmax(outputs, -1), len(self.labels)),
+        return {**classification_metrics(targets, np.argmax(outputs, -1), len(labels)),
                 "loss": loss}
 
-    def evaluate(self, model, log):
+    def evaluate(self, model, data, log):
         """One dev set's metrics, or {dev set: metrics} (MNLI's matched and mismatched)."""
-        results = {name: self._metrics(targets, predict(model, batches))
-                   for name, targets, batches in self.dev}
+        results = {name: self._metrics(targets, predict(model, batches), data.labels)
+                   for name, targets, batches in data.evaluation}
         return results.get("", results) or None
 
     def score(self, results) -> float:
@@ -294,16 +299,16 @@ class Classification:
             return self.glue.score(results)
         return results["pearson" if self.regression else "accuracy"]
 
-    def predict(self, model, log):
+    def predict(self, model, data, log):
         written = []
-        for output, path, examples in self.test:
-            outputs = predict(model, self._batches(examples, None))
+        for output, path, examples, batches in data.prediction:
+            outputs = predict(model, batches)
             target = os.path.join(self.config.output_dir, output)
             if self.glue is not None:
                 harness.write_tsv(target, ["index", "prediction"], submission_rows(
-                    examples, outputs, self.labels))
+                    examples, outputs, data.labels))
             else:
-                header, rows = prediction_rows(examples, outputs, self.labels)
+                header, rows = prediction_rows(examples, outputs, data.labels)
                 harness.write_tsv(target, header, rows)
             log(f"predictions: {len(examples):,} rows of {path} -> {target}")
             written.append(target)

@@ -48,6 +48,8 @@ class TaskData:
     train: Any = None  # tf.data.Dataset of (inputs, targets[, weights]) batches, repeated; None:
     # no training (a finetuned model only predicts)
     steps_per_epoch: int = 0
+    evaluation: Any = None  # what the task's `evaluate` scores (its dev sets, ...)
+    prediction: Any = None  # what the task's `predict` answers (its test sets, ...)
     record: dict = dataclasses.field(default_factory=dict)  # more for run_config.json
 
 
@@ -60,16 +62,16 @@ class Task(Protocol):
     def compile_args(self) -> dict:
         """`model.compile` arguments besides the optimizer: loss, metrics."""
 
-    def evaluate(self, model, log) -> dict | None:
-        """Metrics of the model on the evaluation file (None: nothing to evaluate); writes
+    def evaluate(self, model, data: TaskData, log) -> dict | None:
+        """Metrics of the model on `data.evaluation` (None: nothing to evaluate); writes
         nothing. Run after every epoch (`fitting.EpochEvaluation`)."""
 
     def score(self, metrics) -> float:
         """What the best epoch is chosen by (larger is better): `bert_tf.tasks`' `score`."""
 
-    def predict(self, model, log) -> str | None:
-        """Writes the kept model's predictions for the predict file, if any; returns the file
-        written."""
+    def predict(self, model, data: TaskData, log) -> str | None:
+        """Writes the kept model's predictions for `data.prediction`, if any; returns the
+        files written."""
 
 
 def run(config: FinetuningConfig, task: Task, log=print):
@@ -117,7 +119,7 @@ def _run(config: FinetuningConfig, task: Task, strategy, chosen, log):
             compile_model(model, config, total_steps, **task.compile_args())
     epochs = None
     if data.train is not None:
-        epochs = EpochEvaluation(lambda: task.evaluate(model, log), task.score,
+        epochs = EpochEvaluation(lambda: task.evaluate(model, data, log), task.score,
                                  best_weights_file(config.output_dir), config.keep_best)
         backup.keep(epochs)
         fit(model, data.train, config, data.steps_per_epoch, log=log, evaluation=epochs,
@@ -134,7 +136,7 @@ def _run(config: FinetuningConfig, task: Task, strategy, chosen, log):
         log(f"kept epoch {metrics['epoch']} of {len(epochs.scores)} (score "
             f"{metrics['score']:.4f}{', the best' if config.keep_best else ', the last'})")
     else:
-        metrics = timed(log, "evaluation", lambda: task.evaluate(model, log)) or {}
+        metrics = timed(log, "evaluation", lambda: task.evaluate(model, data, log)) or {}
         if metrics:
             metrics = {**metrics, "score": task.score(metrics)}
     if metrics:
@@ -142,7 +144,7 @@ def _run(config: FinetuningConfig, task: Task, strategy, chosen, log):
         log("eval: " + format_metrics(metrics))
     exported = None
     if chief:  # the chief predicts and exports; the other workers wait for it
-        timed(log, "prediction", lambda: task.predict(model, log))
+        timed(log, "prediction", lambda: task.predict(model, data, log))
         served = serving_model(model, task.name, data.labels, precision.policy,
                                config.serving_precision, log)
         exported = export_task(

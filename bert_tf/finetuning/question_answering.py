@@ -77,11 +77,14 @@ class QuestionAnswering:
         from bert_tf.text.tokenization import WordpieceTokenizer
 
         config = self.config
-        self.tokenizer = WordpieceTokenizer(vocab, source.do_lower_case)
+        tokenizer = WordpieceTokenizer(vocab, source.do_lower_case)
+        # evaluate and predict answer --predict_file with the tokenizer
+        data = harness.TaskData([], evaluation=tokenizer if config.do_predict else None,
+                                prediction=tokenizer if config.do_predict else None)
         if not config.do_train:
-            return harness.TaskData([])
+            return data
         examples = squad.read_squad(config.train_file, True, config.version_2_with_negative)
-        features = squad.make_features(examples, self.tokenizer, config.max_seq_length,
+        features = squad.make_features(examples, tokenizer, config.max_seq_length,
                                        config.doc_stride, config.max_query_length, True)
         windows = len(features.example_index)
         log(f"train: {len(examples):,} questions, {windows:,} windows")
@@ -92,7 +95,7 @@ class QuestionAnswering:
                                   dynamic_padding=config.dynamic_padding, num_rows=windows,
                                   drop_remainder=True)
         steps = max(windows // config.train_batch_size, 1)
-        return harness.TaskData([], batches.repeat(), steps)
+        return dataclasses.replace(data, train=batches.repeat(), steps_per_epoch=steps)
 
     def compile_args(self):
         import keras
@@ -101,11 +104,11 @@ class QuestionAnswering:
         return {"loss": {"start_logits": loss, "end_logits": loss},
                 "loss_weights": {"start_logits": 0.5, "end_logits": 0.5}}
 
-    def evaluate(self, model, log):
+    def evaluate(self, model, data, log):
         """The SQuAD metrics of --predict_file's answers; None without answers to score."""
-        if not self.config.do_predict:
+        if data.evaluation is None:
             return None
-        examples, predictions, _, _ = answer_file(model, self.tokenizer, self.config)
+        examples, predictions, _, _ = answer_file(model, data.evaluation, self.config)
         if not all(e.labelled for e in examples):  # a test set: nothing to score
             return None
         return evaluate({e.qas_id: e.answers for e in examples}, predictions)
@@ -114,10 +117,10 @@ class QuestionAnswering:
         """What the best epoch is chosen by: F1 (0-100)."""
         return metrics["f1"]
 
-    def predict(self, model, log):
-        if not self.config.do_predict:
+    def predict(self, model, data, log):
+        if data.prediction is None:
             return None
-        return write_answers(self.config, *answer_file(model, self.tokenizer, self.config)[1:])
+        return write_answers(self.config, *answer_file(model, data.prediction, self.config)[1:])
 
 
 def run(config: QuestionAnsweringConfig, log=print):

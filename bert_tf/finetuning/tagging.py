@@ -115,24 +115,29 @@ class Tagging:
         from bert_tf.text.tokenization import WordpieceTokenizer
 
         config = self.config
-        self.tokenizer = WordpieceTokenizer(vocab, source.do_lower_case)
+        tokenizer = WordpieceTokenizer(vocab, source.do_lower_case)
         train = read_tagged(config.train_file, config.input_format, config.tag_scheme)
-        self.labels = ["O"] + sorted({t for s in train for t in s.tags} - {"O"})
-        self.evaluation = read_tagged(config.eval_file, config.input_format, config.tag_scheme)
-        unknown = {t for s in self.evaluation for t in s.tags} - set(self.labels)
+        labels = ["O"] + sorted({t for s in train for t in s.tags} - {"O"})
+        evaluation = read_tagged(config.eval_file, config.input_format, config.tag_scheme)
+        unknown = {t for s in evaluation for t in s.tags} - set(labels)
         if unknown:
             raise ValueError(f"{config.eval_file}: tag(s) {', '.join(sorted(unknown))} are not "
-                             f"in the training tags {self.labels}")
-        train_features = make_features(train, self.tokenizer, self.labels,
-                                       config.max_seq_length)
-        self.eval_features = make_features(self.evaluation, self.tokenizer, self.labels,
-                                           config.max_seq_length)
+                             f"in the training tags {labels}")
+        train_features = make_features(train, tokenizer, labels, config.max_seq_length)
+        # (sentences, their features) of the eval file, and of the predict file if any
+        dev = (evaluation, make_features(evaluation, tokenizer, labels, config.max_seq_length))
+        test = None
+        if config.predict_file:
+            sentences = read_tagged(config.predict_file, config.input_format,
+                                    config.tag_scheme, require_tags=False)
+            test = (sentences, make_features(sentences, tokenizer, labels,
+                                             config.max_seq_length))
         chunks = len(train_features.sentence)
-        log(f"train: {len(train):,} sentences ({chunks:,} chunks), {len(self.labels)} tags; "
-            f"eval: {len(self.evaluation):,} sentences")
+        log(f"train: {len(train):,} sentences ({chunks:,} chunks), {len(labels)} tags; "
+            f"eval: {len(evaluation):,} sentences")
         steps = max(chunks // config.train_batch_size, 1)
-        return harness.TaskData(self.labels, self._batches(train_features, training=True),
-                                steps)
+        return harness.TaskData(labels, self._batches(train_features, training=True), steps,
+                                evaluation=dev, prediction=test)
 
     def _batches(self, features, training=False):
         config = self.config
@@ -156,28 +161,26 @@ class Tagging:
                     from_logits=True, reduction="mean_with_sample_weight"),
                 "weighted_metrics": ["accuracy"]}
 
-    def _tags(self, model, features, sentences):
+    def _tags(self, model, sentences, features, labels):
         logits = predict(model, self._batches(features), self.config.max_seq_length)
-        return predicted_tags(features, logits, sentences, self.labels)
+        return predicted_tags(features, logits, sentences, labels)
 
-    def evaluate(self, model, log):
-        predicted = self._tags(model, self.eval_features, self.evaluation)
-        return tagging_metrics([s.tags for s in self.evaluation], predicted)
+    def evaluate(self, model, data, log):
+        sentences, _ = data.evaluation
+        predicted = self._tags(model, *data.evaluation, data.labels)
+        return tagging_metrics([s.tags for s in sentences], predicted)
 
     def score(self, metrics) -> float:
         """What the best epoch is chosen by: entity F1 (what the task reports), not the
         word-piece accuracy Keras computes."""
         return metrics["f1"]
 
-    def predict(self, model, log):
-        config = self.config
-        if not config.predict_file:
+    def predict(self, model, data, log):
+        if data.prediction is None:
             return None
-        sentences = read_tagged(config.predict_file, config.input_format, config.tag_scheme,
-                                require_tags=False)
-        features = make_features(sentences, self.tokenizer, self.labels, config.max_seq_length)
-        tags = self._tags(model, features, sentences)
-        path = os.path.join(config.output_dir, "predictions.txt")
+        sentences, _ = data.prediction
+        tags = self._tags(model, *data.prediction, data.labels)
+        path = os.path.join(self.config.output_dir, "predictions.txt")
         io.write_file(path, "".join(
             "".join(f"{w}\t{t}\n" for w, t in zip(s.words, sentence_tags)) + "\n"
             for s, sentence_tags in zip(sentences, tags)))
