@@ -19,7 +19,7 @@ source variables are skipped and counted. See bert_tf/checkpoints/ for the forma
 import dataclasses
 
 from bert_tf import cli
-from bert_tf.checkpoints.convert import OUTPUT_FORMATS, READERS, convert
+from bert_tf.checkpoints.convert import OUTPUT_FORMATS, READERS, Given, convert
 from bert_tf.settings import Settings, setting
 
 
@@ -46,8 +46,8 @@ def main(argv):
     del argv
     config = cli.from_flags(ConversionConfig)
     convert(config.input_format, config.input, config.output_format, config.output,
-            bert_config_file=config.bert_config_file, vocab_file=config.vocab_file,
-            do_lower_case=config.do_lower_case, overwrite=config.overwrite)
+            Given(config.bert_config_file, config.vocab_file, config.do_lower_case),
+            overwrite=config.overwrite)
 
 
 SETTINGS = (ConversionConfig,)  # the flags

@@ -12,7 +12,7 @@ finetuned) or --encoder_saved_model (an encoder export). See `bert_tf.export.fea
 import dataclasses
 
 from bert_tf import cli
-from bert_tf.export.features import FORMATS, POOLINGS, check_paths, extract
+from bert_tf.export.features import FORMATS, POOLINGS, FeatureOptions, check_paths, extract
 from bert_tf.finetuning.encoder_source import encoder_source, load_encoder, source_vocab
 from bert_tf.finetuning.job_settings import EncoderSettings
 from bert_tf.settings import setting
@@ -44,8 +44,9 @@ def run(config: FeatureConfig, log=print):
     source.check_sequence_length(config.max_seq_length)
     encoder = load_encoder(source)
     preprocessor = Preprocessor(vocab, source.do_lower_case, config.max_seq_length)
-    return extract(encoder, preprocessor, vocab, config.input_file, config.output_file,
-                   config.layers, config.batch_size, config.output_format, config.pooling, log)
+    return extract(encoder, preprocessor, config.input_file, config.output_file,
+                   FeatureOptions(config.layers, config.batch_size, config.output_format,
+                                  config.pooling), log)
 
 
 @cli.reports_errors("extract_features")

@@ -10,6 +10,7 @@ directory). Outputs: bert_tf (ckpt-0 and a run directory's files), huggingface
 keras_hub (a BertBackbone or BertTextClassifier preset). `python -m bert_tf.convert_checkpoint` is its command line.
 """
 
+import dataclasses
 import os
 
 import keras
@@ -55,8 +56,17 @@ WRITERS = {"bert_tf": _bert_tf, "huggingface": _huggingface, "google_tf1": _goog
 OUTPUT_FORMATS = tuple(WRITERS)
 
 
-def convert(input_format, input_path, output_format, output_dir, bert_config_file=None,
-            vocab_file=None, do_lower_case=None, overwrite=False, log=print) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Given:
+    """What the user gives beside the input (--bert_config_file, --vocab_file,
+    --do_lower_case); None: what the input holds, or infers."""
+    bert_config_file: str | None = None
+    vocab_file: str | None = None
+    do_lower_case: bool | None = None
+
+
+def convert(input_format, input_path, output_format, output_dir, given=Given(),
+            overwrite=False, log=print) -> dict:
     """Reads a checkpoint, checks it against its config through our model, writes it in
     `output_format` to `output_dir` (a temporary directory renamed when complete); returns
     and logs a report: variables converted, parts freshly initialised, source variables skipped."""
@@ -69,7 +79,8 @@ def convert(input_format, input_path, output_format, output_dir, bert_config_fil
         if tf.io.gfile.exists(output_dir) and not overwrite:
             raise FileExistsError(f"--output {output_dir} exists; pass --overwrite to replace "
                                   f"it")
-        source = READERS[input_format](input_path, bert_config_file, vocab_file, do_lower_case)
+        source = READERS[input_format](input_path, given.bert_config_file, given.vocab_file,
+                                       given.do_lower_case)
         return _convert(source, input_format, input_path, output_format, output_dir, log)
 
 

@@ -185,8 +185,8 @@ def _create_pretraining_data_beam(config, pipeline_options):
                # on other machines: 0).
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                "peak_worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
-    manifest_file = commit(config, files, vocab, tmp_files, shard_files, counts, summary,
-                           runner=runner, requested=requested)
+    manifest_file = commit(config, files, vocab, list(zip(tmp_files, shard_files)), counts,
+                           summary, runner=runner, requested=requested)
     remove_files([results_file])
     return {**summary, "shards": shard_files, "manifest": manifest_file}
 

@@ -148,9 +148,9 @@ def compression_types(files) -> list:
 
 
 def manifest(max_seq_length, max_predictions_per_seq, vocab, do_lower_case, output_prefix,
-             counts, shard_files, gzip, **record) -> dict:
-    """The manifest of a finished data set: its schema, lengths, vocab, shards and `record`
-    (how it was made)."""
+             shards, gzip, **record) -> dict:
+    """The manifest of a finished data set: its schema, lengths, vocab, `shards` ((path,
+    examples) pairs) and `record` (how it was made)."""
     return {
         "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
         "schema": schema(max_seq_length, max_predictions_per_seq),
@@ -158,9 +158,9 @@ def manifest(max_seq_length, max_predictions_per_seq, vocab, do_lower_case, outp
         "vocab": {"file": os.path.basename(vocab_copy_path(output_prefix)), "size": len(vocab),
                   "sha256": vocab.sha256(), "do_lower_case": bool(do_lower_case)},
         "compression": "GZIP" if gzip else "",
-        "num_examples": sum(counts),
+        "num_examples": sum(count for _, count in shards),
         "shards": [{"file": os.path.basename(path), "examples": count}
-                   for path, count in zip(shard_files, counts)],
+                   for path, count in shards],
         **record}
 
 

@@ -371,8 +371,8 @@ def _create_pretraining_data(config):
         tracker.update({}, final=True)
         sys.stderr.write("\n")
     summary = tracker.summary()
-    manifest_file = commit(config, files, vocab, tmp_files, shard_files, counts, summary,
-                           runner="local", requested=requested)
+    manifest_file = commit(config, files, vocab, list(zip(tmp_files, shard_files)), counts,
+                           summary, runner="local", requested=requested)
     return {**summary, "shards": shard_files, "manifest": manifest_file,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "peak_worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
@@ -417,10 +417,10 @@ def check_not_empty(totals, files):
                         f"(every document tokenized to nothing)")
 
 
-def commit(config, files, vocab, tmp_files, shard_files, counts, summary, runner,
-           requested=None):
+def commit(config, files, vocab, renames, counts, summary, runner, requested=None):
     """Makes a written data set final: the old manifest goes first (a crash from here on leaves
-    an incomplete set), the shards take their names, the vocab copy, the manifest last."""
+    an incomplete set), the shards take their names (`renames`: (temporary, final) pairs, in
+    shard order), the vocab copy, the manifest last."""
     import tensorflow as tf
 
     from bert_tf.text.tokenization import write_vocab
@@ -430,14 +430,15 @@ def commit(config, files, vocab, tmp_files, shard_files, counts, summary, runner
     remove_files([manifest_file])
     old_shards = [path for suffix in (".tfrecord", ".tfrecord.gz")
                   for path in tf.io.gfile.glob(f"{output_file}-?????-of-?????{suffix}")]
+    shard_files = [path for _, path in renames]
     remove_files(set(old_shards) - set(shard_files))
-    for tmp, path in zip(tmp_files, shard_files):
+    for tmp, path in renames:
         tf.io.gfile.rename(tmp, path, overwrite=True)
     write_vocab(vocab.tokens, schema.vocab_copy_path(output_file))
     flags = {k: v for k, v in flat_dict(config).items() if k not in ("overwrite", "progress")}
     io.write_json(manifest_file, schema.manifest(
         options.max_seq_length, options.max_predictions_per_seq, vocab, config.do_lower_case,
-        output_file, counts, shard_files, config.gzip,
+        output_file, list(zip(shard_files, counts)), config.gzip,
         created_by="bert_tf.create_pretraining_data", runner=runner,
         masking="dynamic" if options.dynamic_masking else "static",
         random_seed=config.random_seed, options=dataclasses.asdict(options), input_files=files,

@@ -2,7 +2,7 @@
 google-research/bert's extract_features.py gives them, streamed: memory stays flat however many
 lines the file has.
 
-    extract(encoder, preprocessor, "input.txt", "features.jsonl", layers=[-1, -2, -3, -4])
+    extract(encoder, preprocessor, "input.txt", "features.jsonl", FeatureOptions(layers=[-1, -2]))
 
 Each line is one text, or a pair written `text_a ||| text_b`. Output formats:
 
@@ -22,12 +22,15 @@ when complete.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import shutil
 import tempfile
 import zipfile
+
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -240,12 +243,23 @@ class _Writer:
         io.remove_quietly(self.tmp)
 
 
-def extract(encoder, preprocessor, vocab, input_file, output_file, layers=(-1, -2, -3, -4),
-            batch_size=32, output_format="jsonl", pooling="none", log=print):
+@dataclasses.dataclass(frozen=True)
+class FeatureOptions:
+    """What extract_features writes (its flags of the same names)."""
+    layers: Any = (-1, -2, -3, -4)  # indexes of the encoder's layers, or their comma list
+    batch_size: int = 32
+    output_format: str = "jsonl"  # one of FORMATS
+    pooling: str = "none"  # one of POOLINGS
+
+
+def extract(encoder, preprocessor, input_file, output_file, options=FeatureOptions(),
+            log=print):
     """Writes the features of every line of `input_file` to `output_file`; returns the number of
     lines. `encoder` is a Keras `BertEncoder`, `preprocessor` a `text.preprocessing.Preprocessor`
-    (its max_seq_length is the lines' length), `layers` indexes of the encoder's layers (or
-    their comma list)."""
+    (its max_seq_length is the lines' length, its vocab the tokens')."""
+    vocab = preprocessor.tokenizer.vocab
+    layers, batch_size = options.layers, options.batch_size
+    output_format, pooling = options.output_format, options.pooling
     if output_format not in FORMATS:
         raise ValueError(f"--output_format must be one of {', '.join(FORMATS)}, got "
                          f"{output_format!r}")

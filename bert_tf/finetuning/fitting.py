@@ -168,13 +168,14 @@ HPARAMS_METRICS = (("validation", "epoch_score"), ("validation", "epoch_loss"),
 
 
 def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=None,
-        monitor="val_accuracy", log=print, evaluation=None, backup=None):
+        log=print, evaluation=None, backup=None):
     """fit() for ceil(num_train_epochs) epochs (a fractional last epoch runs whole; the learning
     rate has reached its end by then), with a progress line every --log_steps and TensorBoard
     logs in output_dir. With `evaluation` (an `EpochEvaluation`): the task's own evaluation after
     every epoch, which keeps the best epoch, and early stopping by its score. Else with
     `eval_data`: Keras's validation, early stopping, and (with --keep_best) the weights of the
-    best epoch by `monitor` (kept in output_dir/best/best.weights.h5) restored at the end.
+    best epoch by Keras's `val_accuracy` (kept in output_dir/best/best.weights.h5) restored at
+    the end.
 
     `eval_data` is cached in memory after its first pass: Keras makes new iterators over it
     every epoch, and making an iterator over a dataset that tokenizes in-graph took about 2 s
@@ -199,6 +200,7 @@ def fit(model, train_data, config: FinetuningConfig, steps_per_epoch, eval_data=
                   Progress(config.log_steps, steps_per_epoch, epochs, config.train_batch_size,
                            log)]
     best = best_weights_file(config.output_dir)
+    monitor = "val_accuracy"
     if evaluation is not None:
         eval_data, monitor = None, "val_score"
     if eval_data is not None and config.keep_best:

@@ -82,8 +82,9 @@ class GlueTask:
         path = find(data_dir, split.files, self.name, language)
         column = split.language_column
         keep = (lambda row: row.get(column) == language) if column else None  # noqa: E731
-        examples = read_examples(path, "tsv", split.columns, require_label=require_label,
-                                 header=split.header, index_column=split.index_column, keep=keep,
+        columns = dataclasses.replace(split.columns, index=split.index_column,
+                                      header=split.header)
+        examples = read_examples(path, "tsv", columns, require_label=require_label, keep=keep,
                                  skip_malformed=self.skip_malformed, log=log,
                                  kept=f"with {column} {language!r} (--language)")
         if self.label_map and require_label:
@@ -109,14 +110,12 @@ def find(data_dir, files, task, language="en"):
                          f"--task_name={task}")
 
 
-def _task(name, title, labels, metrics, a, b, label, dev=("dev.tsv",), index="index",
-          **kwargs):
+def _task(name, title, labels, metrics, columns, dev=("dev.tsv",), index="index", **kwargs):
     """A task whose files are train.tsv, dev.tsv and test.tsv with header rows."""
-    columns = Columns(a, label, b)
     return GlueTask(name, title, labels, metrics, Split(("train.tsv",), columns),
                     (Split(dev, columns),),
-                    (Split(("test.tsv",), Columns(a, None, b), index_column=index,
-                           name=f"{title}.tsv"),), **kwargs)
+                    (Split(("test.tsv",), dataclasses.replace(columns, label=None),
+                           index_column=index, name=f"{title}.tsv"),), **kwargs)
 
 
 def _mnli():
@@ -150,15 +149,16 @@ DATASETS = {task.name: task for task in (
              (Split(("dev.tsv",), Columns("sentence", "label"), header=COLA_COLUMNS),),
              (Split(("test.tsv",), Columns("sentence", None), index_column="index",
                     name="CoLA.tsv"),)),
-    _task("sst2", "SST-2", BINARY, (ACCURACY,), "sentence", None, "label"),
-    _task("mrpc", "MRPC", BINARY, (F1, ACCURACY), "#1 String", "#2 String", "Quality"),
-    _task("stsb", "STS-B", None, (PEARSON, SPEARMAN), "sentence1", "sentence2", "score"),
-    _task("qqp", "QQP", BINARY, (F1, ACCURACY), "question1", "question2", "is_duplicate",
+    _task("sst2", "SST-2", BINARY, (ACCURACY,), Columns("sentence", "label")),
+    _task("mrpc", "MRPC", BINARY, (F1, ACCURACY), Columns("#1 String", "Quality", "#2 String")),
+    _task("stsb", "STS-B", None, (PEARSON, SPEARMAN),
+          Columns("sentence1", "score", "sentence2")),
+    _task("qqp", "QQP", BINARY, (F1, ACCURACY), Columns("question1", "is_duplicate", "question2"),
           index="id", skip_malformed=True),
     _mnli(),
-    _task("qnli", "QNLI", ENTAILMENT, (ACCURACY,), "question", "sentence", "label"),
-    _task("rte", "RTE", ENTAILMENT, (ACCURACY,), "sentence1", "sentence2", "label"),
-    _task("wnli", "WNLI", BINARY, (ACCURACY,), "sentence1", "sentence2", "label"),
+    _task("qnli", "QNLI", ENTAILMENT, (ACCURACY,), Columns("question", "label", "sentence")),
+    _task("rte", "RTE", ENTAILMENT, (ACCURACY,), Columns("sentence1", "label", "sentence2")),
+    _task("wnli", "WNLI", BINARY, (ACCURACY,), Columns("sentence1", "label", "sentence2")),
     GlueTask("ax", "AX", NLI_LABELS, (), None, (),
              (Split(("AX.tsv", "diagnostic.tsv", "test.tsv"),
                     Columns("sentence1", None, "sentence2"), index_column="index",

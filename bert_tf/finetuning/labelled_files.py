@@ -21,9 +21,12 @@ class InputFileError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Columns:
+    """Which columns hold a file's texts and label, and how its columns are named."""
     text_a: str
     label: str
     text_b: str = None
+    index: str | None = None  # a column whose value becomes each example's `index`
+    header: tuple | None = None  # the column names of a tsv/csv file without a header row
 
 
 class Example(NamedTuple):
@@ -34,15 +37,15 @@ class Example(NamedTuple):
     index: str | None = None  # the row's own id (a GLUE test file's "index" column)
 
 
-def read_examples(path, input_format, columns: Columns, require_label=True, header=None,
-                  index_column=None, keep=None, skip_malformed=False, log=print,
-                  kept="") -> list:
-    """The examples of a tsv/csv (with a header row) or jsonl file. `header`: the column names
-    of a tsv/csv file without a header row; `index_column`: a column whose value becomes each
-    example's `index`; `keep(row)`: which rows ({column: value}) to take (`kept` says which,
-    for the message when none is); `skip_malformed`:
+def read_examples(path, input_format, columns: Columns, require_label=True, keep=None,
+                  skip_malformed=False, log=print, kept="") -> list:
+    """The examples of a tsv/csv (with a header row, or `columns.header`) or jsonl file, read
+    from `columns`' columns (`columns.index`: each example's `index`). `keep(row)`: which rows
+    ({column: value}) to take (`kept` says which, for the message when none is);
+    `skip_malformed`:
     rows with another number of fields than the header are skipped with one warning (some
     distributed corpora have a few), not refused."""
+    header, index_column = columns.header, columns.index
     try:
         with tf.io.gfile.GFile(path, "rb") as f:
             data = f.read()

@@ -142,8 +142,7 @@ def answer_file(model, tokenizer, config):
     outputs = predict(model, batches, config.max_seq_length)
     predictions, nbest, null_odds = squad.predict(
         examples, features, outputs["start_logits"], outputs["end_logits"], pieces,
-        config.n_best_size, config.max_answer_length, config.version_2_with_negative,
-        config.null_score_diff_threshold)
+        squad.Answering.of(config))
     return examples, predictions, nbest, null_odds
 
 

@@ -5,7 +5,8 @@ them (the Model Garden's squad_lib is the same code).
     examples = read_squad("dev-v1.1.json", is_training=False)
     features = make_features(examples, tokenizer, max_seq_length=384, doc_stride=128,
                              max_query_length=64, is_training=False)
-    predictions, nbest, null_odds = predict(examples, features, start_logits, end_logits, ...)
+    predictions, nbest, null_odds = predict(examples, features, start_logits, end_logits,
+                                            pieces, Answering(n_best_size=20))
 
 A feature is one window of a context: [CLS] question [SEP] context piece window [SEP], padded.
 Contexts longer than a window are covered by windows `doc_stride` pieces apart; a piece's
@@ -17,6 +18,7 @@ back to the exact characters of the context through the tokenizer's offsets (goo
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import math
 from typing import NamedTuple
@@ -312,10 +314,26 @@ def _answer_pieces(example, context, answer_ids):
 
 # === Predictions ===
 
-def predict(examples, features, start_logits, end_logits, pieces, n_best_size=20,
-            max_answer_length=30, version_2_with_negative=False, null_score_diff_threshold=0.0):
+@dataclasses.dataclass(frozen=True)
+class Answering:
+    """How answers are chosen from the logits (run_squad's flags of the same names)."""
+    n_best_size: int = 20
+    max_answer_length: int = 30
+    version_2_with_negative: bool = False
+    null_score_diff_threshold: float = 0.0
+
+    @classmethod
+    def of(cls, config) -> "Answering":
+        """The fields of a job's settings (a QuestionAnsweringConfig)."""
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
+
+
+def predict(examples, features, start_logits, end_logits, pieces, answering=Answering()):
     """(predictions {qas_id: text}, nbest {qas_id: [{text, probability, start_logit,
     end_logit}]}, null_odds {qas_id: score} for v2) from the windows' logits [F, T]."""
+    n_best_size, max_answer_length = answering.n_best_size, answering.max_answer_length
+    version_2_with_negative = answering.version_2_with_negative
+    null_score_diff_threshold = answering.null_score_diff_threshold
     by_example = collections.defaultdict(list)
     for feature, example_index in enumerate(features.example_index):
         by_example[int(example_index)].append(feature)

@@ -127,7 +127,7 @@ def test_a_manifest_without_a_key_is_named(tmp_path):
     import json
     path = tmp_path / "data.manifest.json"
     manifest = schema.manifest(12, 3, load_vocab_like(tmp_path), True, str(tmp_path / "data"),
-                               [1], [str(tmp_path / "data-00000-of-00001.tfrecord")], False)
+                               [(str(tmp_path / "data-00000-of-00001.tfrecord"), 1)], False)
     del manifest["vocab"]["sha256"]
     path.write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="the manifest's 'vocab.sha256' is missing"):

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from bert_tf import run_dir
-from bert_tf.export.features import extract, parse_layers
+from bert_tf.export.features import FeatureOptions, extract, parse_layers
 from bert_tf.extract_features import FeatureConfig, run
 from bert_tf.text.preprocessing import Preprocessor
 from bert_tf.text.tokenization import CaseMismatch
@@ -86,8 +86,8 @@ def test_compact_formats_and_pooling_agree_with_the_json(source, tmp_path):
     for pooling in ("none", "cls", "mean"):
         npz, records = tmp_path / f"{pooling}.npz", tmp_path / f"{pooling}.tfrecord"
         for output, output_format in ((npz, "npz"), (records, "tfrecord")):
-            extract(encoder, preprocessor, vocab, str(text), str(output), [-1], batch_size=4,
-                    output_format=output_format, pooling=pooling, log=lambda _: None)
+            extract(encoder, preprocessor, str(text), str(output),
+                    FeatureOptions([-1], 4, output_format, pooling), log=lambda _: None)
         arrays = np.load(npz)
         assert arrays["layers"].tolist() == [-1]
         examples = [tf.train.Example.FromString(r.numpy())
@@ -125,8 +125,8 @@ def test_any_path_and_bad_input(source, tmp_path):
     tf.io.gfile.copy(str(text), "ram://features/in/input.txt", overwrite=True)
     for output_format in ("jsonl", "npz", "tfrecord"):
         target = f"ram://features/out.{output_format}"
-        assert extract(encoder, preprocessor, vocab, "ram://features/in/input.txt", target,
-                       [-1], output_format=output_format, pooling="cls",
+        assert extract(encoder, preprocessor, "ram://features/in/input.txt", target,
+                       FeatureOptions([-1], output_format=output_format, pooling="cls"),
                        log=lambda _: None) == len(LINES)
         assert tf.io.gfile.exists(target)
     assert not [n for n in tf.io.gfile.listdir("ram://features/") if ".tmp-" in n]
@@ -138,7 +138,7 @@ def test_any_path_and_bad_input(source, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"fine\nbro\xffken\n")
     with pytest.raises(ValueError, match=r"bad.txt:2: not valid UTF-8"):
-        extract(encoder, preprocessor, vocab, str(bad), str(tmp_path / "x.jsonl"), [-1],
+        extract(encoder, preprocessor, str(bad), str(tmp_path / "x.jsonl"), FeatureOptions([-1]),
                 log=lambda _: None)
     assert not list(tmp_path.glob("*x.jsonl*"))  # nothing half-written left
     with pytest.raises(CaseMismatch, match="--do_lower_case=false contradicts the run of "

@@ -154,7 +154,7 @@ for name, strategy in [("mirrored", tf.distribute.MirroredStrategy(
     trainer = Trainer(strategy, model, optimizer, TrainOptions(output_dir=f"{out}/{name}",
                                                                num_train_steps=10))
     data = strategy.distribute_datasets_from_function(lambda context: make_dataset(
-        files, context.get_per_replica_batch_size(16), 32, 5, is_training=False))
+        files, context.get_per_replica_batch_size(16), 32, 5, PipelineOptions(is_training=False)))
     trainer.train_steps(iter(data), 2)
     results[name] = [v.numpy().tolist() for v in model.trainable_variables]
     if name == "mirrored":
