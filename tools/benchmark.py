@@ -27,6 +27,8 @@ under the same settings (oneDNN, threads, XLA), so only the ratios measured here
             or "bad"), from random weights, so accuracies compare formats, not models.
   serving_overhead
             p50/p99 latency of the text-in export against the encoder alone, batch 1 and 32.
+  export    seconds to write a text-in pair classifier SavedModel, the tokenizer traced once
+            (a graph function) against inline at every use.
   finetune  examples/s of classifier training on short texts, length-bucketed vs padded.
   tasks     rows/s of question-answering (seq 384 windows) and tagging (seq 128) training on
             rows made from real text, batches by length vs padded to max_seq_length.
@@ -49,6 +51,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import bert_tf  # noqa: E402,F401  (the project's environment defaults, for every implementation)
 from bench_common import train_flops_per_sequence  # noqa: E402,F401  (tests read it here)
 from benchmarks.data import bench_data, bench_input  # noqa: E402
+from benchmarks.export import bench_export  # noqa: E402
 from benchmarks.finetune import bench_finetune, bench_tasks  # noqa: E402
 from benchmarks.implementations import environment  # noqa: E402
 from benchmarks.packing import bench_packing, bench_time_to_accuracy  # noqa: E402
@@ -67,7 +70,8 @@ PARTS = {"train": lambda log, results: bench_train(log),
          "tasks": lambda log, results: bench_tasks(log),
          "packing": lambda log, results: bench_packing(log),
          "time_to_accuracy": lambda log, results: bench_time_to_accuracy(log),
-         "remat": lambda log, results: bench_remat(log)}
+         "remat": lambda log, results: bench_remat(log),
+         "export": lambda log, results: bench_export(log)}
 
 
 def main(argv):
