@@ -26,7 +26,7 @@ class EncoderSettings(Settings):
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuningConfig(EncoderSettings):
+class FinetuningConfig(EncoderSettings, strategies.DeviceSettings):
     """Settings every finetuning task has (the command line's flags)."""
     output_dir: str = setting(None, "Where everything goes.", required=True)
     max_seq_length: int = setting(128, "Tokens per example.", above=0)
@@ -41,17 +41,6 @@ class FinetuningConfig(EncoderSettings):
                                           "padding all to max_seq_length.")
     log_steps: int = setting(100, "Print a progress line (loss, metric, examples/s, ETA) every "
                                   "this many training steps.", above=0)
-    distribution_strategy: str = setting("auto", strategies.HELP, choices=strategies.STRATEGIES)
-    tpu: str = setting("", strategies.TPU_HELP)
-    worker_wait_secs: int = setting(300, "multi_worker_mirrored: how long each worker waits "
-                                         "for the others to start before it exits, naming "
-                                         "those missing.", minimum=1)
-    mixed_precision: str = setting("auto", "Keras dtype policy; auto: mixed_bfloat16 where the "
-                                           "hardware multiplies bfloat16 natively (GPUs of "
-                                           "compute capability 8.0+, CPUs with AMX or "
-                                           "AVX512_BF16), else float32.",
-                                   choices=("auto", "float32", "mixed_float16",
-                                            "mixed_bfloat16"))
     serving_precision: str = setting("float32", precision_lib.SERVING_HELP,
                                      choices=tuple(precision_lib.SERVING_POLICIES))
     early_stopping_patience: int = setting(0, "Stop after this many epochs without a better "

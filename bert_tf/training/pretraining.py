@@ -65,7 +65,7 @@ BEST_METRICS = ("masked_lm_accuracy", "next_sentence_accuracy", "loss", "masked_
 
 
 @dataclasses.dataclass(frozen=True)
-class PretrainingConfig(TrainOptions):
+class PretrainingConfig(TrainOptions, strategies.DeviceSettings):
     """The settings of a pretraining run (the command line's flags): the training loop's, with
     the defaults of the embedded default, and the data's, the model's and the optimizer's."""
     # the loop (TrainOptions), with the embedded default's values
@@ -101,17 +101,7 @@ class PretrainingConfig(TrainOptions):
     optimizer: str = setting("adamw", "Optimizer.", choices=("adamw", "lamb"))
     weight_decay_rate: float = setting(0.01, "Decoupled weight decay (not on LayerNorm weights "
                                              "and biases).", minimum=0)
-    # execution
-    distribution_strategy: str = setting("auto", strategies.HELP, choices=strategies.STRATEGIES)
-    tpu: str = setting("", strategies.TPU_HELP)
-    worker_wait_secs: int = setting(300, "multi_worker_mirrored: how long each worker waits "
-                                         "for the others to start before it exits, naming "
-                                         "those missing.", minimum=1)
-    mixed_precision: str = setting("auto", "Keras dtype policy; auto: mixed_bfloat16 where the "
-                                           "hardware multiplies bfloat16 natively (TPU, GPUs of "
-                                           "compute capability 8.0+, CPUs with AMX or "
-                                           "AVX512_BF16), else float32.",
-                                   choices=precision_lib.POLICIES)
+    # execution (and DeviceSettings': --distribution_strategy, --tpu, --mixed_precision, ...)
     remat: str = setting("none", "Rematerialization (gradient checkpointing): layers: keep "
                                  "only each block's input for the backward pass and recompute "
                                  "the rest there; full: also recompute its attention and "

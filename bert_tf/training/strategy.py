@@ -13,6 +13,7 @@ MultiWorkerMirroredStrategy and is refused.
 """
 
 import contextlib
+import dataclasses
 import glob
 import importlib.util
 import json
@@ -24,6 +25,9 @@ import sys
 import urllib.parse
 
 import tensorflow as tf
+
+from bert_tf.settings import Settings, setting
+from bert_tf.training.precision import POLICIES as PRECISION_POLICIES
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 # The flags' help, for every job that takes them.
@@ -69,6 +73,21 @@ def tpu_variable(environ=None):
     environ = os.environ if environ is None else environ
     return next(((name, environ[name]) for name in TPU_NAME_VARIABLES if environ.get(name)),
                 (None, ""))
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceSettings(Settings):
+    """Where and in what precision a job trains: the flags pretraining and finetuning share."""
+    distribution_strategy: str = setting("auto", HELP, choices=STRATEGIES)
+    tpu: str = setting("", TPU_HELP)
+    worker_wait_secs: int = setting(300, "multi_worker_mirrored: how long each worker waits "
+                                         "for the others to start before it exits, naming "
+                                         "those missing.", minimum=1)
+    mixed_precision: str = setting("auto", "Keras dtype policy; auto: mixed_bfloat16 where the "
+                                           "hardware multiplies bfloat16 natively (TPU, GPUs of "
+                                           "compute capability 8.0+, CPUs with AMX or "
+                                           "AVX512_BF16), else float32.",
+                                   choices=PRECISION_POLICIES)
 
 
 def choose(name="auto", tpu="", gpus=None, tpu_chips=None, environ=None):
