@@ -174,7 +174,7 @@ def peak_tflops(found, policy, strategy, args):
         if generation in TPU_PEAK_TFLOPS:
             return TPU_PEAK_TFLOPS[generation] * chips, f"TPU {generation} bf16 peak x {chips}"
         return None, f"no published peak known here for TPU {generation}: give --peak_tflops"
-    from benchmark import matmul_peak
+    from benchmarks.implementations import matmul_peak
 
     dtype = "bfloat16" if "bfloat16" in policy else "float32"
     measured = matmul_peak(4096 if found["gpus"] else 1024, dtype=dtype) / 1e3
