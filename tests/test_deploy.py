@@ -198,3 +198,54 @@ def test_master_is_the_chief_and_the_evaluator_is_no_trainer(monkeypatch):
     assert (config.mode, config.distribution_strategy) == ("continuous_eval", "one_device")
     with pytest.raises(ValueError, match="the evaluator task, which does not train"):
         strategies.make_strategy("multi_worker_mirrored")
+
+
+# TF Serving's BatchingParameters (tensorflow_serving/servables/tensorflow/
+# session_bundle_config.proto; the pip package tensorflow-serving-api does not ship it): the
+# fields the batching files may set, with their proto types.
+BATCHING_FIELDS = {"max_batch_size": "Int64Value", "batch_timeout_micros": "Int64Value",
+                   "max_enqueued_batches": "Int64Value", "num_batch_threads": "Int64Value",
+                   "thread_pool_name": "StringValue", "allowed_batch_sizes": "repeated int64",
+                   "pad_variable_length_inputs": "bool"}
+
+
+def batching_parameters():
+    """The BatchingParameters message class, built from the fields above."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+
+    pool = descriptor_pool.DescriptorPool()
+    wrappers = descriptor_pb2.FileDescriptorProto()
+    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
+    pool.Add(wrappers)
+    file = descriptor_pb2.FileDescriptorProto(name="batching.proto", package="tensorflow.serving",
+                                              dependency=[wrappers.name], syntax="proto3")
+    message = file.message_type.add(name="BatchingParameters")
+    types = descriptor_pb2.FieldDescriptorProto
+    for number, (name, kind) in enumerate(BATCHING_FIELDS.items(), 1):
+        field = message.field.add(name=name, number=number)
+        if kind.endswith("Value"):
+            field.type, field.type_name = types.TYPE_MESSAGE, f".google.protobuf.{kind}"
+            field.label = types.LABEL_OPTIONAL
+        elif kind == "bool":
+            field.type, field.label = types.TYPE_BOOL, types.LABEL_OPTIONAL
+        else:
+            field.type, field.label = types.TYPE_INT64, types.LABEL_REPEATED
+    pool.Add(file)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters"))
+
+
+@pytest.mark.parametrize("name", ["tf_serving_batching_cpu.config",
+                                  "tf_serving_batching_gpu.config"])
+def test_batching_files_parse_as_tf_servings_batching_parameters(name):
+    from google.protobuf import text_format
+
+    with open(os.path.join(DEPLOY, name)) as f:
+        parameters = text_format.Parse(f.read(), batching_parameters()())
+    assert parameters.num_batch_threads.value >= 1
+    assert parameters.max_batch_size.value >= 1
+    sizes = list(parameters.allowed_batch_sizes)
+    if sizes:  # TF Serving's rule: increasing, the last equal to max_batch_size
+        assert sizes == sorted(set(sizes)) and sizes[-1] == parameters.max_batch_size.value
+    with pytest.raises(text_format.ParseError):  # a misspelt field is refused, as the server
+        text_format.Parse("max_batch_sise { value: 1 }", batching_parameters()())

@@ -1,5 +1,5 @@
-"""Hugging Face BERT directories: config.json, model.safetensors (or its shards), vocab.txt and
-tokenizer_config.json, as transformers' BertModel or BertFor* save them. Read and written with
+"""Hugging Face BERT directories: config.json, model.safetensors (or its shards), vocab.txt (or
+a fast tokenizer's tokenizer.json alone) and tokenizer_config.json, as transformers' BertModel or BertFor* save them. Read and written with
 safetensors' numpy API: no torch.
 """
 
@@ -98,10 +98,45 @@ def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case
     if do_lower_case is None and tf.io.gfile.exists(tokenizer_config):
         do_lower_case = io.read_json(tokenizer_config).get("do_lower_case")
     notes = []
-    vocab_file, do_lower_case = vocab_and_case(
-        vocab_file or os.path.join(path, "vocab.txt"), do_lower_case, notes, path)
+    if vocab_file is None:
+        vocab_file = os.path.join(path, "vocab.txt")
+        if not tf.io.gfile.exists(vocab_file) and tf.io.gfile.exists(
+                os.path.join(path, TOKENIZER_JSON)):
+            vocab_file, lower = vocab_from_tokenizer_json(os.path.join(path, TOKENIZER_JSON))
+            if do_lower_case is None:
+                do_lower_case = lower
+            notes.append(f"vocab read from {TOKENIZER_JSON} (the directory has no vocab.txt)")
+    vocab_file, do_lower_case = vocab_and_case(vocab_file, do_lower_case, notes, path)
     return Weights(config, tensors, skipped, vocab_file, do_lower_case, notes, source_names,
                    task, labels)
+
+
+TOKENIZER_JSON = "tokenizer.json"  # the `tokenizers` library's file: a fast tokenizer alone
+
+
+def vocab_from_tokenizer_json(path):
+    """The WordPiece vocab of a `tokenizers` tokenizer.json (saved by a fast tokenizer, often
+    without vocab.txt) as a vocab.txt in the temp folder (named by its content, so a second
+    read reuses it), and its normalizer's lower-casing (None when it has no BertNormalizer)."""
+    import hashlib
+    import tempfile
+
+    values = io.read_json(path)
+    model = values.get("model") or {}
+    if model.get("type") != "WordPiece" or not isinstance(model.get("vocab"), dict):
+        raise ValueError(f"{path}: not a WordPiece tokenizer (model type "
+                         f"{model.get('type')!r}); give --vocab_file")
+    by_id = sorted((index, token) for token, index in model["vocab"].items())
+    if [index for index, _ in by_id] != list(range(len(by_id))):
+        raise ValueError(f"{path}: the WordPiece ids are not 0..{len(by_id) - 1} without gaps")
+    text = "".join(token + "\n" for _, token in by_id)
+    normalizer = values.get("normalizer") or {}
+    lower = normalizer.get("lowercase") if normalizer.get("type") == "BertNormalizer" else None
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    vocab_file = os.path.join(tempfile.gettempdir(), f"bert_tf_vocab_{digest}.txt")
+    if not os.path.exists(vocab_file):
+        io.write_file(vocab_file, text)
+    return vocab_file, lower
 
 
 def _check_float(array, name, path):

@@ -70,4 +70,5 @@ def export_classifier(request, model_dir):
     module = (ClassifierExport if labels else RegressorExport)(
         request.model, preprocessor, labels, bool(request.record.get("pair", False)))
     return save_version(module, module.signatures(), model_dir, request.version,
-                        request.overwrite)
+                        request.overwrite,
+                        warmup=(request.vocab, request.max_seq_length))

@@ -40,4 +40,5 @@ def export_all(pretrainer, vocab, do_lower_case, max_seq_length, export_dir, mod
         raise FileExistsError(f"{', '.join(existing)} exist(s); pass --overwrite or another "
                               f"--version")
     return {name: save_version(module, signatures, os.path.join(export_dir, name), version,
-                               overwrite) for name, (module, signatures) in plan.items()}
+                               overwrite, warmup=(vocab, max_seq_length))
+            for name, (module, signatures) in plan.items()}

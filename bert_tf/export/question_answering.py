@@ -148,4 +148,5 @@ def export_question_answerer(request, model_dir):
     module = QuestionAnsweringExport(request.model, request.vocab, request.do_lower_case,
                                      request.max_seq_length, request.record.get("flags", {}))
     return save_version(module, {"serving_default": module.serve}, model_dir, request.version,
-                        request.overwrite)
+                        request.overwrite,
+                        warmup=(request.vocab, request.max_seq_length))

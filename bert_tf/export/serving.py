@@ -62,11 +62,19 @@ def next_version(model_dir) -> int:
     return max(versions, default=0) + 1
 
 
-def save_version(module, signatures, model_dir, version=None, overwrite=False) -> str:
+def save_version(module, signatures, model_dir, version=None, overwrite=False,
+                 warmup=None) -> str:
     """Saves a SavedModel to model_dir/<version> (default: one above the highest present)
-    through a temporary directory; returns the path."""
-    return write_version(lambda tmp: tf.saved_model.save(module, tmp, signatures=signatures),
-                         model_dir, version, overwrite)
+    through a temporary directory; returns the path. `warmup`, a (vocab, max_seq_length) pair,
+    adds TF Serving's warm-up requests for the signatures (bert_tf.export.warmup)."""
+    from bert_tf.export.warmup import warmup_requests, write_warmup
+
+    def write(tmp):
+        tf.saved_model.save(module, tmp, signatures=signatures)
+        if warmup is not None:
+            write_warmup(tmp, warmup_requests(signatures, *warmup))
+
+    return write_version(write, model_dir, version, overwrite)
 
 
 def write_version(write, model_dir, version=None, overwrite=False) -> str:

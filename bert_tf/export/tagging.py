@@ -163,4 +163,5 @@ def export_tagger(request, model_dir):
     module = TaggingExport(request.model, request.vocab, request.do_lower_case,
                            request.max_seq_length, request.record["labels"])
     return save_version(module, {"serving_default": module.serve}, model_dir, request.version,
-                        request.overwrite)
+                        request.overwrite,
+                        warmup=(request.vocab, request.max_seq_length))

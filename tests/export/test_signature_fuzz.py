@@ -248,3 +248,40 @@ def test_long_texts_cost_bounded_memory_per_call(exports):
         assert all(n == 1 for n in row["rows"].values()), row
         # before: a 1 MB text took the tagger to 21.8 GB; now bounded by the 1 MiB read
         assert row["peak_rss_growth"] < 512 * 2**20, row
+
+
+def test_every_export_carries_warmup_requests_that_its_signatures_answer(exports):
+    """assets.extra/tf_serving_warmup_requests, read with tensorflow-serving-api's
+    PredictionLog: every signature of every SavedModel has requests of one text and of a batch
+    at each length bucket, and answers each of them with one result per text."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from bert_tf.export.warmup import BATCH_SIZES, WARMUP_FILE, read_warmup
+    from bert_tf.text.preprocessing import length_buckets
+
+    for name, path in exports["paths"].items():
+        records = list(tf.data.TFRecordDataset(os.path.join(path, WARMUP_FILE)))
+        assert 0 < len(records) <= 1000, name
+        for record in records:
+            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            assert log.WhichOneof("log_type") == "predict_log", name
+        requests = read_warmup(path)
+        loaded = tf.saved_model.load(path)
+        assert {s for s, _ in requests} == set(loaded.signatures), name
+        lengths = set()
+        for signature, inputs in requests:
+            batch = len(next(iter(inputs.values())))
+            assert batch in BATCH_SIZES
+            outputs = loaded.signatures[signature](**{k: tf.constant(v)
+                                                      for k, v in inputs.items()})
+            for output, value in outputs.items():
+                assert value.shape[0] == batch, (name, signature, output, value.shape)
+            if "input_word_ids" in inputs:
+                lengths.add(inputs["input_word_ids"].shape[1])
+            elif signature == "serving_default" and name == "bert_preprocessor":
+                lengths.add(int(outputs["input_mask"].numpy().sum(-1).max()))
+        if name == "bert_encoder":
+            assert lengths == set(length_buckets(SEQ))
+        if name == "bert_preprocessor":  # the texts fill each bucket
+            assert lengths == set(length_buckets(SEQ)), lengths

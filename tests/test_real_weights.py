@@ -1,0 +1,80 @@
+"""Real public weights: all-MiniLM-L6-v2 (requirements-dev.txt ships it as a package) converted
+from its Hugging Face directory, which has a fast tokenizer's tokenizer.json and no vocab.txt.
+The converted encoder and tokenizer must give transformers' own outputs and ids on real
+sentences (Python's documentation, the sample corpus)."""
+
+import itertools
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_tf import run_dir
+from bert_tf.checkpoints.convert import convert
+from bert_tf.data.sample_corpus import documents_from_topics
+from bert_tf.text.preprocessing import Preprocessor
+from bert_tf.text.tokenization import load_vocab
+from conftest import REPO_ROOT
+
+sys.path.insert(0, os.path.join(REPO_ROOT, "tools"))
+sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "checkpoints"))
+from real_weights import extract_minilm  # noqa: E402
+from test_checkpoints import hf_reference  # noqa: E402
+
+
+def real_sentences(n, skip=0):
+    """`n` sentences of Python's documentation, of every length."""
+    sentences = itertools.chain.from_iterable(documents_from_topics())
+    return list(itertools.islice(sentences, skip, skip + n))
+
+
+@pytest.fixture(scope="module")
+def minilm(tmp_path_factory):
+    """The package's Hugging Face directory and its bert_tf conversion, made once."""
+    tmp = tmp_path_factory.mktemp("minilm")
+    hf = extract_minilm(str(tmp / "hf"))
+    converted = str(tmp / "bert_tf")
+    lines = []
+    convert("huggingface", hf, "bert_tf", converted, log=lines.append)
+    return {"hf": hf, "run": converted, "log": "\n".join(lines), "tmp": tmp}
+
+
+def test_the_vocab_and_casing_come_from_tokenizer_json(minilm):
+    assert "vocab read from tokenizer.json" in minilm["log"]
+    files = run_dir.resolve(directory=minilm["run"])
+    assert files.do_lower_case is True
+    vocab = load_vocab(files.vocab_file)
+    with open(os.path.join(minilm["hf"], "tokenizer.json"), encoding="utf-8") as f:
+        theirs = json.load(f)["model"]["vocab"]
+    assert len(vocab) == len(theirs) == 30522
+    assert all(vocab.id(token) == index for token, index in theirs.items())
+
+
+def test_minilm_gives_transformers_outputs_on_real_sentences(minilm):
+    """Our tokenizer's ids are the checkpoint's fast tokenizer's, and the converted encoder's
+    sequence and pooled outputs are transformers' BertModel's (float32) on the same batch."""
+    texts = real_sentences(12, skip=40) + ["Ünïcode — “quotes”, naïve café!", ""]
+    tmp = minilm["tmp"]
+    model, vocab = run_dir.load_model(run_dir.resolve(directory=minilm["run"]))
+    preprocessor = Preprocessor(vocab, True, 64)
+    inputs = {k: v.numpy() for k, v in preprocessor.single(tf.constant(texts)).items()}
+    np.savez(tmp / "inputs.npz", **inputs)
+    hf_reference([{"op": "tokenize", "dir": minilm["hf"], "texts": texts,
+                   "output": str(tmp / "ids.json")},
+                  {"op": "run", "dir": minilm["hf"], "model": "BertModel",
+                   "inputs": str(tmp / "inputs.npz"), "outputs": str(tmp / "outputs.npz")}],
+                 tmp)
+    with open(tmp / "ids.json") as f:
+        their_ids = json.load(f)["ids"]
+    for row, ids in enumerate(their_ids):  # [CLS] ids [SEP], within max_seq_length
+        length = int(inputs["input_mask"][row].sum())
+        assert inputs["input_word_ids"][row, 1:length - 1].tolist() == ids[:62], texts[row]
+    ours = model.encoder(inputs, training=False)
+    theirs = dict(np.load(tmp / "outputs.npz"))
+    mask = inputs["input_mask"][..., None].astype(bool)
+    np.testing.assert_allclose(np.where(mask, ours["sequence_output"], 0),
+                               np.where(mask, theirs["sequence_output"], 0), atol=2e-4)
+    np.testing.assert_allclose(ours["pooled_output"], theirs["pooled_output"], atol=2e-4)
