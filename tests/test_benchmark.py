@@ -70,3 +70,30 @@ def test_time_to_accuracy_part_gives_curves_for_packed_and_unpacked():
     assert curves["packed"][0]["sequences"] > 1.5 * 3 * 16
     assert result["seconds_to_target"]["unpacked"] is not None
     assert any(line.startswith("time_to_accuracy packed") for line in lines)
+
+
+def test_serving_standings_name_our_fastest_format_against_the_fastest_peer():
+    from benchmarks.serving import OURS, PEERS, standings
+
+    row = {name: {"p50_ms": 10.0, "batch_32_sentences_per_s": 100.0, "accuracy": 0.9}
+           for name in OURS + PEERS}
+    row["litert_int8"] = {"p50_ms": 4.0, "batch_32_sentences_per_s": 150.0, "accuracy": 0.89}
+    row["onnxruntime_int8"] = {"p50_ms": 5.0, "batch_32_sentences_per_s": 300.0,
+                               "accuracy": 0.9}
+    result = standings(row)
+    assert result["batch_1_ours_vs_best_peer"] == {"ours": "litert_int8",
+                                                   "peer": "onnxruntime_int8", "speedup": 1.25}
+    assert result["batch_32_ours_vs_best_peer"] == {"ours": "litert_int8",
+                                                    "peer": "onnxruntime_int8", "speedup": 0.5}
+    assert result["int8_accuracy_points"]["litert_int8"] == pytest.approx(-1.0)
+    assert result["int8_accuracy_points"]["onnxruntime_int8"] == pytest.approx(0.0)
+
+
+def test_the_real_serving_task_is_balanced_real_sentences():
+    from real_weights import reference_or_library
+
+    rows = reference_or_library()
+    labels = [label for _, label in rows]
+    assert labels.count("reference") == labels.count("library") == 700
+    assert len({text for text, _ in rows}) == len(rows)
+    assert all(40 < len(text) < 160 and "\t" not in text for text, _ in rows)

@@ -3,6 +3,9 @@ same weights, on the same rows, with the same optimizer settings; several seeds,
 
     python tools/finetune_compare.py [--tasks=classification,question_answering,tagging] \
         [--seeds=0,1,2] [--precisions=float32,auto] [--output=compare.json]
+    python tools/finetune_compare.py --mode=lockstep [--encoder=minilm] [--steps=100]
+
+--mode=lockstep compares the two step by step from real weights instead (tools/lockstep.py).
 
 For each task a small learnable data set is written in its public format (TSV, SQuAD v1.1 JSON,
 CoNLL) and an encoder (bert_tiny's shape, random weights, one seed for all runs) is saved as a
@@ -23,7 +26,6 @@ Needs requirements-dev.txt (transformers, torch). The transformers side runs in 
 
 import json
 import os
-import random
 import statistics
 import subprocess
 import sys
@@ -33,89 +35,33 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from finetune_tasks import ARCHITECTURES, COLORS, WORDS, task_config, write_data  # noqa: E402
+
 FLAGS = flags.FLAGS
-flags.DEFINE_list("tasks", ["classification", "question_answering", "tagging"], "Tasks.")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the finetuning runs.")
-flags.DEFINE_list("precisions", ["float32", "auto"], "bert_tf's --mixed_precision; auto is "
-                  "bfloat16 where the CPU has it (torch.autocast's bfloat16 on the other side).")
-flags.DEFINE_string("output", None, "Write the figures as JSON here.")
-flags.DEFINE_bool("dynamic_padding", True, "bert_tf's --dynamic_padding (batches by length).")
-
-WORDS = ["the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "table", "house", "tree",
-         "big", "small", "old", "new", "and", "then", "very", "quite", "it", "this", "that",
-         "with", "is", "was"]
-COLORS = ["red", "blue", "green", "yellow"]
-# Short training, so that the metrics are not all at their ceiling and differences can show.
-SETTINGS = {"classification": dict(max_seq_length=32, train_batch_size=32, learning_rate=1e-3,
-                                   num_train_epochs=2),
-            "question_answering": dict(max_seq_length=48, doc_stride=16, max_query_length=8,
-                                       train_batch_size=32, learning_rate=5e-4,
-                                       num_train_epochs=1),
-            "tagging": dict(max_seq_length=24, train_batch_size=16, learning_rate=5e-4,
-                            num_train_epochs=2)}
 
 
-# === Data ===
+def define_flags():
+    """The command line (defined when run as a script: tools/lockstep.py imports this module)."""
+    flags.DEFINE_list("tasks", ["classification", "question_answering", "tagging"], "Tasks.")
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the finetuning runs.")
+    flags.DEFINE_list("precisions", ["float32", "auto"], "bert_tf's --mixed_precision; auto is "
+                      "bfloat16 where the CPU has it (torch.autocast's bfloat16 on the other "
+                      "side).")
+    flags.DEFINE_string("output", None, "Write the figures as JSON here.")
+    flags.DEFINE_bool("dynamic_padding", True, "bert_tf's --dynamic_padding (batches by length).")
+    flags.DEFINE_enum("mode", "quality", ["quality", "lockstep"],
+                      "quality: train both, compare the metrics over seeds; lockstep: same "
+                      "weights, same batches, dropout off, step by step (tools/lockstep.py).")
+    flags.DEFINE_string("encoder", "minilm", "lockstep: the encoder both start from: minilm "
+                        "(all-MiniLM-L6-v2), minilm:N (its first N layers) or a Hugging Face "
+                        "BERT directory.")
+    flags.DEFINE_integer("steps", 100, "lockstep: steps compared.")
+    flags.DEFINE_float("learning_rate", 5e-5, "lockstep: the peak learning rate.")
+    flags.DEFINE_enum("transformers_pad_row", "trains", ["trains", "frozen"],
+                      "lockstep: transformers' [PAD] embedding row trains (as bert_tf's) or stays "
+                      "frozen (its own nn.Embedding padding_idx; tools/lockstep.py PAD_ROW).")
 
-def words(rng, n):
-    return [rng.choice(WORDS) for _ in range(n)]
 
-
-def write_data(directory):
-    """The three tasks' files; returns {task: {file flag: path}}."""
-    rng = random.Random(0)
-    files = {}
-    for split, n in (("train", 480), ("dev", 160)):
-        rows = []
-        for _ in range(n):  # the label is the colour word the sentence holds
-            color = rng.choice(COLORS[:2])
-            text = words(rng, rng.randint(4, 12))
-            text.insert(rng.randint(0, len(text)), color)
-            rows.append(f"{' '.join(text)}\t{color}")
-        path = os.path.join(directory, f"classification_{split}.tsv")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("text\tlabel\n" + "\n".join(rows) + "\n")
-        files.setdefault("classification", {})[
-            "train_file" if split == "train" else "eval_file"] = path
-
-        paragraphs = []  # which colour is the thing? in contexts of one to three windows
-        for i in range(n):
-            context = words(rng, rng.randint(10, 70))
-            thing, color = rng.choice(["cat", "dog", "tree"]), rng.choice(COLORS)
-            place = rng.randint(0, len(context))
-            context[place:place] = ["the", thing, "is", color]
-            text = " ".join(context)
-            start = text.index(f"the {thing} is {color}") + len(f"the {thing} is ")
-            paragraphs.append({"context": text, "qas": [{
-                "id": f"{split}{i}", "question": f"which color is the {thing} ?",
-                "answers": [{"text": color, "answer_start": start}]}]})
-        path = os.path.join(directory, f"squad_{split}.json")
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump({"version": "1.1", "data": [{"title": "t", "paragraphs": paragraphs}]}, f)
-        files.setdefault("question_answering", {})[
-            "train_file" if split == "train" else "predict_file"] = path
-
-        sentences = []  # colours are B-COL, "big red" B-QUAL I-QUAL
-        for _ in range(n):
-            tokens, tags = [], []
-            for _ in range(rng.randint(4, 12)):
-                roll = rng.random()
-                if roll < 0.15:
-                    tokens.append(rng.choice(COLORS))
-                    tags.append("B-COL")
-                elif roll < 0.25:
-                    tokens += [rng.choice(["big", "small"]), rng.choice(["cat", "dog"])]
-                    tags += ["B-ANI", "I-ANI"]
-                else:
-                    tokens.append(rng.choice(WORDS[4:]))
-                    tags.append("O")
-            sentences.append("\n".join(f"{w} {t}" for w, t in zip(tokens, tags)))
-        path = os.path.join(directory, f"tagging_{split}.txt")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("\n\n".join(sentences) + "\n")
-        files.setdefault("tagging", {})[
-            "train_file" if split == "train" else "eval_file"] = path
-    return files
 
 
 def write_encoder(directory):
@@ -142,20 +88,6 @@ def write_encoder(directory):
 
 
 # === bert_tf ===
-
-def task_config(task, files, output_dir, init_checkpoint, seed, precision):
-    from bert_tf.finetuning.classification import ClassificationConfig
-    from bert_tf.finetuning.question_answering import QuestionAnsweringConfig
-    from bert_tf.finetuning.tagging import TaggingConfig
-
-    common = dict(output_dir=output_dir, init_checkpoint=init_checkpoint, random_seed=seed,
-                  mixed_precision=precision, log_steps=10 ** 6,
-                  dynamic_padding=FLAGS.dynamic_padding, **SETTINGS[task], **files)
-    if task == "classification":
-        return ClassificationConfig(**common)
-    if task == "question_answering":
-        return QuestionAnsweringConfig(do_train=True, do_predict=True, **common)
-    return TaggingConfig(input_format="conll", **common)
 
 
 def run_ours(task, config):
@@ -252,9 +184,6 @@ for epoch in range(math.ceil(job["epochs"])):
 model.save_pretrained(job["output"])
 """
 
-ARCHITECTURES = {"classification": "BertForSequenceClassification",
-                 "question_answering": "BertForQuestionAnswering",
-                 "tagging": "BertForTokenClassification"}
 
 
 def run_theirs(task, config, rows, labels, hf_encoder, seed, bfloat16, work):
@@ -301,6 +230,15 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     from bert_tf.checkpoints.convert import convert
 
+    if FLAGS.mode == "lockstep":
+        from lockstep import lockstep, write_report
+
+        with tempfile.TemporaryDirectory() as work:
+            results = lockstep(FLAGS.tasks, FLAGS.encoder, FLAGS.steps, work,
+                               FLAGS.learning_rate, FLAGS.transformers_pad_row == "trains")
+        write_report(results, FLAGS.output)
+        return
+
     figures = {}
     with tempfile.TemporaryDirectory() as work:
         files = write_data(work)
@@ -313,7 +251,8 @@ def main(argv):
                 for seed in map(int, FLAGS.seeds):
                     keras.mixed_precision.set_global_policy("float32")
                     output = os.path.join(work, f"ours_{task}_{precision}_{seed}")
-                    config = task_config(task, files[task], output, encoder, seed, precision)
+                    config = task_config(task, files[task], output, encoder, seed, precision,
+                                         FLAGS.dynamic_padding)
                     result = run_ours(task, config)
                     ours.append(result[METRIC[task]])
                     resolved = keras.mixed_precision.global_policy().name  # the job's
@@ -337,4 +276,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -21,25 +21,74 @@ def _replicas_in_sync() -> int:
     return context.num_replicas_in_sync if context is not None else 1
 
 
+def global_norm(gradients):
+    """The global norm of `gradients` as their dense sum: on TensorFlow an embedding's gradient
+    is an IndexedSlices with one row per occurrence of a token, and Keras's norm (base
+    optimizer's `global_norm`) squares those rows before adding them up. A token seen k times
+    in a batch ([CLS] in every row) then counts up to sqrt(k) times too little, so the clipping
+    scale differed from google-research/bert's and transformers' (tools/lockstep.py). Here the
+    rows of one token are summed first, as the dense gradient has them."""
+    squares = []
+    for gradient in gradients:
+        if gradient is None:
+            continue
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            if isinstance(gradient, tf.IndexedSlices):
+                unique, position = tf.unique(gradient.indices)
+                gradient = tf.math.unsorted_segment_sum(gradient.values, position,
+                                                        tf.shape(unique)[0])
+        squares.append(ops.sum(ops.square(ops.cast(gradient, "float32"))))
+    return ops.sqrt(ops.sum(ops.stack(squares)))
+
+
+def clip_by_global_norm(gradients, clip_norm):
+    """Keras's `clip_by_global_norm` (a NaN or infinite norm makes every gradient NaN), with
+    `global_norm` above; IndexedSlices stay sparse."""
+    norm = global_norm(gradients)
+    scale = clip_norm * ops.minimum(1.0 / norm, 1.0 / clip_norm) + (norm - norm)
+    clipped = []
+    for gradient in gradients:
+        if gradient is None:
+            clipped.append(None)
+        elif keras.backend.backend() == "tensorflow" and type(gradient).__name__ == \
+                "IndexedSlices":
+            import tensorflow as tf
+
+            clipped.append(tf.IndexedSlices(gradient.values * ops.cast(scale,
+                                                                       gradient.values.dtype),
+                                            gradient.indices, gradient.dense_shape))
+        else:
+            clipped.append(gradient * ops.cast(scale, gradient.dtype))
+    return clipped
+
+
 class ClipsSummedGradients:
-    """Clips the gradient once it is summed over replicas. Keras 3.15 clips in `apply`
-    (base_optimizer's `_clip_gradients`) before its TensorFlow backend sums the replicas'
-    gradients (`_all_reduce_sum_gradients`, in `_backend_update_step`): under a strategy of
-    several replicas each replica's share was clipped to the norm, and their sum could reach
-    replicas x the norm in another direction (a classifier finetuned under mirrored on two
-    devices learned at chance where one device learned the task). Here the clipping waits for
-    the sum, as google-research/bert's and the Model Garden's optimizers do."""
+    """Clips the gradient once it is summed over replicas, by its dense norm (`global_norm`).
+    Keras 3.15 clips in `apply` (base_optimizer's `_clip_gradients`) before its TensorFlow
+    backend sums the replicas' gradients (`_all_reduce_sum_gradients`, in
+    `_backend_update_step`): under a strategy of several replicas each replica's share was
+    clipped to the norm, and their sum could reach replicas x the norm in another direction (a
+    classifier finetuned under mirrored on two devices learned at chance where one device
+    learned the task). Here the clipping waits for the sum, as google-research/bert's and the
+    Model Garden's optimizers do."""
 
     def _clip_gradients(self, grads):
         if _replicas_in_sync() > 1:
             return grads  # clipped once summed, below
+        return self._clip_summed(grads)
+
+    def _clip_summed(self, grads):
+        if self.global_clipnorm and self.global_clipnorm > 0 and not self.clipnorm:
+            return clip_by_global_norm(grads, self.global_clipnorm)
         return super()._clip_gradients(grads)
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
         summed = super()._all_reduce_sum_gradients(grads_and_vars)
         if _replicas_in_sync() <= 1:
             return summed
-        clipped = super()._clip_gradients([gradient for gradient, _ in summed])
+        clipped = self._clip_summed([gradient for gradient, _ in summed])
         return list(zip(clipped, [variable for _, variable in summed]))
 
 

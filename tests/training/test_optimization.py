@@ -101,3 +101,31 @@ def test_epsilon_is_added_to_the_bias_corrected_root():
     optimizer.apply_gradients([(tf.constant(gradient), variable)])
     expected = -0.1 * gradient / (np.abs(gradient) + 1e-6)
     np.testing.assert_allclose(np.array(variable), expected, rtol=1e-4)
+
+
+def test_clipping_uses_the_dense_norm_of_an_embedding_gradient():
+    """An embedding's gradient on TensorFlow is an IndexedSlices with a row per occurrence of a
+    token: the clipping norm is that of the dense gradient (the rows of one token summed), as
+    transformers' clip_grad_norm_ sees it; Keras's own norm squares the rows apart."""
+    import tensorflow as tf
+    from keras.src.optimizers.base_optimizer import global_norm as keras_norm
+
+    embedding = keras.Variable(np.zeros((5, 2), "float32"))
+    dense = keras.Variable(np.zeros((2,), "float32"))
+    sliced = tf.IndexedSlices(tf.constant([[3., 0.], [3., 0.], [0., 4.]]),
+                              tf.constant([1, 1, 3]), tf.constant([5, 2]))
+    as_dense = tf.convert_to_tensor(sliced)  # row 1 = [6, 0]
+    expected = np.sqrt(36 + 16 + 1 + 1)
+    assert float(optimization.global_norm([sliced, tf.ones(2)])) == pytest.approx(expected)
+    assert float(keras_norm([sliced, tf.ones(2)])) != pytest.approx(expected)  # Keras's
+    for gradient in (sliced, as_dense):  # one step: the same update from either form
+        optimizer = create_optimizer("adamw", learning_rate=1.0, num_train_steps=10,
+                                     weight_decay_rate=0.0, clip_norm=1.0)
+        embedding.assign(np.zeros((5, 2), "float32"))
+        dense.assign(np.zeros((2,), "float32"))
+        clipped = optimization.clip_by_global_norm([gradient, tf.ones(2)], 1.0)
+        assert float(optimization.global_norm(clipped)) == pytest.approx(1.0, rel=1e-6)
+        optimizer.apply([gradient, tf.ones(2)], [embedding, dense])
+        if gradient is sliced:
+            first = embedding.numpy().copy()
+    np.testing.assert_allclose(first, embedding.numpy(), rtol=1e-6)

@@ -25,7 +25,9 @@ flags.DEFINE_integer("matmul_size", 2048, "train: N of the N x N matmul whose sp
                      "peak MFU is measured against.")
 flags.DEFINE_string("output", None, "Write the figures as JSON here.")
 flags.DEFINE_float("data_megabytes", 11.0, "Corpus size for the data-creation part.")
-flags.DEFINE_list("serving_configs", ["mini", "base"], "Configs for the serving parts.")
+flags.DEFINE_list("serving_configs", ["minilm", "base"], "Configs for the serving parts: "
+                  "minilm is all-MiniLM-L6-v2's real weights on a real sentence task, the others "
+                  "configs/bert_NAME.json with random weights.")
 flags.DEFINE_integer("serving_seq_length", 64, "serving: the classifier's max_seq_length.")
 flags.DEFINE_string("finetune_config", "mini", "Config for the finetuning part.")
 flags.DEFINE_string("remat_config", "base", "remat: configs/bert_<name>.json.")
