@@ -128,7 +128,7 @@ def directory_written_atomically(target, tmp=None):
         move_directory(tmp, target)
     finally:
         if tf.io.gfile.exists(tmp):
-            tf.io.gfile.rmtree(tmp)
+            remove_tree(tmp)
 
 
 def move_directory(source, target) -> None:
@@ -142,8 +142,32 @@ def move_directory(source, target) -> None:
         destination = target + directory[len(source):]
         tf.io.gfile.makedirs(destination)
         for name in files:
-            tf.io.gfile.rename(f"{directory}/{name}", f"{destination}/{name}", overwrite=True)
-    tf.io.gfile.rmtree(source)
+            path = f"{directory}/{name}"
+            # TensorFlow's ram:// lists a sibling's files by bare name prefix ("assets" holds
+            # ".extra/..." when "assets.extra/" exists): only names that are files move.
+            if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
+                tf.io.gfile.rename(path, f"{destination}/{name}", overwrite=True)
+    remove_tree(source)
+
+
+def remove_tree(directory) -> None:
+    """tf.io.gfile.rmtree, past ram://'s listing of phantom names (see move_directory): what
+    rmtree cannot find is skipped, file by file, then the folders, deepest first."""
+    try:
+        tf.io.gfile.rmtree(directory)
+        return
+    except tf.errors.NotFoundError:
+        pass
+    folders = []
+    for folder, _, files in tf.io.gfile.walk(directory):
+        folders.append(folder)
+        for name in files:
+            remove_quietly(f"{folder}/{name}")
+    for folder in sorted(folders, key=len, reverse=True):
+        try:
+            tf.io.gfile.remove(folder)
+        except tf.errors.OpError:
+            pass
 
 
 @contextlib.contextmanager

@@ -63,3 +63,18 @@ def test_temporary_names_match_no_glob_of_the_final_names(tmp_path):
     for pattern in ("d-*", "d-*.tfrecord", "*.tfrecord", "d-?????-of-?????.tfrecord"):
         assert tf.io.gfile.glob(str(tmp_path / pattern)) == [], pattern
     assert tf.io.gfile.glob(io.temp_pattern(str(tmp_path / "d-*"))) == [tmp]
+
+
+def test_a_folder_with_a_dotted_sibling_moves_whole_on_ram():
+    """TensorFlow's ram:// lists "assets.extra/x" as "assets/.extra/x" too (a SavedModel with TF
+    Serving's warm-up has both folders): the move and the cleanup go past the phantom names."""
+    bert_io = io
+
+    source, target = "ram://io_test/tmp_version", "ram://io_test/1"
+    for name in ("assets/vocab.txt", "assets.extra/tf_serving_warmup_requests", "saved_model.pb"):
+        tf.io.gfile.makedirs(os.path.dirname(f"{source}/{name}"))
+        bert_io.write_file(f"{source}/{name}", name)
+    bert_io.move_directory(source, target)
+    for name in ("assets/vocab.txt", "assets.extra/tf_serving_warmup_requests", "saved_model.pb"):
+        assert bert_io.read_text(f"{target}/{name}") == name
+    assert not tf.io.gfile.exists(f"{source}/saved_model.pb")
