@@ -1,4 +1,5 @@
-"""CLI: convert BERT checkpoints between google-research TF1, Hugging Face, keras-hub and bert_tf.
+"""CLI: convert BERT checkpoints between google-research TF1, Hugging Face, keras-hub and bert_tf;
+read TF Hub SavedModels and Model Garden TF2 checkpoints.
 
     python -m bert_tf.convert_checkpoint --input_format=google_tf1 \
         --input=uncased_L-12_H-768_A-12/bert_model.ckpt \
@@ -9,6 +10,10 @@
         --output_format=huggingface --output=hf/my-bert
     python -m bert_tf.convert_checkpoint --input_format=bert_tf --input=runs/sst2 \
         --output_format=keras_hub --output=presets/sst2
+    python -m bert_tf.convert_checkpoint --input_format=tf_hub \
+        --input=bert_en_uncased_L-12_H-768_A-12_4 --output_format=bert_tf --output=ckpt/base
+    python -m bert_tf.convert_checkpoint --input_format=tf_models --input=model_dir \
+        --output_format=bert_tf --output=ckpt/mine
 
 Use a bert_tf output as --init_checkpoint=DIR/ckpt-0 of run_pretraining / run_classifier, or
 --output_dir of export. The pooler and the pretraining heads are converted too; where the source
@@ -33,10 +38,15 @@ class ConversionConfig(Settings):
                           required=True)
     bert_config_file: str | None = setting(None, "Default: the one beside --input "
                                                  "(bert_config.json; config.json for "
-                                                 "huggingface).")
-    vocab_file: str | None = setting(None, "Default: vocab.txt beside --input.")
+                                                 "huggingface; bert_config.json or "
+                                                 "params.yaml for tf_models; tf_hub reads the "
+                                                 "SavedModel's own).")
+    vocab_file: str | None = setting(None, "Default: vocab.txt beside --input (tf_hub: the "
+                                           "SavedModel's assets/vocab.txt; a preprocessor "
+                                           "SavedModel's directory may be given).")
     do_lower_case: bool | None = setting(None, "Default: recorded by the source "
-                                               "(tokenizer_config.json, run_config.json), else "
+                                               "(tokenizer_config.json, run_config.json, a TF "
+                                               "Hub SavedModel's do_lower_case), else "
                                                "inferred from the vocab's letter case.")
     overwrite: bool = setting(False, "Replace an existing --output.")
 

@@ -101,6 +101,11 @@ def read_text(path) -> str:
         return f.read()
 
 
+def read_bytes(path) -> bytes:
+    with tf.io.gfile.GFile(os.fspath(path), "rb") as f:
+        return f.read()
+
+
 def copy_file(source, target) -> None:
     """Copies through a temporary file, renamed when complete (the target may exist)."""
     tmp = temp_name(target)

@@ -29,7 +29,8 @@ DOCS = ["README.md", "CHANGELOG.md"] + sorted(
 PAGES = ["data", "pretraining", "cloud-tpu", "multi-gpu-and-multi-worker", "finetuning",
          "feature-extraction",
          "export-and-serving", "checkpoints", "jax-and-gpu", "performance", "failure-behaviour",
-         "development"]
+         "development", "from-google-research-bert", "from-model-garden",
+         "from-transformers-tf", "from-keras-hub", "from-tf-hub"]
 
 INVOCATION = re.compile(r"(?:\S*/)?python[\d.]*\s+(?:-m\s+(bert_tf(?:\.\w+)+)|(tools/\w+\.py))")
 FLAG = re.compile(r"(?:^|[\s\[])--([A-Za-z][\w-]*)")

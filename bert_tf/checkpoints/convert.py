@@ -4,8 +4,9 @@
 
 Inputs: google_tf1 (a checkpoint prefix or its directory, bert_config.json and vocab.txt beside
 it), huggingface (a directory with config.json, model.safetensors or its shards, vocab.txt,
-tokenizer_config.json), keras_hub (a preset directory), bert_tf (a checkpoint or a run
-directory). Outputs: bert_tf (ckpt-0 and a run directory's files), huggingface
+tokenizer_config.json), keras_hub (a preset directory), tf_hub (a TF Hub BERT encoder
+SavedModel, TF2 or TF1 Hub layout), tf_models (a Model Garden TF2 checkpoint with its
+bert_config.json or params.yaml), bert_tf (a checkpoint or a run directory). Outputs: bert_tf (ckpt-0 and a run directory's files), huggingface
 (BertForPreTraining safetensors; BertModel loads it too), google_tf1 (bert_model.ckpt),
 keras_hub (a BertBackbone or BertTextClassifier preset). `python -m bert_tf.convert_checkpoint` is its command line.
 """
@@ -20,12 +21,15 @@ from bert_tf import io, locks, run_dir
 from bert_tf.checkpoints.google_tf1 import read_google_tf1, write_google_tf1
 from bert_tf.checkpoints.huggingface import read_huggingface, write_huggingface
 from bert_tf.checkpoints.keras_hub import read_keras_hub, write_keras_hub
+from bert_tf.checkpoints.model_garden import read_tf_models
 from bert_tf.checkpoints.names import assign_to_model, check_tensors, model_tensors
 from bert_tf.checkpoints.native import read_bert_tf, write_bert_tf
+from bert_tf.checkpoints.tf_hub import read_tf_hub
 from bert_tf.text.tokenization import load_vocab
 
 READERS = {"google_tf1": read_google_tf1, "huggingface": read_huggingface,
-           "keras_hub": read_keras_hub, "bert_tf": read_bert_tf}
+           "keras_hub": read_keras_hub, "tf_hub": read_tf_hub, "tf_models": read_tf_models,
+           "bert_tf": read_bert_tf}
 
 
 def _bert_tf(source, model, tensors, vocab, directory, origin):

@@ -4,7 +4,8 @@
     labels    masked_lm_ids int32 [B, P], masked_lm_weights float32 [B, P],
               next_sentence_labels int32 [B, 1]
 
-The shards are ours or google-research/bert's (the same schema). Before training, `check_data`
+The shards are ours or google-research/bert's (the same schema), or the Model Garden's with its
+v2 feature names (`input_word_ids`, `input_type_ids`). Before training, `check_data`
 compares the data with the flags: the manifest beside shards made by bert_tf, else the first
 record's shapes.
 """
@@ -139,8 +140,9 @@ def decode(serialized, max_seq_length, max_predictions_per_seq):
 
     tf.Example only has int64, but TPUs want int32 (as google's input_fn says).
     """
-    parsed = tf.io.parse_example(
-        serialized, schema.feature_spec(max_seq_length, max_predictions_per_seq))
+    parsed = schema.merge_names(tf.io.parse_example(
+        serialized, schema.feature_spec(max_seq_length, max_predictions_per_seq,
+                                        either_names=True)))
     parsed = {k: tf.cast(v, tf.int32) if v.dtype == tf.int64 else v for k, v in parsed.items()}
     inputs = {name: parsed[feature] for feature, name in FEATURE_TO_INPUT.items()}
     return inputs, {name: parsed[name] for name in LABELS}

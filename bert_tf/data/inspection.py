@@ -21,12 +21,13 @@ from bert_tf.text.tokenization import MASK, load_vocab
 
 def read_examples(files, max_seq_length, max_predictions_per_seq, limit=None):
     """Yields dicts of numpy arrays [batch, length], 1024 examples at a time."""
-    spec = schema.feature_spec(max_seq_length, max_predictions_per_seq)
+    spec = schema.feature_spec(max_seq_length, max_predictions_per_seq, either_names=True)
     for path in files:
         dataset = tf.data.TFRecordDataset(path, compression_type=schema.compression_type(path))
         if limit is not None:
             dataset = dataset.take(limit)
-        for batch in dataset.batch(1024).map(lambda x: tf.io.parse_example(x, spec)):
+        for batch in dataset.batch(1024).map(
+                lambda x: schema.merge_names(tf.io.parse_example(x, spec))):
             yield {k: v.numpy() for k, v in batch.items()}
 
 

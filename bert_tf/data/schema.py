@@ -37,11 +37,33 @@ def feature_lengths(max_seq_length, max_predictions_per_seq):
             "masked_lm_weights": max_predictions_per_seq, "next_sentence_labels": 1}
 
 
-def feature_spec(max_seq_length, max_predictions_per_seq):
-    """The `tf.io.parse_example` spec, identical to google-research/bert's run_pretraining."""
-    return {name: tf.io.FixedLenFeature([length], tf.int64 if name in INT_FEATURES
+# The Model Garden's create_pretraining_data.py --use_v2_feature_names (its experiments'
+# `use_v2_feature_names: true`) stores these two features under the model's input names.
+V2_NAMES = {"input_ids": "input_word_ids", "segment_ids": "input_type_ids"}
+_ABSENT = -1  # a token or segment id never is
+
+
+def feature_spec(max_seq_length, max_predictions_per_seq, either_names=False):
+    """The `tf.io.parse_example` spec, identical to google-research/bert's run_pretraining; with
+    `either_names`, records with the Model Garden's v2 names parse too (the name a record lacks
+    reads as -1s: `merge_names` then keeps the one it has)."""
+    spec = {name: tf.io.FixedLenFeature([length], tf.int64 if name in INT_FEATURES
                                         else tf.float32)
             for name, length in feature_lengths(max_seq_length, max_predictions_per_seq).items()}
+    if either_names:
+        for google, v2 in V2_NAMES.items():
+            spec[google] = spec[v2] = tf.io.FixedLenFeature(
+                [max_seq_length], tf.int64, default_value=[_ABSENT] * max_seq_length)
+    return spec
+
+
+def merge_names(parsed: dict) -> dict:
+    """Records parsed with `either_names` -> google's names only. A record with neither name
+    keeps -1 ids, which the embedding lookup refuses."""
+    parsed = dict(parsed)
+    for google, v2 in V2_NAMES.items():
+        parsed[google] = tf.maximum(parsed[google], parsed.pop(v2))
+    return parsed
 
 
 def schema(max_seq_length, max_predictions_per_seq):
@@ -88,7 +110,8 @@ def _encode_examples(examples):
 
 def parse_examples(serialized, max_seq_length, max_predictions_per_seq):
     """Serialized examples [N] -> dict of numpy arrays [N, length] (int64 / float32)."""
-    parsed = tf.io.parse_example(serialized, feature_spec(max_seq_length, max_predictions_per_seq))
+    parsed = merge_names(tf.io.parse_example(
+        serialized, feature_spec(max_seq_length, max_predictions_per_seq, either_names=True)))
     return {name: np.asarray(value) for name, value in parsed.items()}
 
 
@@ -98,11 +121,13 @@ def infer_lengths(path):
     for record in dataset.take(1):
         example = tf.train.Example.FromString(record.numpy())
         feature = example.features.feature
-        missing = [n for n in FEATURE_NAMES if n not in feature]
+        missing = [n for n in FEATURE_NAMES
+                   if n not in feature and V2_NAMES.get(n) not in feature]
         if missing:
             raise ValueError(f"{path}: not a BERT pretraining example; missing "
                              f"{', '.join(missing)}")
-        return (len(feature["input_ids"].int64_list.value),
+        ids = feature["input_ids" if "input_ids" in feature else V2_NAMES["input_ids"]]
+        return (len(ids.int64_list.value),
                 len(feature["masked_lm_positions"].int64_list.value))
     raise ValueError(f"{path}: no records")
 

@@ -38,7 +38,7 @@ class EncoderExport(SavedModule):
         self.serve = tf.function(self._serve, input_signature=[
             {name: tf.TensorSpec([None, None], tf.int32, name=name) for name in INPUT_NAMES}])
 
-    def _call(self, inputs, training):
+    def _call(self, inputs, training=False):  # TF Hub's API: `training` is optional
         return tf.cond(training, lambda: self.encoder(inputs, training=True),
                        lambda: self.encoder(inputs, training=False))
 
@@ -56,7 +56,10 @@ def flat_encoder_outputs(outputs):
 def export_config(loaded, path) -> BertConfig:
     """The BertConfig a loaded encoder export carries; one without is named."""
     if not hasattr(loaded, "bert_config"):
-        raise ValueError(f"{path}: not a bert_tf encoder export (no bert_config)")
+        raise ValueError(f"{path}: not a bert_tf encoder export (no bert_config); a TF Hub "
+                         f"BERT encoder converts first: python -m bert_tf.convert_checkpoint "
+                         f"--input_format=tf_hub --input={path} --output_format=bert_tf "
+                         f"--output=DIR, then --init_checkpoint=DIR")
     return BertConfig.from_dict(json.loads(loaded.bert_config.numpy().decode()), source=path)
 
 

@@ -19,6 +19,7 @@ from bert_tf.data import schema
 from bert_tf.text.vocab_learning import learn_vocab
 from bert_tf.data.writer import DataCreationConfig, DataError, create_pretraining_data
 from bert_tf.data.inspection import Statistics, read_examples
+from bert_tf.data.input_pipeline import check_data, first_records
 from bert_tf.data.instances import InstanceOptions
 from bert_tf.text.tokenization import VocabError, WordpieceTokenizer, load_vocab, write_vocab
 from conftest import REPO_ROOT
@@ -236,6 +237,23 @@ def test_model_garden_reads_ours_and_we_read_theirs(dataset, corpus, tmp_path):
                                             False)
     parsed = next(read_examples([theirs], 128, 20))
     assert parsed["input_ids"].shape[1] == 128 and len(parsed["input_ids"]) > 100
+
+    # the same instances under the Model Garden's v2 feature names (input_word_ids,
+    # input_type_ids): read alike, by the inspector and by the training input pipeline
+    v2 = str(tmp_path / "theirs_v2.tfrecord")
+    mg_data.write_instance_to_example_files(instances, tokenizer, 128, 20, [v2], False, True)
+    first = tf.data.TFRecordDataset(v2).take(1).get_single_element().numpy()
+    assert "input_word_ids" in tf.train.Example.FromString(first).features.feature
+    assert check_data([v2], 128, 20) is None  # foreign data: checked by its first record
+    renamed = next(read_examples([v2], 128, 20))
+    for name, values in parsed.items():
+        np.testing.assert_array_equal(renamed[name], values, err_msg=name)
+    count = len(parsed["input_ids"])
+    for path in (theirs, v2):
+        inputs, labels = first_records(path, count, 128, 20)
+        np.testing.assert_array_equal(inputs["input_word_ids"], parsed["input_ids"])
+        np.testing.assert_array_equal(inputs["input_type_ids"], parsed["segment_ids"])
+        np.testing.assert_array_equal(labels["masked_lm_ids"], parsed["masked_lm_ids"])
 
 
 # === Failure safety ===
