@@ -31,12 +31,55 @@ def _safetensors_files(directory):
             raise ValueError(f"{index}: no weight_map")
         return [io.file_in(directory, shard, index)
                 for shard in sorted(set(weight_map.values()), key=str)]
-    others = [n for n in ("pytorch_model.bin", "tf_model.h5") if tf.io.gfile.exists(
-        os.path.join(directory, n))]
+    if tf.io.gfile.exists(os.path.join(directory, TF_WEIGHTS)):
+        return [os.path.join(directory, TF_WEIGHTS)]
+    torch_only = tf.io.gfile.exists(os.path.join(directory, "pytorch_model.bin"))
     raise ValueError(f"--input {directory}: no model.safetensors (or its index)"
-                     + (f"; it has {others[0]}, which needs torch to read: save it again with "
-                        f"transformers' save_pretrained(), which writes safetensors"
-                        if others else ""))
+                     + ("; it has pytorch_model.bin, which needs torch to read: save it again "
+                        "with transformers' save_pretrained(), which writes safetensors"
+                        if torch_only else ""))
+
+
+# What transformers' TensorFlow classes (TFBertModel, TFBertFor*; removed in transformers 5)
+# saved with save_pretrained(): Keras 2 HDF5 weights under TensorFlow variable names.
+TF_WEIGHTS = "tf_model.h5"
+
+
+def _tf_h5_arrays(path) -> dict:
+    """tf_model.h5 -> arrays under transformers' PyTorch names and layouts: the layer groups
+    Keras 2 wrote (`layer_names`, each with its `weight_names`); a variable name such as
+    tf_bert_for_sequence_classification/bert/encoder/layer_._0/attention/self/query/kernel:0
+    loses its model scope and becomes bert.encoder.layer.0.attention.self.query.weight, a
+    kernel transposed to torch's [out, in] (older releases stored the attention kernels as
+    [H, heads, head size]: flattened first)."""
+    import h5py
+
+    arrays = {}
+    with tf.io.gfile.GFile(path, "rb") as f, h5py.File(f, "r") as h5:
+        for layer in h5.attrs.get("layer_names", []):
+            group = h5[layer.decode() if isinstance(layer, bytes) else layer]
+            for weight in group.attrs.get("weight_names", []):
+                weight = weight.decode() if isinstance(weight, bytes) else weight
+                name, value = _torch_name_and_value(weight, np.asarray(group[weight]))
+                arrays[name] = value
+    if not arrays:
+        raise ValueError(f"--input {path}: no Keras weights in it (no layer_names)")
+    return arrays
+
+
+def _torch_name_and_value(tf_name, value):
+    parts = tf_name.removesuffix(":0").replace("_._", "/").split("/")[1:]  # no model scope
+    name = ".".join(parts).replace("mlm___cls", "cls").replace("nsp___cls", "cls")
+    last = parts[-1]
+    if last == "kernel":
+        if value.ndim == 3:  # EinsumDense: [H, N, d] in, [N, d, H] out
+            value = value.reshape(-1, value.shape[-1]) if "attention.output" in name else \
+                value.reshape(value.shape[0], -1)
+        return name.removesuffix("kernel") + "weight", value.T
+    if value.ndim == 2 and last == "bias":
+        value = value.reshape(-1)
+    renamed = {"gamma": "weight", "beta": "bias", "embeddings": "weight"}.get(last, last)
+    return name.removesuffix(last) + renamed, value
 
 
 def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case=None) -> Weights:
@@ -54,6 +97,9 @@ def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case
     task, labels = task_from_huggingface(values)
     arrays = {}
     for file in _safetensors_files(path):
+        if file.endswith(TF_WEIGHTS):
+            arrays.update(_tf_h5_arrays(file))
+            continue
         try:
             if io.is_local(file):
                 arrays.update(load_file(file))

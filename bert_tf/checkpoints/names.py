@@ -255,7 +255,8 @@ def task_from_huggingface(values: dict):
     """(task, labels) of a Hugging Face config.json: a finetuned sequence classification,
     question-answering or token classification model, else (None, []) for the pretrained
     model."""
-    spec = from_huggingface(values.get("architectures"))
+    # transformers' TF classes saved their own name less "TF"; strip it where they did not
+    spec = from_huggingface([a.removeprefix("TF") for a in values.get("architectures") or ()])
     if spec is None:
         return None, []
     if not spec.labelled:

@@ -17,7 +17,8 @@ class EncoderSettings(Settings):
     init_checkpoint: str | None = setting(None, "A bert_tf checkpoint or run directory "
                                                 "(pretrained, or a finetuned run).")
     bert_config_file: str | None = setting(None, "Default: beside --init_checkpoint.")
-    encoder_saved_model: str | None = setting(None, "An encoder export (bert_tf.export).")
+    encoder_saved_model: str | None = setting(None, "An encoder export (bert_tf.export), or a "
+                                                    "TF Hub / Kaggle BERT encoder SavedModel.")
     vocab_file: str | None = setting(None, "Default: from the checkpoint's run or the export.")
     do_lower_case: bool | None = setting(None, "Default: from the checkpoint's run or the "
                                                "export.")

@@ -9,6 +9,7 @@ CPU, in a subprocess: tests/hf_reference.py) for Hugging Face ones.
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -226,6 +227,66 @@ def test_huggingface_export_loads_in_transformers_with_the_same_outputs(work):
                          HEAD_OUTPUTS)
     assert_outputs_close(reference(work, "google_to_hf-BertModel"), expected,
                          ("sequence_output", "pooled_output"))
+
+
+# transformers 4.x's TF names (models/bert/modeling_tf_bert.py: TFBertMainLayer "bert",
+# TFBertMLMHead "mlm___cls", TFBertNSPHead "nsp___cls") for the PyTorch names of the same weights
+TF_BERT_NAMES = [
+    (r"^bert\.embeddings\.word_embeddings\.weight$", "bert/embeddings/word_embeddings/weight"),
+    (r"^bert\.embeddings\.(position|token_type)_embeddings\.weight$",
+     r"bert/embeddings/\1_embeddings/embeddings"),
+    (r"^cls\.predictions\.bias$", "mlm___cls/predictions/bias"),
+    (r"^cls\.predictions\.", "mlm___cls/predictions/"), (r"^cls\.seq_relationship\.",
+                                                          "nsp___cls/seq_relationship/"),
+    (r"LayerNorm\.weight$", "LayerNorm/gamma"), (r"LayerNorm\.bias$", "LayerNorm/beta"),
+    (r"\.weight$", "/kernel"), (r"\.", "/"),
+    (r"^bert/encoder/layer/(\d+)/", r"bert/encoder/layer_._\1/")]
+
+
+def write_tf_model_h5(path, torch_arrays, scope="tf_bert_for_pre_training"):
+    """tf_model.h5 as TFBertForPreTraining.save_pretrained wrote it: Keras 2's HDF5 weights
+    (tf_keras' hdf5_format.save_weights_to_hdf5_group: `layer_names`, a group per layer with
+    its `weight_names`), TF variable names, kernels [in, out]; the attention kernels in the
+    EinsumDense form some 4.x releases had ([H, heads, head size])."""
+    import h5py
+
+    layers = {}
+    for name, value in torch_arrays.items():
+        if name.startswith("cls.predictions.decoder"):
+            continue  # tied: TF has the one embedding table
+        tf_name = name
+        for pattern, replacement in TF_BERT_NAMES:
+            tf_name = re.sub(pattern, replacement, tf_name)
+        if tf_name.endswith("/kernel") and "_embeddings" not in tf_name:
+            value = value.T
+            if re.search(r"attention/self/\w+/kernel$", tf_name):
+                value = value.reshape(value.shape[0], CONFIG.num_attention_heads, -1)
+        layers.setdefault(tf_name.split("/")[0], {})[f"{scope}/{tf_name}:0"] = value
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [name.encode() for name in layers]
+        for layer, weights in sorted(layers.items()):
+            group = f.create_group(layer)
+            group.attrs["weight_names"] = [name.encode() for name in weights]
+            for name, value in weights.items():
+                group.create_dataset(name, data=value)
+
+
+def test_tensorflow_classes_tf_model_h5_converts_with_transformers_outputs(work, tmp_path):
+    """What transformers' TFBert* classes saved (removed in transformers 5): the same weights
+    as the transformers model of `work`, written as its TF twin would, give its outputs."""
+    tf_dir = copy_into(tmp_path / "tf_saved", work["hf"], names=("vocab.txt",
+                                                                 "tokenizer_config.json"))
+    write_tf_model_h5(tf_dir / "tf_model.h5", load_file(work["hf"] / "model.safetensors"))
+    config = json.loads((work["hf"] / "config.json").read_text())
+    (tf_dir / "config.json").write_text(json.dumps(
+        {**config, "architectures": ["TFBertForPreTraining"]}))
+    report = convert("huggingface", str(tf_dir), "bert_tf", str(tmp_path / "ours"),
+                     log=lambda _: None)
+    assert report["freshly_initialized"] == [] and report["skipped"] == 0
+    ours = our_outputs(tmp_path / "ours", work["inputs"])
+    layers = [f"encoder_outputs_{i}" for i in range(CONFIG.num_hidden_layers)]
+    assert_outputs_close(ours, reference(work, "hf-BertForPreTraining"),
+                         HEAD_OUTPUTS + tuple(layers))
 
 
 # === Round trips are exact ===

@@ -30,7 +30,7 @@ from conftest import random_inputs
 VOCAB = list(SPECIAL_TOKENS) + ["the", "quick", "brown", "fox", "##s", "jump", "over", "lazy",
                                 "dog", ",", ".", "a", "b", "c", "##a", "##b"]
 SMALL_BERT = dict(vocab_size=len(VOCAB), hidden_size=128, num_hidden_layers=2,
-                  num_attention_heads=2, intermediate_size=512, max_position_embeddings=64,
+                  num_attention_heads=2, intermediate_size=512, max_position_embeddings=128,
                   type_vocab_size=2)
 CONFIG = BertConfig(**SMALL_BERT, hidden_act="gelu_new")
 ATOL = 1e-5
@@ -94,7 +94,7 @@ def model_garden_classifier(seed):
 ENCODER_SETTINGS = {
     "vocab_size": len(VOCAB), "hidden_size": 128, "num_layers": 2, "num_attention_heads": 2,
     "intermediate_size": 512, "hidden_activation": "gelu", "dropout_rate": 0.1,
-    "attention_dropout_rate": 0.1, "max_position_embeddings": 64, "type_vocab_size": 2,
+    "attention_dropout_rate": 0.1, "max_position_embeddings": 128, "type_vocab_size": 2,
     "initializer_range": 0.02, "embedding_size": None, "output_range": None,
     "norm_first": False, "return_all_encoder_outputs": False}
 
@@ -404,7 +404,7 @@ def test_sources_bert_tf_cannot_hold_are_refused_by_name(work, tmp_path):
     from official.nlp.modeling.networks import bert_encoder
     encoder = bert_encoder.BertEncoder(vocab_size=len(VOCAB), hidden_size=128, num_layers=1,
                                        num_attention_heads=2, inner_dim=64,
-                                       max_sequence_length=64)
+                                       max_sequence_length=128)
     span = models.BertSpanLabeler(encoder)
     span({k: tf.constant(v) for k, v in inputs().items()})
     tf.train.Checkpoint(model=span).save(str(tmp_path / "span" / "ckpt"))
@@ -428,16 +428,21 @@ PAGE_INPUTS = {"bert_en_uncased_L-12_H-768_A-12_4": "hub_mlm",
                "sst2_model_dir": "finetuned", "vocab.txt": "vocab.txt"}
 
 
-def page_conversions(page):
+RUN_FROM_PAGES = ("bert_tf.convert_checkpoint", "bert_tf.extract_features")
+
+
+def page_commands(page):
+    """The page's commands of the tools above, from `-m` on."""
     from test_docs import logical_lines, read
 
     return [line[line.index("-m "):] for _, line in logical_lines(read(page))
-            if "python -m bert_tf.convert_checkpoint" in line]
+            if any(f"python -m {tool} " in line for tool in RUN_FROM_PAGES)]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("page", ["docs/from-tf-hub.md", "docs/from-model-garden.md"])
-def test_the_pages_conversion_commands_run_as_written(work, page, tmp_path):
+@pytest.mark.parametrize("page,count", [("docs/from-tf-hub.md", 4),
+                                        ("docs/from-model-garden.md", 3)])
+def test_the_pages_commands_run_as_written(work, page, count, tmp_path):
     import shlex
     import subprocess
     import sys
@@ -446,20 +451,41 @@ def test_the_pages_conversion_commands_run_as_written(work, page, tmp_path):
 
     for name, target in PAGE_INPUTS.items():
         (tmp_path / name).symlink_to(work["tmp"] / target)
-    commands = page_conversions(page)
-    assert len(commands) == 3, commands
+    (tmp_path / "sentences.txt").write_text("the quick brown fox\na lazy dog .\n")
+    commands = page_commands(page)
+    assert len(commands) == count, commands
     environment = {**os.environ, "PYTHONPATH": REPO_ROOT}
     for command in commands:
         result = subprocess.run([sys.executable, *shlex.split(command)], cwd=tmp_path,
                                 env=environment, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, f"{command}\n{result.stderr[-3000:]}"
+        if "extract_features" in command:
+            features = np.load(tmp_path / "features.npz")["features"]
+            assert features.shape == (2, 1, CONFIG.hidden_size)
+            continue
         output = re.search(r"--output=(\S+)", command).group(1)
         files = run_files.resolve(directory=str(tmp_path / output))
         assert files.record["converted_from"]["format"] in ("tf_hub", "tf_models")
 
 
-def test_a_tf_hub_encoder_as_encoder_saved_model_says_how_to_convert(work):
+def test_load_encoder_export_of_a_tf_hub_encoder_says_how_to_convert(work):
     from bert_tf.export.encoder import load_encoder_export
 
     with pytest.raises(ValueError, match="convert_checkpoint --input_format=tf_hub"):
         load_encoder_export(str(work["tmp"] / "hub_encoder"))
+
+
+def test_a_tf_hub_encoder_serves_as_encoder_saved_model_directly(work):
+    """Finetuning and extract_features start from a TF Hub SavedModel as from an export."""
+    from bert_tf.finetuning.encoder_source import encoder_source, load_encoder
+    from bert_tf.finetuning.job_settings import EncoderSettings
+
+    source = encoder_source(EncoderSettings(encoder_saved_model=str(work["tmp"] / "hub_mlm")))
+    assert source.do_lower_case is False and source.vocab_file.endswith("vocab.txt")
+    assert source.bert_config.hidden_act == "gelu_new"
+    encoder = load_encoder(source)
+    got = encoder(work["feed"], training=False)
+    for name in ("sequence_output", "pooled_output"):
+        close(np.asarray(got[name]), work["hub"][name], name)
+    with pytest.raises(ValueError, match="neither a bert_tf encoder export nor a TF Hub BERT"):
+        encoder_source(EncoderSettings(encoder_saved_model=str(work["tmp"] / "preprocessor")))
