@@ -22,7 +22,16 @@ from typing import Any
 
 # `hidden_act` names follow Hugging Face: "gelu" is the exact (erf) GELU, "gelu_new", "gelu_tanh" and
 # "gelu_pytorch_tanh" are the tanh approximation that google-research/bert's own code computes.
-ACTIVATIONS = ("gelu", "gelu_new", "gelu_tanh", "gelu_pytorch_tanh", "relu")
+# "geglu" and "swiglu" make the feed-forward layer gated (Shazeer 2020, "GLU Variants Improve
+# Transformer"): act(x W) * (x V), W and V each [H, intermediate_size], act GELU (exact) or SiLU.
+GATED_ACTIVATIONS = {"geglu": "gelu", "swiglu": "silu"}
+ACTIVATIONS = ("gelu", "gelu_new", "gelu_tanh", "gelu_pytorch_tanh", "relu", *GATED_ACTIVATIONS)
+
+# The encoder options beyond google's BERT, and the value of each that gives google's model.
+# They are written to bert_config.json only when they differ from it, so a classic config file
+# stays google's.
+CLASSIC = {"layer_norm": "post", "norm_type": "layer_norm", "use_bias": True}
+CHOICES = {"layer_norm": ("post", "pre"), "norm_type": ("layer_norm", "rms_norm")}
 
 _DEFAULT_LAYER_NORM_EPS = 1e-12
 
@@ -71,6 +80,13 @@ class BertConfig:
       type_vocab_size: number of segment (token type) ids.
       initializer_range: stddev of the truncated normal that initialises weights.
       layer_norm_eps: epsilon of every LayerNorm.
+      layer_norm: "post" (BERT: normalise after each residual add) or "pre" (normalise each
+        block's input, and the last block's output once more: Xiong et al. 2020, "On Layer
+        Normalization in the Transformer Architecture").
+      norm_type: "layer_norm", or "rms_norm" (scale only, no mean or bias: Zhang & Sennrich
+        2019), for every norm of the encoder and the masked-LM head.
+      use_bias: biases in the attention projections and the feed-forward layers (the heads keep
+        theirs).
     """
 
     vocab_size: int = 30522
@@ -85,6 +101,9 @@ class BertConfig:
     type_vocab_size: int = 2
     initializer_range: float = 0.02
     layer_norm_eps: float = _DEFAULT_LAYER_NORM_EPS
+    layer_norm: str = CLASSIC["layer_norm"]
+    norm_type: str = CLASSIC["norm_type"]
+    use_bias: bool = CLASSIC["use_bias"]
 
     def __post_init__(self):
         problems = []
@@ -101,6 +120,12 @@ class BertConfig:
             value = getattr(self, name)
             if not _is_number(value) or value <= 0:
                 problems.append(f"{name} must be a positive number, got {value!r}")
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} must be one of {', '.join(allowed)}, got "
+                                f"{getattr(self, name)!r}")
+        if not isinstance(self.use_bias, bool):
+            problems.append(f"use_bias must be true or false, got {self.use_bias!r}")
         if self.hidden_act not in ACTIVATIONS:
             problems.append(f"hidden_act must be one of {', '.join(ACTIVATIONS)}, "
                             f"got {self.hidden_act!r}")
@@ -114,6 +139,18 @@ class BertConfig:
     @property
     def head_size(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+    @property
+    def gated(self) -> bool:
+        return self.hidden_act in GATED_ACTIVATIONS
+
+    def beyond_bert(self) -> list[str]:
+        """The settings ("layer_norm='pre'", ...) by which this model is not google's BERT:
+        formats that hold only BERT (google's, Hugging Face's BertModel, keras-hub's) refuse
+        them."""
+        differ = [f"{key}={getattr(self, key)!r}" for key, value in CLASSIC.items()
+                  if getattr(self, key) != value]
+        return differ + ([f"hidden_act={self.hidden_act!r}"] if self.gated else [])
 
     # === dict / JSON ===
 
@@ -136,7 +173,7 @@ class BertConfig:
         if unknown:
             raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; "
                               f"expected only {', '.join(sorted(known))}")
-        missing = sorted(known - {"layer_norm_eps"} - set(values))
+        missing = sorted(known - {"layer_norm_eps"} - set(CLASSIC) - set(values))
         if missing:
             raise ConfigError(f"{source}: missing key(s) {', '.join(missing)}")
         try:
@@ -151,10 +188,14 @@ class BertConfig:
         return config
 
     def to_dict(self) -> dict[str, Any]:
-        """google's keys; `layer_norm_eps` only when it is not google's fixed 1e-12."""
+        """google's keys; `layer_norm_eps` only when it is not google's fixed 1e-12, and the
+        options beyond BERT only when they differ from BERT."""
         values = dataclasses.asdict(self)
         if values["layer_norm_eps"] == _DEFAULT_LAYER_NORM_EPS:
             del values["layer_norm_eps"]
+        for key, classic in CLASSIC.items():
+            if values[key] == classic:
+                del values[key]
         return values
 
     @classmethod

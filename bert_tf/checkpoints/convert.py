@@ -85,6 +85,10 @@ def convert(input_format, input_path, output_format, output_dir, given=Given(),
                                   f"it")
         source = READERS[input_format](input_path, given.bert_config_file, given.vocab_file,
                                        given.do_lower_case)
+        if source.config.beyond_bert():
+            raise ValueError(f"--input {input_path}: its config is not google's BERT "
+                             f"({', '.join(source.config.beyond_bert())}); the checkpoint "
+                             f"formats hold BERT only")
         return _convert(source, input_format, input_path, output_format, output_dir, log)
 
 

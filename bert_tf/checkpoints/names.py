@@ -25,7 +25,7 @@ import re
 
 import numpy as np
 
-from bert_tf.config import BertConfig, ConfigError
+from bert_tf.config import CLASSIC, BertConfig, ConfigError
 from bert_tf.tasks import SPECS, from_huggingface, spec_for
 
 # === google-research/bert names ===
@@ -268,7 +268,7 @@ def task_from_huggingface(values: dict):
 
 
 def config_to_huggingface(config: BertConfig, pad_token_id: int, task=None, labels=()) -> dict:
-    values = dataclasses.asdict(config)
+    values = {k: v for k, v in dataclasses.asdict(config).items() if k not in CLASSIC}
     spec = spec_for(task)
     values.update(architectures=[spec.huggingface], model_type="bert", dtype="float32",
                   pad_token_id=pad_token_id, position_embedding_type="absolute",

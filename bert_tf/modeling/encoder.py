@@ -33,7 +33,9 @@ GOOGLE_INPUT_NAMES = {"input_ids": "input_word_ids", "segment_ids": "input_type_
 
 @keras.saving.register_keras_serializable(package="bert_tf")
 class BertEncoder(keras.Model):
-    """BERT: token + position + type embeddings, L post-LayerNorm blocks, and a pooler.
+    """BERT: token + position + type embeddings, L post-LayerNorm blocks, and a pooler (or,
+    with the config's options beyond BERT, pre-norm blocks and a final norm, RMSNorm, gated
+    feed-forward layers, no biases: `BertConfig`).
 
     Args:
       config: a `BertConfig` (or its dict).
@@ -56,8 +58,8 @@ class BertEncoder(keras.Model):
         type_embeddings = keras.layers.Embedding(
             config.type_vocab_size, config.hidden_size, embeddings_initializer=init,
             name="type_embeddings", dtype=dtype)
-        embeddings_layer_norm = keras.layers.LayerNormalization(
-            epsilon=config.layer_norm_eps, name="embeddings_layer_norm", dtype=dtype)
+        embeddings_layer_norm = layers.make_norm(
+            config.norm_type, config.layer_norm_eps, "embeddings_layer_norm", dtype)
         embeddings_dropout = layers.Dropout(
             config.hidden_dropout_prob, name="embeddings_dropout", dtype=dtype)
         blocks = [
@@ -67,8 +69,14 @@ class BertEncoder(keras.Model):
                 hidden_dropout_prob=config.hidden_dropout_prob,
                 attention_probs_dropout_prob=config.attention_probs_dropout_prob,
                 initializer_range=config.initializer_range,
-                layer_norm_eps=config.layer_norm_eps, name=f"transformer_layer_{i}", dtype=dtype)
+                layer_norm_eps=config.layer_norm_eps, layer_norm=config.layer_norm,
+                norm_type=config.norm_type, use_bias=config.use_bias,
+                name=f"transformer_layer_{i}", dtype=dtype)
             for i in range(config.num_hidden_layers)]
+        # pre-norm blocks leave the stream unnormalised: one more norm after the last
+        final_layer_norm = (layers.make_norm(config.norm_type, config.layer_norm_eps,
+                                             "final_layer_norm", dtype)
+                            if config.layer_norm == "pre" else None)
         pooler = layers.Pooler(config.initializer_range, name="pooler", dtype=dtype)
         packed_mask = layers.PackedSequenceMask(name="packed_sequence_mask", dtype=dtype)
 
@@ -85,6 +93,8 @@ class BertEncoder(keras.Model):
         for block in blocks:
             hidden = block(hidden, attention_mask)
             encoder_outputs.append(hidden)
+        if final_layer_norm is not None:
+            hidden = encoder_outputs[-1] = final_layer_norm(hidden)
         outputs = {"sequence_output": hidden, "pooled_output": pooler(hidden),
                    "encoder_outputs": encoder_outputs}
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
@@ -96,6 +106,7 @@ class BertEncoder(keras.Model):
         self.type_embeddings = type_embeddings
         self.embeddings_layer_norm = embeddings_layer_norm
         self.transformer_layers = blocks
+        self.final_layer_norm = final_layer_norm
         self.pooler = pooler
 
     def set_remat(self, mode):

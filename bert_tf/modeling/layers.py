@@ -5,7 +5,9 @@ Shapes: B batch, T sequence length, H hidden size, P masked positions per sequen
   TiedEmbedding        word ids [B,T] -> [B,T,H]; and, with reverse=True, [..,H] -> logits [..,V]
   PositionEmbedding    [B,T,H] -> learned position vectors [B,T,H]
   SelfAttention        multi-head attention with one fused QKV matmul, [B,T,H] -> [B,T,H]
-  TransformerBlock     post-LayerNorm self-attention + feed-forward block, [B,T,H] -> [B,T,H]
+  TransformerBlock     self-attention + feed-forward block (post- or pre-norm, plain or gated
+                       feed-forward), [B,T,H] -> [B,T,H]
+  make_norm            LayerNorm or RMSNorm, the config's `norm_type`
   Pooler               tanh dense on the first ([CLS]) token, [B,T,H] -> [B,H]
   MaskedLMTransform    gather masked positions, dense + activation + LayerNorm, -> [B,P,H]
   MaskedLMOutputBias   float32 logits + the output bias of the masked-LM head, [B,P,V]
@@ -16,7 +18,7 @@ import math
 import keras
 from keras import ops
 
-from bert_tf.config import ACTIVATIONS
+from bert_tf.config import ACTIVATIONS, GATED_ACTIVATIONS
 
 
 HALF_PRECISION = ("bfloat16", "float16")
@@ -44,12 +46,22 @@ def gelu_exact(x):
 
 
 def get_activation(name: str):
-    """Maps a `hidden_act` name (Hugging Face convention) to a function."""
+    """Maps a `hidden_act` name (Hugging Face convention) to a function; a gated one ("geglu")
+    to the function of its gate's activation."""
     functions = {"gelu": gelu_exact, "gelu_new": gelu_tanh, "gelu_tanh": gelu_tanh,
-                 "gelu_pytorch_tanh": gelu_tanh, "relu": keras.activations.relu}
+                 "gelu_pytorch_tanh": gelu_tanh, "relu": keras.activations.relu,
+                 "silu": keras.activations.silu}
+    name = GATED_ACTIVATIONS.get(name, name)
     if name not in functions:
         raise ValueError(f"hidden_act must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
     return functions[name]
+
+
+def make_norm(norm_type, epsilon, name, dtype):
+    """The encoder's normalisation: LayerNorm (with bias) or RMSNorm (scale only)."""
+    if norm_type == "rms_norm":
+        return keras.layers.RMSNormalization(epsilon=epsilon, name=name, dtype=dtype)
+    return keras.layers.LayerNormalization(epsilon=epsilon, name=name, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -212,12 +224,14 @@ class SelfAttention(keras.layers.Layer):
     with an attention mask [B,T,T] (query, key) from `PackedSequenceMask`.
     """
 
-    def __init__(self, num_heads, head_size, dropout=0.0, initializer_range=0.02, **kwargs):
+    def __init__(self, num_heads, head_size, dropout=0.0, initializer_range=0.02,
+                 use_bias=True, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.head_size = head_size
         self.dropout_rate = dropout
         self.initializer_range = initializer_range
+        self.use_bias = use_bias
 
     def build(self, inputs_shape):
         hidden_size = inputs_shape[-1]
@@ -225,20 +239,22 @@ class SelfAttention(keras.layers.Layer):
                       dtype=self.dtype_policy)
         shape = (None, self.num_heads, self.head_size)
         self.query, self.key, self.value = (
-            keras.layers.EinsumDense("abc,cde->abde", shape, bias_axes="de", name=name, **common)
+            keras.layers.EinsumDense("abc,cde->abde", shape, name=name,
+                                     bias_axes="de" if self.use_bias else None, **common)
             for name in ("query", "key", "value"))
         for projection in (self.query, self.key, self.value):
             projection.build(inputs_shape)
         self.attention_output = keras.layers.EinsumDense(
-            "abcd,cde->abe", (None, hidden_size), bias_axes="e", name="attention_output",
-            **common)
+            "abcd,cde->abe", (None, hidden_size), bias_axes="e" if self.use_bias else None,
+            name="attention_output", **common)
         self.attention_output.build((None, None, self.num_heads, self.head_size))
         self.dropout = Dropout(self.dropout_rate, dtype=self.dtype_policy)
 
     def call(self, inputs, input_mask, training=None):
         kernel = ops.concatenate([self.query.kernel, self.key.kernel, self.value.kernel],
                                  axis=1)  # [H, 3N, d]
-        bias = ops.concatenate([self.query.bias, self.key.bias, self.value.bias], axis=0)
+        bias = (ops.concatenate([self.query.bias, self.key.bias, self.value.bias], axis=0)
+                if self.use_bias else None)
         qkv = _project(inputs, kernel, bias)  # [B, T, 3N, d]
         query, key, value = ops.split(qkv, 3, axis=2)  # each [B, T, N, d]
         query = query * ops.cast(1.0 / float(self.head_size) ** 0.5, query.dtype)
@@ -258,7 +274,7 @@ class SelfAttention(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads,
                 "head_size": self.head_size, "dropout": self.dropout_rate,
-                "initializer_range": self.initializer_range}
+                "initializer_range": self.initializer_range, "use_bias": self.use_bias}
 
 
 def _project(inputs, kernel, bias, input_dims=1):
@@ -272,13 +288,19 @@ def _project(inputs, kernel, bias, input_dims=1):
     in_shape, out_shape = tuple(kernel.shape[:input_dims]), tuple(kernel.shape[input_dims:])
     rows = ops.reshape(inputs, (-1, math.prod(in_shape)))  # [B*T, in]
     outputs = ops.matmul(rows, ops.reshape(kernel, (math.prod(in_shape), -1)))  # [B*T, out]
-    outputs = outputs + ops.reshape(ops.cast(bias, inputs.dtype), (-1,))
+    if bias is not None:
+        outputs = outputs + ops.reshape(ops.cast(bias, inputs.dtype), (-1,))
     return ops.reshape(outputs, (ops.shape(inputs)[0], ops.shape(inputs)[1]) + out_shape)
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
 class TransformerBlock(keras.layers.Layer):
-    """One post-LayerNorm BERT block: attention, add & norm, feed-forward, add & norm.
+    """One BERT block: attention, add & norm, feed-forward, add & norm. With
+    `layer_norm="pre"` each part normalises its input instead and adds to the unnormalised
+    stream (x + attention(norm(x)), then h + ffn(norm(h))). A gated `hidden_act` ("geglu",
+    "swiglu") makes the feed-forward layer act(x W) * (x V), W and V each [H, intermediate_size],
+    kept as one [H, 2 * intermediate_size] kernel (W first); `use_bias=False` drops the biases of
+    the attention and feed-forward projections.
 
     Call with `(hidden [B,T,H], input_mask [B,T])`; positions where input_mask is 0 are never
     attended to. Attention is bidirectional: no causal mask.
@@ -294,7 +316,8 @@ class TransformerBlock(keras.layers.Layer):
 
     def __init__(self, num_attention_heads, intermediate_size, hidden_act="gelu",
                  hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
-                 initializer_range=0.02, layer_norm_eps=1e-12, remat="none", **kwargs):
+                 initializer_range=0.02, layer_norm_eps=1e-12, remat="none", layer_norm="post",
+                 norm_type="layer_norm", use_bias=True, **kwargs):
         super().__init__(**kwargs)
         if remat not in REMAT_MODES:
             raise ValueError(f"remat must be one of {', '.join(REMAT_MODES)}, got {remat!r}")
@@ -306,6 +329,10 @@ class TransformerBlock(keras.layers.Layer):
         self.attention_probs_dropout_prob = attention_probs_dropout_prob
         self.initializer_range = initializer_range
         self.layer_norm_eps = layer_norm_eps
+        self.layer_norm = layer_norm
+        self.norm_type = norm_type
+        self.use_bias = use_bias
+        self.gated = hidden_act in GATED_ACTIVATIONS
         self.activation = get_activation(hidden_act)
 
     def build(self, inputs_shape):
@@ -318,24 +345,26 @@ class TransformerBlock(keras.layers.Layer):
         # === Attention ===
         self.self_attention = SelfAttention(
             self.num_attention_heads, hidden_size // self.num_attention_heads,
-            self.attention_probs_dropout_prob, self.initializer_range, name="self_attention",
-            **common)
+            self.attention_probs_dropout_prob, self.initializer_range, use_bias=self.use_bias,
+            name="self_attention", **common)
         self.self_attention.build(inputs_shape)
         self.self_attention_dropout = Dropout(self.hidden_dropout_prob, **common)
-        self.self_attention_layer_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_eps, name="self_attention_layer_norm", **common)
+        self.self_attention_layer_norm = make_norm(
+            self.norm_type, self.layer_norm_eps, "self_attention_layer_norm", self.dtype_policy)
         self.self_attention_layer_norm.build(inputs_shape)
         # === Feed-forward ===
         self.intermediate = keras.layers.Dense(
-            self.intermediate_size, activation=self.activation, kernel_initializer=init,
-            name="intermediate", **common)
+            self.intermediate_size * (2 if self.gated else 1),
+            activation=None if self.gated else self.activation, use_bias=self.use_bias,
+            kernel_initializer=init, name="intermediate", **common)
         self.intermediate.build(inputs_shape)
         self.output_dense = keras.layers.Dense(
-            hidden_size, kernel_initializer=init, name="output", **common)
+            hidden_size, kernel_initializer=init, use_bias=self.use_bias, name="output",
+            **common)
         self.output_dense.build(tuple(inputs_shape)[:-1] + (self.intermediate_size,))
         self.output_dropout = Dropout(self.hidden_dropout_prob, **common)
-        self.output_layer_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_eps, name="output_layer_norm", **common)
+        self.output_layer_norm = make_norm(
+            self.norm_type, self.layer_norm_eps, "output_layer_norm", self.dtype_policy)
         self.output_layer_norm.build(inputs_shape)
 
     def call(self, inputs, input_mask, training=None):
@@ -354,13 +383,23 @@ class TransformerBlock(keras.layers.Layer):
     def _block(self, inputs, input_mask, training):
         part = keras.remat if self.remat == "full" and training else (lambda f: f)
         # Every query may look at every real (non-padding) key.
-        attention = part(lambda x: self.self_attention_dropout(self.self_attention(
-            x, input_mask, training=training), training=training))(inputs)  # [B, T, H]
-        hidden = self.self_attention_layer_norm(inputs + attention)
+        attend = part(lambda x: self.self_attention_dropout(self.self_attention(
+            x, input_mask, training=training), training=training))  # [B, T, H]
+        feed_forward = part(lambda x: self.output_dropout(self.output_dense(self._inner(
+            x)), training=training))  # [B,T,H] -> [B,T,I] -> [B,T,H]
+        if self.layer_norm == "pre":
+            hidden = inputs + attend(self.self_attention_layer_norm(inputs))
+            return hidden + feed_forward(self.output_layer_norm(hidden))
+        hidden = self.self_attention_layer_norm(inputs + attend(inputs))
+        return self.output_layer_norm(hidden + feed_forward(hidden))
 
-        ffn = part(lambda x: self.output_dropout(self.output_dense(self.intermediate(
-            x)), training=training))(hidden)  # [B,T,H] -> [B,T,I] -> [B,T,H]
-        return self.output_layer_norm(hidden + ffn)
+    def _inner(self, x):
+        """The feed-forward layer's inner activations [B,T,I]: act(x W), or act(x W) * (x V)."""
+        inner = self.intermediate(x)
+        if not self.gated:
+            return inner
+        value, gate = ops.split(inner, 2, axis=-1)
+        return self.activation(value) * gate
 
     def compute_output_shape(self, inputs_shape, input_mask_shape=None):
         return inputs_shape
@@ -373,7 +412,8 @@ class TransformerBlock(keras.layers.Layer):
                 "hidden_dropout_prob": self.hidden_dropout_prob,
                 "attention_probs_dropout_prob": self.attention_probs_dropout_prob,
                 "initializer_range": self.initializer_range,
-                "layer_norm_eps": self.layer_norm_eps}
+                "layer_norm_eps": self.layer_norm_eps, "layer_norm": self.layer_norm,
+                "norm_type": self.norm_type, "use_bias": self.use_bias}
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -420,11 +460,12 @@ class MaskedLMTransform(keras.layers.Layer):
     """
 
     def __init__(self, hidden_act="gelu", initializer_range=0.02, layer_norm_eps=1e-12,
-                 **kwargs):
+                 norm_type="layer_norm", **kwargs):
         super().__init__(**kwargs)
         self.hidden_act = hidden_act
         self.initializer_range = initializer_range
         self.layer_norm_eps = layer_norm_eps
+        self.norm_type = norm_type
 
     def build(self, sequence_output_shape, masked_lm_positions_shape):
         hidden_size = sequence_output_shape[-1]
@@ -432,8 +473,8 @@ class MaskedLMTransform(keras.layers.Layer):
             hidden_size, activation=get_activation(self.hidden_act), name="dense",
             kernel_initializer=truncated_normal(self.initializer_range), dtype=self.dtype_policy)
         self.dense.build((None, None, hidden_size))
-        self.layer_norm = keras.layers.LayerNormalization(
-            epsilon=self.layer_norm_eps, name="layer_norm", dtype=self.dtype_policy)
+        self.layer_norm = make_norm(self.norm_type, self.layer_norm_eps, "layer_norm",
+                                    self.dtype_policy)
         self.layer_norm.build((None, None, hidden_size))
 
     def call(self, sequence_output, masked_lm_positions):
@@ -446,7 +487,7 @@ class MaskedLMTransform(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "hidden_act": self.hidden_act,
                 "initializer_range": self.initializer_range,
-                "layer_norm_eps": self.layer_norm_eps}
+                "layer_norm_eps": self.layer_norm_eps, "norm_type": self.norm_type}
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")

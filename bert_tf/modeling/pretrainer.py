@@ -50,7 +50,7 @@ class BertPretrainer(keras.Model):
         # === Layers ===
         masked_lm_transform = layers.MaskedLMTransform(
             config.hidden_act, config.initializer_range, config.layer_norm_eps,
-            name="masked_lm_transform", dtype=dtype)
+            norm_type=config.norm_type, name="masked_lm_transform", dtype=dtype)
         masked_lm_output_bias = layers.MaskedLMOutputBias(name="masked_lm_output_bias",
                                                           dtype=dtype)
         next_sentence = keras.layers.Dense(

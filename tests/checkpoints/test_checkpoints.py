@@ -710,3 +710,19 @@ def test_huggingface_finetuned_heads_import_serve_and_export_back(task, tmp_path
     else:
         tagged = served(text=tf.constant(["the quick fox"]))
         assert int(tagged["num_words"][0]) == 3
+
+
+def test_checkpoint_formats_refuse_a_model_beyond_bert(tmp_path):
+    """Pre-norm, RMSNorm, gated or bias-free encoders (BertConfig's options beyond BERT) are
+    bert_tf's own: the checkpoint formats hold BERT only, and conversion says so."""
+    config = BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=4, intermediate_size=40, max_position_embeddings=32)
+    write_tf1_checkpoint(tmp_path / "bert_model.ckpt", google_tf1_arrays(config),
+                         with_optimizer=False)
+    write_vocab(list(SPECIAL_TOKENS) + [f"w{i}" for i in range(55)], tmp_path / "vocab.txt")
+    (tmp_path / "bert_config.json").write_text(json.dumps({**config.to_dict(),
+                                                           "layer_norm": "pre"}))
+    with pytest.raises(ValueError, match="not google's BERT .layer_norm='pre'"):
+        convert("google_tf1", str(tmp_path), "huggingface", str(tmp_path / "out"),
+                log=lambda _: None)
+    assert not (tmp_path / "out").exists()

@@ -7,6 +7,7 @@ KERAS_BACKEND=jax that builds the same model from the same config, loads the wei
 jax and jaxlib (CPU) are pinned in requirements-dev.txt.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -34,7 +35,7 @@ for job in json.loads(sys.argv[1]):
     inputs = dict(np.load(job["inputs"]))
     result = {}
     if job["op"] == "outputs":
-        if job["model"] == "encoder":
+        if job["model"] in ("encoder", "modern_encoder"):
             model = BertEncoder(config)
         else:
             model = build_pretrainer(config, packed=job["model"] == "packed_pretrainer")
@@ -91,7 +92,11 @@ def packed_features(config):
             "next_sentence_positions": np.array([[0, 7], [0, 0]], "int32")}
 
 
+# the options beyond BERT: pre-norm, RMSNorm, GEGLU, no biases
+MODERN = dict(layer_norm="pre", norm_type="rms_norm", hidden_act="geglu", use_bias=False)
+
 MODELS = {"encoder": lambda config: BertEncoder(config),
+          "modern_encoder": lambda config: BertEncoder(config),
           "pretrainer": lambda config: build_pretrainer(config),
           "packed_pretrainer": lambda config: build_pretrainer(config, packed=True)}
 
@@ -102,17 +107,20 @@ def on_both(tmp_path_factory):
     in one child process, before the fit() job, so the TensorFlow-free check holds)."""
     tmp = tmp_path_factory.mktemp("jax")
     config = tiny_config()
+    configs = {name: dataclasses.replace(config, **MODERN) if name == "modern_encoder" else config
+               for name in MODELS}
     features = {"encoder": random_inputs(config, batch=3, seq_length=16),
+                "modern_encoder": random_inputs(config, batch=3, seq_length=16, seed=1),
                 "pretrainer": pretraining_features(config),
                 "packed_pretrainer": packed_features(config)}
     expected, jobs = {}, []
     for name, make in MODELS.items():
-        model = make(config)
+        model = make(configs[name])
         model.save_weights(str(tmp / f"{name}.weights.h5"))
         np.savez(tmp / f"{name}_inputs.npz", **features[name])
         expected[name] = {k: np.asarray(v) for k, v in model(features[name]).items()
                           if not isinstance(v, list)}
-        jobs.append({"op": "outputs", "model": name, "config": config.to_dict(),
+        jobs.append({"op": "outputs", "model": name, "config": configs[name].to_dict(),
                      "weights": str(tmp / f"{name}.weights.h5"),
                      "inputs": str(tmp / f"{name}_inputs.npz"),
                      "outputs": str(tmp / f"{name}_jax.npz")})
@@ -134,6 +142,10 @@ def assert_agree(result):
 def test_encoder_outputs_agree_on_jax(on_both):
     assert_agree(on_both["encoder"])
     assert {"sequence_output", "pooled_output"} <= set(on_both["encoder"]["expected"])
+
+
+def test_encoder_options_beyond_bert_agree_on_jax(on_both):
+    assert_agree(on_both["modern_encoder"])
 
 
 def test_pretrainer_outputs_agree_on_jax(on_both):

@@ -634,3 +634,36 @@ def test_corrupt_shard_is_named(data, tmp_path):
     with pytest.raises(DataMismatchError, match=r"corrupt shard .*tiny-0000[01]-of-00002"):
         run(flag_values(str(tmp_path / os.path.basename(data["glob"])), data["config"],
                         tmp_path / "run", num_train_steps=10))
+
+
+def test_a_model_beyond_bert_trains_resumes_finetunes_and_exports(data, tmp_path):
+    """A pre-norm, RMSNorm, GEGLU, bias-free encoder (BertConfig's options beyond BERT) goes
+    through the same run: train, stop, resume, take its encoder into a task model, export."""
+    from bert_tf import run_dir
+    from bert_tf.export.runs import export_run
+    from bert_tf.modeling import build_classifier, task_encoder
+
+    base = BertConfig.from_json_file(data["config"])
+    config_file = tmp_path / "modern_config.json"
+    BertConfig.from_dict({**base.to_dict(), "layer_norm": "pre", "norm_type": "rms_norm",
+                          "use_bias": False, "hidden_act": "geglu"}).to_json_file(config_file)
+    out = tmp_path / "run"
+    flags = dict(num_train_steps=4, save_checkpoints_steps=2, steps_per_loop=2, log_steps=2,
+                 do_eval=False)
+    run(flag_values(data["glob"], str(config_file), out, **flags))
+    lines = []
+    run(flag_values(data["glob"], str(config_file), out, **{**flags, "num_train_steps": 6}),
+        log=lines.append)
+    assert [line.split()[1] for line in lines if line.startswith("step ")] == ["6/6"]
+    files = run_dir.resolve(directory=str(out))
+    assert BertConfig.from_json_file(files.bert_config_file).layer_norm == "pre"
+    pretrainer, _ = run_dir.load_pretrainer(files)
+    classifier = build_classifier(task_encoder(pretrainer), num_classes=3)
+    inputs = {"input_word_ids": np.ones((2, 8), "int32"), "input_mask": np.ones((2, 8), "int32"),
+              "input_type_ids": np.zeros((2, 8), "int32")}
+    assert tuple(classifier(inputs).shape) == (2, 3)
+    paths = export_run(files, str(tmp_path / "exports"), max_seq_length=16)
+    served = tf.saved_model.load(paths["bert_encoder"]).signatures["serving_default"](
+        **{k: tf.constant(v) for k, v in inputs.items()})
+    np.testing.assert_allclose(served["pooled_output"],
+                               pretrainer.encoder(inputs)["pooled_output"], atol=1e-5)

@@ -1,0 +1,167 @@
+"""The encoder options beyond google's BERT (`BertConfig.layer_norm`, `norm_type`, `use_bias`,
+gated `hidden_act`), against a NumPy reference written from the papers' formulas:
+
+  pre-norm   x + Attention(Norm(x)), then h + FFN(Norm(h)), a final Norm after the last block
+             (Xiong et al. 2020, "On Layer Normalization in the Transformer Architecture", eq. of
+             the Pre-LN Transformer)
+  RMSNorm    x / sqrt(mean(x^2) + eps) * g (Zhang & Sennrich 2019, eq. 4)
+  GEGLU      (GELU(x W) * x V) W2, SwiGLU with Swish_1 = SiLU (Shazeer 2020, eqs. 5-6)
+
+and with every option at BERT's value, the model is BERT's, bit for bit, and so is its
+bert_config.json.
+"""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from scipy.special import erf
+
+from bert_tf.config import BertConfig, ConfigError
+from bert_tf.modeling import BertEncoder
+from conftest import random_inputs
+
+BASE = dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+            intermediate_size=40, max_position_embeddings=32)
+OPTIONS = {
+    "pre_layer_norm": dict(layer_norm="pre"),
+    "pre_rms_geglu_no_bias": dict(layer_norm="pre", norm_type="rms_norm", use_bias=False,
+                                  hidden_act="geglu"),
+    "post_rms_swiglu": dict(norm_type="rms_norm", hidden_act="swiglu"),
+}
+
+
+def randomized(config, seed=0):
+    """An encoder with every weight random (norm scales near 1, biases not 0)."""
+    keras.utils.set_random_seed(seed)
+    encoder = BertEncoder(config)
+    rng = np.random.default_rng(seed)
+    for weight in encoder.weights:
+        value = rng.normal(0, 0.1, weight.shape)
+        if weight.path.endswith(("gamma", "scale")):
+            value = 1 + value
+        weight.assign(value.astype("float32"))
+    return encoder
+
+
+def norm(x, layer):
+    if isinstance(layer, keras.layers.RMSNormalization):
+        scale = np.asarray(layer.scale)
+        return x / np.sqrt(np.mean(x ** 2, -1, keepdims=True) + layer.epsilon) * scale
+    mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mean) / np.sqrt(var + layer.epsilon) * np.asarray(layer.gamma) + np.asarray(
+        layer.beta)
+
+
+def dense(x, layer):
+    kernel = np.asarray(layer.kernel)
+    out = np.tensordot(x, kernel, axes=[[x.ndim - 1], [0]]) if kernel.ndim == 2 else None
+    return out + np.asarray(layer.bias) if layer.bias is not None else out
+
+
+def gelu(x):
+    return 0.5 * x * (1 + erf(x / np.sqrt(2)))
+
+
+def silu(x):
+    return x / (1 + np.exp(-x))
+
+
+def reference(encoder, inputs):
+    """sequence_output and pooled_output, in NumPy float64."""
+    config = encoder.config
+    ids, mask, types = (np.asarray(inputs[k]) for k in ("input_word_ids", "input_mask",
+                                                        "input_type_ids"))
+    T, N, d = ids.shape[1], config.num_attention_heads, config.head_size  # noqa: N806
+    x = (np.asarray(encoder.word_embeddings.embeddings)[ids]
+         + np.asarray(encoder.position_embedding.embeddings)[:T]
+         + np.asarray(encoder.type_embeddings.embeddings)[types]).astype(np.float64)
+    x = norm(x, encoder.embeddings_layer_norm)
+    adder = (1.0 - mask[:, None, None, :]) * -10000.0
+    pre = config.layer_norm == "pre"
+    for block in encoder.transformer_layers:
+        attention = block.self_attention
+        h = norm(x, block.self_attention_layer_norm) if pre else x
+
+        def heads(layer):
+            out = np.einsum("btc,cnd->btnd", h, np.asarray(layer.kernel))
+            return out + np.asarray(layer.bias) if config.use_bias else out
+        q, k, v = heads(attention.query), heads(attention.key), heads(attention.value)
+        scores = np.einsum("btnd,bsnd->bnts", q, k) / np.sqrt(d) + adder
+        probs = np.exp(scores - scores.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        context = np.einsum("bnts,bsnd->btnd", probs, v)
+        out = np.einsum("btnd,ndc->btc", context, np.asarray(attention.attention_output.kernel))
+        if config.use_bias:
+            out = out + np.asarray(attention.attention_output.bias)
+        x = x + out if pre else norm(x + out, block.self_attention_layer_norm)
+        h = norm(x, block.output_layer_norm) if pre else x
+        inner = dense(h, block.intermediate)
+        if config.gated:
+            value, gate = np.split(inner, 2, axis=-1)
+            inner = (gelu if config.hidden_act == "geglu" else silu)(value) * gate
+        else:
+            inner = gelu(inner)
+        out = dense(inner, block.output_dense)
+        x = x + out if pre else norm(x + out, block.output_layer_norm)
+    if pre:
+        x = norm(x, encoder.final_layer_norm)
+    pooled = np.tanh(dense(x[:, 0], encoder.pooler.dense))
+    return x, pooled
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_options_agree_with_the_papers_formulas(name):
+    config = BertConfig(**BASE, **OPTIONS[name])
+    encoder = randomized(config)
+    inputs = random_inputs(config, batch=3, seq_length=12, lengths=[12, 7, 3], seed=1)
+    got = encoder(inputs, training=False)
+    sequence, pooled = reference(encoder, inputs)
+    np.testing.assert_allclose(got["sequence_output"], sequence, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got["pooled_output"], pooled, atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(got["encoder_outputs"][-1], got["sequence_output"])
+
+
+def test_gated_and_biasless_shapes():
+    config = BertConfig(**BASE, **OPTIONS["pre_rms_geglu_no_bias"])
+    encoder = randomized(config)
+    block = encoder.transformer_layers[0]
+    assert tuple(block.intermediate.kernel.shape) == (32, 2 * 40)  # W and V, one kernel
+    assert block.intermediate.bias is None and block.self_attention.query.bias is None
+    assert not [w.path for w in encoder.weights if w.path.endswith("beta")]  # RMSNorm
+    assert encoder.final_layer_norm is not None
+
+
+def test_every_option_at_berts_value_is_berts_model_and_file():
+    classic = dict(layer_norm="post", norm_type="layer_norm", use_bias=True)
+    explicit, default = BertConfig(**BASE, **classic), BertConfig(**BASE)
+    assert explicit == default and explicit.beyond_bert() == []
+    assert json.loads(explicit.to_json_string()) == {**BASE, **{
+        k: v for k, v in BertConfig().to_dict().items() if k not in BASE}}
+    assert not set(classic) & set(json.loads(default.to_json_string()))
+    ours, theirs = randomized(default), BertEncoder(explicit)
+    assert [w.path for w in ours.weights] == [w.path for w in theirs.weights]
+    for a, b in zip(ours.weights, theirs.weights):
+        b.assign(a)
+    inputs = random_inputs(default, batch=2, seq_length=10, seed=2)
+    for name in ("sequence_output", "pooled_output"):
+        np.testing.assert_array_equal(ours(inputs)[name], theirs(inputs)[name])
+
+
+def test_options_round_trip_through_bert_config_json(tmp_path):
+    config = BertConfig(**BASE, **OPTIONS["pre_rms_geglu_no_bias"])
+    config.to_json_file(tmp_path / "bert_config.json")
+    assert BertConfig.from_json_file(tmp_path / "bert_config.json") == config
+    assert config.beyond_bert() == ["layer_norm='pre'", "norm_type='rms_norm'",
+                                    "use_bias=False", "hidden_act='geglu'"]
+
+
+@pytest.mark.parametrize("values,named", [
+    ({"layer_norm": "sandwich"}, "layer_norm must be one of post, pre"),
+    ({"norm_type": "scale_norm"}, "norm_type must be one of layer_norm, rms_norm"),
+    ({"use_bias": "no"}, "use_bias must be true or false"),
+    ({"hidden_act": "reglu"}, "hidden_act must be one of .*geglu, swiglu")])
+def test_bad_options_are_named(values, named):
+    with pytest.raises(ConfigError, match=named):
+        BertConfig(**BASE, **values)
