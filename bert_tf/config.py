@@ -30,8 +30,10 @@ ACTIVATIONS = ("gelu", "gelu_new", "gelu_tanh", "gelu_pytorch_tanh", "relu", *GA
 # The encoder options beyond google's BERT, and the value of each that gives google's model.
 # They are written to bert_config.json only when they differ from it, so a classic config file
 # stays google's.
-CLASSIC = {"layer_norm": "post", "norm_type": "layer_norm", "use_bias": True}
-CHOICES = {"layer_norm": ("post", "pre"), "norm_type": ("layer_norm", "rms_norm")}
+CLASSIC = {"layer_norm": "post", "norm_type": "layer_norm", "use_bias": True,
+           "position_embedding_type": "absolute", "rope_theta": 10000.0}
+CHOICES = {"layer_norm": ("post", "pre"), "norm_type": ("layer_norm", "rms_norm"),
+           "position_embedding_type": ("absolute", "rope")}
 
 _DEFAULT_LAYER_NORM_EPS = 1e-12
 
@@ -87,6 +89,9 @@ class BertConfig:
         2019), for every norm of the encoder and the masked-LM head.
       use_bias: biases in the attention projections and the feed-forward layers (the heads keep
         theirs).
+      position_embedding_type: "absolute" (a learned table added to the embeddings) or "rope"
+        (no table; queries and keys rotated by their position: Su et al. 2021, RoFormer).
+      rope_theta: the base of the rotary frequencies, theta^(-2i/d).
     """
 
     vocab_size: int = 30522
@@ -104,6 +109,8 @@ class BertConfig:
     layer_norm: str = CLASSIC["layer_norm"]
     norm_type: str = CLASSIC["norm_type"]
     use_bias: bool = CLASSIC["use_bias"]
+    position_embedding_type: str = CLASSIC["position_embedding_type"]
+    rope_theta: float = CLASSIC["rope_theta"]
 
     def __post_init__(self):
         problems = []
@@ -124,6 +131,13 @@ class BertConfig:
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of {', '.join(allowed)}, got "
                                 f"{getattr(self, name)!r}")
+        if not _is_number(self.rope_theta) or self.rope_theta <= 1:
+            problems.append(f"rope_theta must be a number above 1, got {self.rope_theta!r}")
+        if (self.position_embedding_type == "rope" and _is_int(self.hidden_size)
+                and _is_int(self.num_attention_heads) and self.num_attention_heads > 0
+                and (self.hidden_size // self.num_attention_heads) % 2):
+            problems.append("rotary positions need an even head size (hidden_size / "
+                            "num_attention_heads)")
         if not isinstance(self.use_bias, bool):
             problems.append(f"use_bias must be true or false, got {self.use_bias!r}")
         if self.hidden_act not in ACTIVATIONS:
@@ -149,7 +163,7 @@ class BertConfig:
         formats that hold only BERT (google's, Hugging Face's BertModel, keras-hub's) refuse
         them."""
         differ = [f"{key}={getattr(self, key)!r}" for key, value in CLASSIC.items()
-                  if getattr(self, key) != value]
+                  if getattr(self, key) != value and key != "rope_theta"]
         return differ + ([f"hidden_act={self.hidden_act!r}"] if self.gated else [])
 
     # === dict / JSON ===

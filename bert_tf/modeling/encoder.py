@@ -52,7 +52,8 @@ class BertEncoder(keras.Model):
         word_embeddings = layers.TiedEmbedding(
             config.vocab_size, config.hidden_size, embeddings_initializer=init,
             name="word_embeddings", dtype=dtype)
-        position_embedding = layers.PositionEmbedding(
+        rotary = config.position_embedding_type == "rope"  # no table: positions turn q and k
+        position_embedding = None if rotary else layers.PositionEmbedding(
             config.max_position_embeddings, config.initializer_range,
             name="position_embedding", dtype=dtype)
         type_embeddings = keras.layers.Embedding(
@@ -71,6 +72,7 @@ class BertEncoder(keras.Model):
                 initializer_range=config.initializer_range,
                 layer_norm_eps=config.layer_norm_eps, layer_norm=config.layer_norm,
                 norm_type=config.norm_type, use_bias=config.use_bias,
+                rope_theta=config.rope_theta if rotary else None,
                 name=f"transformer_layer_{i}", dtype=dtype)
             for i in range(config.num_hidden_layers)]
         # pre-norm blocks leave the stream unnormalised: one more norm after the last
@@ -85,13 +87,15 @@ class BertEncoder(keras.Model):
                   for name in INPUT_NAMES}
         attention_mask, positions = packed_mask(inputs["input_mask"])  # [B, T, T], [B, T]
         words = word_embeddings(inputs["input_word_ids"])  # [B, T, H]
-        hidden = keras.layers.Add(name="embeddings_sum", dtype=dtype)(
-            [words, position_embedding(words, positions),
-             type_embeddings(inputs["input_type_ids"])])
+        summed = [words, type_embeddings(inputs["input_type_ids"])]
+        if position_embedding is not None:
+            summed.insert(1, position_embedding(words, positions))
+        hidden = keras.layers.Add(name="embeddings_sum", dtype=dtype)(summed)
         hidden = embeddings_dropout(embeddings_layer_norm(hidden))
         encoder_outputs = []
         for block in blocks:
-            hidden = block(hidden, attention_mask)
+            hidden = block(hidden, attention_mask, positions) if rotary else block(
+                hidden, attention_mask)
             encoder_outputs.append(hidden)
         if final_layer_norm is not None:
             hidden = encoder_outputs[-1] = final_layer_norm(hidden)

@@ -6,6 +6,8 @@ gated `hidden_act`), against a NumPy reference written from the papers' formulas
              the Pre-LN Transformer)
   RMSNorm    x / sqrt(mean(x^2) + eps) * g (Zhang & Sennrich 2019, eq. 4)
   GEGLU      (GELU(x W) * x V) W2, SwiGLU with Swish_1 = SiLU (Shazeer 2020, eqs. 5-6)
+  RoPE       q and k rotated pairwise by position * theta^(-2i/d) (Su et al. 2021, RoFormer,
+             eq. 34), in the half-split pairing of GPT-NeoX / Llama / ModernBERT
 
 and with every option at BERT's value, the model is BERT's, bit for bit, and so is its
 bert_config.json.
@@ -29,6 +31,9 @@ OPTIONS = {
     "pre_rms_geglu_no_bias": dict(layer_norm="pre", norm_type="rms_norm", use_bias=False,
                                   hidden_act="geglu"),
     "post_rms_swiglu": dict(norm_type="rms_norm", hidden_act="swiglu"),
+    "rope": dict(position_embedding_type="rope"),
+    "rope_pre_geglu": dict(position_embedding_type="rope", rope_theta=160000.0,
+                           layer_norm="pre", hidden_act="geglu", use_bias=False),
 }
 
 
@@ -68,6 +73,15 @@ def silu(x):
     return x / (1 + np.exp(-x))
 
 
+def rotate(x, theta):
+    """x [B,T,N,d] at positions 0..T-1: pairs (i, i + d/2) turned by t * theta^(-2i/d)."""
+    d = x.shape[-1]
+    angle = np.arange(x.shape[1])[:, None] * theta ** (-2.0 * np.arange(d // 2) / d)  # [T,d/2]
+    cos, sin = np.cos(angle)[None, :, None], np.sin(angle)[None, :, None]
+    a, b = x[..., :d // 2], x[..., d // 2:]
+    return np.concatenate([a * cos - b * sin, b * cos + a * sin], axis=-1)
+
+
 def reference(encoder, inputs):
     """sequence_output and pooled_output, in NumPy float64."""
     config = encoder.config
@@ -75,8 +89,10 @@ def reference(encoder, inputs):
                                                         "input_type_ids"))
     T, N, d = ids.shape[1], config.num_attention_heads, config.head_size  # noqa: N806
     x = (np.asarray(encoder.word_embeddings.embeddings)[ids]
-         + np.asarray(encoder.position_embedding.embeddings)[:T]
          + np.asarray(encoder.type_embeddings.embeddings)[types]).astype(np.float64)
+    rope = config.position_embedding_type == "rope"
+    if not rope:
+        x = x + np.asarray(encoder.position_embedding.embeddings)[:T]
     x = norm(x, encoder.embeddings_layer_norm)
     adder = (1.0 - mask[:, None, None, :]) * -10000.0
     pre = config.layer_norm == "pre"
@@ -88,6 +104,8 @@ def reference(encoder, inputs):
             out = np.einsum("btc,cnd->btnd", h, np.asarray(layer.kernel))
             return out + np.asarray(layer.bias) if config.use_bias else out
         q, k, v = heads(attention.query), heads(attention.key), heads(attention.value)
+        if rope:
+            q, k = rotate(q, config.rope_theta), rotate(k, config.rope_theta)
         scores = np.einsum("btnd,bsnd->bnts", q, k) / np.sqrt(d) + adder
         probs = np.exp(scores - scores.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
@@ -165,3 +183,34 @@ def test_options_round_trip_through_bert_config_json(tmp_path):
 def test_bad_options_are_named(values, named):
     with pytest.raises(ConfigError, match=named):
         BertConfig(**BASE, **values)
+
+
+def test_rotary_positions_restart_in_each_packed_sequence():
+    """A packed row's second sequence gets the outputs it has alone: its positions restart."""
+    config = BertConfig(**BASE, **OPTIONS["rope_pre_geglu"])
+    encoder = randomized(config)
+    rng = np.random.default_rng(4)
+    first, second = rng.integers(5, 60, 5), rng.integers(5, 60, 4)
+    packed = {"input_word_ids": np.concatenate([first, second, [0, 0, 0]])[None].astype("int32"),
+              "input_mask": np.array([[1] * 5 + [2] * 4 + [0] * 3], "int32"),
+              "input_type_ids": np.zeros((1, 12), "int32")}
+    alone = {"input_word_ids": np.concatenate([second, [0] * 8])[None].astype("int32"),
+             "input_mask": np.array([[1] * 4 + [0] * 8], "int32"),
+             "input_type_ids": np.zeros((1, 12), "int32")}
+    together = encoder(packed, training=False)["sequence_output"][0, 5:9]
+    np.testing.assert_allclose(together, encoder(alone, training=False)["sequence_output"][0, :4],
+                               atol=1e-5)
+    assert not hasattr(encoder.position_embedding, "embeddings")  # no table
+
+
+def test_rotary_scores_depend_on_relative_position_only():
+    from bert_tf.modeling.layers import rotary
+
+    rng = np.random.default_rng(5)
+    q, k = rng.normal(size=(1, 1, 1, 8)), rng.normal(size=(1, 1, 1, 8))
+    def score(i, j):
+        turned_q = rotary(q.astype("float32"), np.array([[i]]), 10000.0)
+        turned_k = rotary(k.astype("float32"), np.array([[j]]), 10000.0)
+        return float(np.sum(np.asarray(turned_q) * np.asarray(turned_k)))
+    assert score(3, 1) == pytest.approx(score(10, 8), abs=1e-5)
+    assert score(3, 1) != pytest.approx(score(3, 2), abs=1e-3)

@@ -92,8 +92,9 @@ def packed_features(config):
             "next_sentence_positions": np.array([[0, 7], [0, 0]], "int32")}
 
 
-# the options beyond BERT: pre-norm, RMSNorm, GEGLU, no biases
-MODERN = dict(layer_norm="pre", norm_type="rms_norm", hidden_act="geglu", use_bias=False)
+# the options beyond BERT: pre-norm, RMSNorm, GEGLU, no biases, rotary positions
+MODERN = dict(layer_norm="pre", norm_type="rms_norm", hidden_act="geglu", use_bias=False,
+              position_embedding_type="rope")
 
 MODELS = {"encoder": lambda config: BertEncoder(config),
           "modern_encoder": lambda config: BertEncoder(config),
