@@ -31,7 +31,8 @@ ACTIVATIONS = ("gelu", "gelu_new", "gelu_tanh", "gelu_pytorch_tanh", "relu", *GA
 # They are written to bert_config.json only when they differ from it, so a classic config file
 # stays google's.
 CLASSIC = {"layer_norm": "post", "norm_type": "layer_norm", "use_bias": True,
-           "position_embedding_type": "absolute", "rope_theta": 10000.0}
+           "position_embedding_type": "absolute", "rope_theta": 10000.0,
+           "local_attention_window": 0, "global_attention_every_n_layers": 1}
 CHOICES = {"layer_norm": ("post", "pre"), "norm_type": ("layer_norm", "rms_norm"),
            "position_embedding_type": ("absolute", "rope")}
 
@@ -92,6 +93,10 @@ class BertConfig:
       position_embedding_type: "absolute" (a learned table added to the embeddings) or "rope"
         (no table; queries and keys rotated by their position: Su et al. 2021, RoFormer).
       rope_theta: the base of the rotary frequencies, theta^(-2i/d).
+      local_attention_window: 0 (every layer attends globally), or W: a local layer's query
+        attends only to keys at most W // 2 positions away (ModernBERT's sliding window).
+      global_attention_every_n_layers: with a window, layers 0, n, 2n, ... stay global and the
+        others are local (ModernBERT: n = 3, W = 128).
     """
 
     vocab_size: int = 30522
@@ -111,6 +116,8 @@ class BertConfig:
     use_bias: bool = CLASSIC["use_bias"]
     position_embedding_type: str = CLASSIC["position_embedding_type"]
     rope_theta: float = CLASSIC["rope_theta"]
+    local_attention_window: int = CLASSIC["local_attention_window"]
+    global_attention_every_n_layers: int = CLASSIC["global_attention_every_n_layers"]
 
     def __post_init__(self):
         problems = []
@@ -138,6 +145,10 @@ class BertConfig:
                 and (self.hidden_size // self.num_attention_heads) % 2):
             problems.append("rotary positions need an even head size (hidden_size / "
                             "num_attention_heads)")
+        for name, least in (("local_attention_window", 0), ("global_attention_every_n_layers", 1)):
+            value = getattr(self, name)
+            if not _is_int(value) or value < least:
+                problems.append(f"{name} must be an integer of at least {least}, got {value!r}")
         if not isinstance(self.use_bias, bool):
             problems.append(f"use_bias must be true or false, got {self.use_bias!r}")
         if self.hidden_act not in ACTIVATIONS:
@@ -158,12 +169,17 @@ class BertConfig:
     def gated(self) -> bool:
         return self.hidden_act in GATED_ACTIVATIONS
 
+    def is_local_layer(self, index: int) -> bool:
+        """Whether block `index` attends within `local_attention_window` only."""
+        return bool(self.local_attention_window) and index % self.global_attention_every_n_layers
+
     def beyond_bert(self) -> list[str]:
         """The settings ("layer_norm='pre'", ...) by which this model is not google's BERT:
         formats that hold only BERT (google's, Hugging Face's BertModel, keras-hub's) refuse
         them."""
         differ = [f"{key}={getattr(self, key)!r}" for key, value in CLASSIC.items()
-                  if getattr(self, key) != value and key != "rope_theta"]
+                  if getattr(self, key) != value
+                  and key not in ("rope_theta", "global_attention_every_n_layers")]
         return differ + ([f"hidden_act={self.hidden_act!r}"] if self.gated else [])
 
     # === dict / JSON ===

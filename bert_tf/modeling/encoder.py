@@ -93,9 +93,13 @@ class BertEncoder(keras.Model):
         hidden = keras.layers.Add(name="embeddings_sum", dtype=dtype)(summed)
         hidden = embeddings_dropout(embeddings_layer_norm(hidden))
         encoder_outputs = []
-        for block in blocks:
-            hidden = block(hidden, attention_mask, positions) if rotary else block(
-                hidden, attention_mask)
+        local_mask = (layers.LocalAttentionMask(config.local_attention_window,
+                                                name="local_attention_mask",
+                                                dtype=dtype)(attention_mask)
+                      if config.local_attention_window else None)
+        for index, block in enumerate(blocks):
+            mask = local_mask if config.is_local_layer(index) else attention_mask
+            hidden = block(hidden, mask, positions) if rotary else block(hidden, mask)
             encoder_outputs.append(hidden)
         if final_layer_norm is not None:
             hidden = encoder_outputs[-1] = final_layer_norm(hidden)

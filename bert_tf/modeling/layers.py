@@ -6,6 +6,7 @@ Shapes: B batch, T sequence length, H hidden size, P masked positions per sequen
   PositionEmbedding    [B,T,H] -> learned position vectors [B,T,H]
   SelfAttention        multi-head attention with one fused QKV matmul, [B,T,H] -> [B,T,H]
   rotary               rotary position embedding of queries or keys (RoFormer)
+  LocalAttentionMask   an attention mask cut to a sliding window (local layers)
   TransformerBlock     self-attention + feed-forward block (post- or pre-norm, plain or gated
                        feed-forward), [B,T,H] -> [B,T,H]
   make_norm            LayerNorm or RMSNorm, the config's `norm_type`
@@ -205,6 +206,28 @@ class PackedSequenceMask(keras.layers.Layer):
         batch, length = input_mask.shape
         return (keras.KerasTensor((batch, length, length), dtype="int32"),
                 keras.KerasTensor((batch, length), dtype="int32"))
+
+
+@keras.saving.register_keras_serializable(package="bert_tf")
+class LocalAttentionMask(keras.layers.Layer):
+    """An attention mask [B,T,T] -> the same, keeping only keys at most `window // 2`
+    positions from their query (a local layer's sliding window)."""
+
+    def __init__(self, window, **kwargs):
+        super().__init__(**kwargs)
+        self.window = window
+
+    def call(self, attention_mask):
+        index = ops.arange(ops.shape(attention_mask)[-1], dtype="int32")
+        distance = ops.abs(ops.expand_dims(index, 1) - ops.expand_dims(index, 0))  # [T, T]
+        near = ops.cast(ops.less_equal(distance, self.window // 2), attention_mask.dtype)
+        return attention_mask * ops.expand_dims(near, 0)
+
+    def compute_output_spec(self, attention_mask):
+        return keras.KerasTensor(attention_mask.shape, dtype=attention_mask.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "window": self.window}
 
 
 # Added to the scores of padding keys (google's value): exp() of it is 0 in float32, and it

@@ -6,6 +6,8 @@ gated `hidden_act`), against a NumPy reference written from the papers' formulas
              the Pre-LN Transformer)
   RMSNorm    x / sqrt(mean(x^2) + eps) * g (Zhang & Sennrich 2019, eq. 4)
   GEGLU      (GELU(x W) * x V) W2, SwiGLU with Swish_1 = SiLU (Shazeer 2020, eqs. 5-6)
+  local      keys more than window // 2 positions from the query masked, in all layers but
+             every n-th (ModernBERT's alternation, Warner et al. 2024)
   RoPE       q and k rotated pairwise by position * theta^(-2i/d) (Su et al. 2021, RoFormer,
              eq. 34), in the half-split pairing of GPT-NeoX / Llama / ModernBERT
 
@@ -34,6 +36,8 @@ OPTIONS = {
     "rope": dict(position_embedding_type="rope"),
     "rope_pre_geglu": dict(position_embedding_type="rope", rope_theta=160000.0,
                            layer_norm="pre", hidden_act="geglu", use_bias=False),
+    "local_global": dict(local_attention_window=4, global_attention_every_n_layers=2,
+                         num_hidden_layers=3, position_embedding_type="rope"),
 }
 
 
@@ -94,9 +98,13 @@ def reference(encoder, inputs):
     if not rope:
         x = x + np.asarray(encoder.position_embedding.embeddings)[:T]
     x = norm(x, encoder.embeddings_layer_norm)
-    adder = (1.0 - mask[:, None, None, :]) * -10000.0
     pre = config.layer_norm == "pre"
-    for block in encoder.transformer_layers:
+    distance = np.abs(np.arange(T)[:, None] - np.arange(T)[None, :])
+    for index, block in enumerate(encoder.transformer_layers):
+        allowed = np.broadcast_to(mask[:, None, None, :], (len(ids), 1, T, T))
+        if config.local_attention_window and index % config.global_attention_every_n_layers:
+            allowed = allowed * (distance <= config.local_attention_window // 2)
+        adder = (1.0 - allowed) * -10000.0
         attention = block.self_attention
         h = norm(x, block.self_attention_layer_norm) if pre else x
 
@@ -131,12 +139,16 @@ def reference(encoder, inputs):
 
 @pytest.mark.parametrize("name", list(OPTIONS))
 def test_options_agree_with_the_papers_formulas(name):
-    config = BertConfig(**BASE, **OPTIONS[name])
+    config = BertConfig(**{**BASE, **OPTIONS[name]})
     encoder = randomized(config)
     inputs = random_inputs(config, batch=3, seq_length=12, lengths=[12, 7, 3], seed=1)
     got = encoder(inputs, training=False)
     sequence, pooled = reference(encoder, inputs)
-    np.testing.assert_allclose(got["sequence_output"], sequence, atol=1e-5, rtol=0)
+    # real tokens (a padding query whose window holds no real key has only masked scores,
+    # where float32's -10000 offset rounds: those rows are never read)
+    real = inputs["input_mask"].astype(bool)
+    np.testing.assert_allclose(np.asarray(got["sequence_output"])[real], sequence[real],
+                               atol=1e-5, rtol=0)
     np.testing.assert_allclose(got["pooled_output"], pooled, atol=1e-5, rtol=0)
     np.testing.assert_array_equal(got["encoder_outputs"][-1], got["sequence_output"])
 
@@ -214,3 +226,22 @@ def test_rotary_scores_depend_on_relative_position_only():
         return float(np.sum(np.asarray(turned_q) * np.asarray(turned_k)))
     assert score(3, 1) == pytest.approx(score(10, 8), abs=1e-5)
     assert score(3, 1) != pytest.approx(score(3, 2), abs=1e-3)
+
+
+def test_local_layers_see_only_their_window():
+    """Changing a token far outside every window changes nothing near the start when all
+    layers are local; with one global layer it does."""
+    local = BertConfig(**{**BASE, "local_attention_window": 2,
+                          "global_attention_every_n_layers": 99, "num_hidden_layers": 2})
+    encoder = randomized(local)
+    inputs = random_inputs(local, batch=1, seq_length=12, lengths=[12], seed=6)
+    changed = {**inputs, "input_word_ids": inputs["input_word_ids"].copy()}
+    changed["input_word_ids"][0, 11] = (changed["input_word_ids"][0, 11] % 50) + 5
+    first = encoder(inputs, training=False)["encoder_outputs"]
+    second = encoder(changed, training=False)["encoder_outputs"]
+    # layer 0 is global (0 % n == 0); layer 1 is local (window 2: one position each side)
+    assert not np.allclose(first[0][0, 0], second[0][0, 0])
+    assert local.is_local_layer(1) and not local.is_local_layer(0)
+    all_local = BertConfig(**{**BASE, "local_attention_window": 2, "num_hidden_layers": 2,
+                              "global_attention_every_n_layers": 99})
+    assert all_local.beyond_bert() == ["local_attention_window=2"]

@@ -92,9 +92,11 @@ def packed_features(config):
             "next_sentence_positions": np.array([[0, 7], [0, 0]], "int32")}
 
 
-# the options beyond BERT: pre-norm, RMSNorm, GEGLU, no biases, rotary positions
+# the options beyond BERT: pre-norm, RMSNorm, GEGLU, no biases, rotary positions, a local
+# (sliding window) layer after a global one
 MODERN = dict(layer_norm="pre", norm_type="rms_norm", hidden_act="geglu", use_bias=False,
-              position_embedding_type="rope")
+              position_embedding_type="rope", local_attention_window=4,
+              global_attention_every_n_layers=2)
 
 MODELS = {"encoder": lambda config: BertEncoder(config),
           "modern_encoder": lambda config: BertEncoder(config),

@@ -638,7 +638,8 @@ def test_corrupt_shard_is_named(data, tmp_path):
 
 def test_a_model_beyond_bert_trains_resumes_finetunes_and_exports(data, tmp_path):
     """A pre-norm, RMSNorm, GEGLU, bias-free, rotary encoder (BertConfig's options beyond
-    BERT) goes through the same run: train, stop, resume, take its encoder into a task model, export."""
+    BERT) goes through the same run: train, stop, resume, take its encoder into a task model,
+    export."""
     from bert_tf import run_dir
     from bert_tf.export.runs import export_run
     from bert_tf.modeling import build_classifier, task_encoder
@@ -647,7 +648,8 @@ def test_a_model_beyond_bert_trains_resumes_finetunes_and_exports(data, tmp_path
     config_file = tmp_path / "modern_config.json"
     BertConfig.from_dict({**base.to_dict(), "layer_norm": "pre", "norm_type": "rms_norm",
                           "use_bias": False, "hidden_act": "geglu",
-                          "position_embedding_type": "rope"}).to_json_file(config_file)
+                          "position_embedding_type": "rope", "local_attention_window": 8,
+                          "global_attention_every_n_layers": 2}).to_json_file(config_file)
     out = tmp_path / "run"
     flags = dict(num_train_steps=4, save_checkpoints_steps=2, steps_per_loop=2, log_steps=2,
                  do_eval=False)
