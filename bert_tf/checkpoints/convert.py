@@ -22,7 +22,8 @@ from bert_tf.checkpoints.google_tf1 import read_google_tf1, write_google_tf1
 from bert_tf.checkpoints.huggingface import read_huggingface, write_huggingface
 from bert_tf.checkpoints.keras_hub import read_keras_hub, write_keras_hub
 from bert_tf.checkpoints.model_garden import read_tf_models
-from bert_tf.checkpoints.names import assign_to_model, check_tensors, model_tensors
+from bert_tf.checkpoints.names import (assign_to_model, check_tensors, model_tensors,
+                                       refuse_beyond_bert)
 from bert_tf.checkpoints.native import read_bert_tf, write_bert_tf
 from bert_tf.checkpoints.tf_hub import read_tf_hub
 from bert_tf.text.tokenization import load_vocab
@@ -85,10 +86,7 @@ def convert(input_format, input_path, output_format, output_dir, given=Given(),
                                   f"it")
         source = READERS[input_format](input_path, given.bert_config_file, given.vocab_file,
                                        given.do_lower_case)
-        if source.config.beyond_bert():
-            raise ValueError(f"--input {input_path}: its config is not google's BERT "
-                             f"({', '.join(source.config.beyond_bert())}); the checkpoint "
-                             f"formats hold BERT only")
+        refuse_beyond_bert(source.config, f"--input {input_path}")
         return _convert(source, input_format, input_path, output_format, output_dir, log)
 
 

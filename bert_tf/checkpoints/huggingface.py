@@ -20,7 +20,8 @@ from bert_tf.checkpoints.names import (HF_ALIASES, HF_TIED, POOLER, Weights,
 from bert_tf.tasks import spec_for
 
 
-def _safetensors_files(directory):
+def _weight_files(directory):
+    """model.safetensors or its shards; else the tf_model.h5 of transformers' TF classes."""
     single = os.path.join(directory, "model.safetensors")
     index = single + ".index.json"
     if tf.io.gfile.exists(single):
@@ -96,7 +97,7 @@ def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case
     config = config_from_huggingface(values, config_path)
     task, labels = task_from_huggingface(values)
     arrays = {}
-    for file in _safetensors_files(path):
+    for file in _weight_files(path):
         if file.endswith(TF_WEIGHTS):
             arrays.update(_tf_h5_arrays(file))
             continue

@@ -95,14 +95,15 @@ def object_graph_variables(prefix: str) -> dict:
     return found
 
 
-def read_model_garden_variables(prefix, config: BertConfig, source: str):
-    """The google-named tensors of a Model Garden checkpoint (or a SavedModel's variables),
-    its task and labels, the source names, skipped names and notes. A variable that is not
+def read_model_garden_variables(prefix, variables, config: BertConfig, source: str):
+    """The google-named tensors of a Model Garden checkpoint (or a SavedModel's variables;
+    `variables`: its `object_graph_variables`), its task and labels, the source names,
+    skipped names and notes. A variable that is not
     part of a BERT bert_tf holds (another encoder's, another head's) is an error naming it."""
     reader = tf.train.load_checkpoint(prefix)
     H = config.hidden_size  # noqa: N806
     tensors, names, notes = {}, {}, []
-    for name, key in sorted(object_graph_variables(prefix).items()):
+    for name, key in sorted(variables.items()):
         mapped = google_name(name)
         if mapped is None:
             raise ValueError(f"{source}: variable {name} ({key}) is not part of a Model Garden "
@@ -246,12 +247,13 @@ def read_tf_models(path, bert_config_file=None, vocab_file=None, do_lower_case=N
     else:
         raise ValueError(f"--input {path}: no bert_config.json or params.yaml beside it; give "
                          f"--bert_config_file (either kind)")
-    if not object_graph_variables(prefix):
+    variables = object_graph_variables(prefix)
+    if not variables:
         raise ValueError(f"--input {prefix}: not a TF2 object-based checkpoint (no object "
                          f"graph); a google-research/bert checkpoint is "
                          f"--input_format=google_tf1")
     tensors, names, skipped, more, task, labels = read_model_garden_variables(
-        prefix, config, f"--input {prefix}")
+        prefix, variables, config, f"--input {prefix}")
     notes = [n for n in notes + more if n]
     vocab_file, do_lower_case = vocab_and_case(
         vocab_file or os.path.join(directory, "vocab.txt"), do_lower_case, notes, prefix)

@@ -111,6 +111,16 @@ class Weights:
         return google_shapes(self.config, self.task, len(self.labels))
 
 
+def refuse_beyond_bert(config: BertConfig, source: str) -> None:
+    """The checkpoint formats hold google's BERT only: a config with options beyond it
+    (BertConfig.beyond_bert) is an error naming them."""
+    if config.beyond_bert():
+        raise ValueError(f"{source}: its model is not google's BERT "
+                         f"({', '.join(config.beyond_bert())}), which is all the checkpoint "
+                         f"formats hold; use a bert_tf run directory itself (--init_checkpoint, "
+                         f"python -m bert_tf.export)")
+
+
 def check_tensors(tensors, expected, source, name_of=lambda name: name):
     """Shapes and completeness against `expected` (google_shapes): a wrong shape or a partial
     part is an error naming the variable; returns the parts (pooler, heads) wholly absent."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 import tensorflow as tf
 
 from bert_tf import run_dir
-from bert_tf.checkpoints.names import Weights, google_shapes, model_tensors, vocab_and_case
+from bert_tf.checkpoints.names import (Weights, google_shapes, model_tensors, refuse_beyond_bert,
+                                       vocab_and_case)
 from bert_tf.config import BertConfig
 from bert_tf.tasks import spec_for
 
@@ -31,11 +32,7 @@ def read_bert_tf(path, bert_config_file=None, vocab_file=None, do_lower_case=Non
                          f"or Hugging Face counterpart here; export it for serving with python "
                          f"-m bert_tf.export")
     config = BertConfig.from_json_file(files.bert_config_file)
-    if config.beyond_bert():
-        raise ValueError(f"--input {path}: its model is not google's BERT "
-                         f"({', '.join(config.beyond_bert())}), which is all the checkpoint "
-                         f"formats hold; use the run directory itself (--init_checkpoint, "
-                         f"python -m bert_tf.export)")
+    refuse_beyond_bert(config, f"--input {path}")  # before its tensors are read as BERT's
     model, _ = run_dir.load_model(files, flag="--input")
     skipped = [name for name in run_dir.checkpoint_reader(files.checkpoint)
                .get_variable_to_shape_map()

@@ -46,8 +46,9 @@ def read_tf_hub(path, bert_config_file=None, vocab_file=None, do_lower_case=None
         raise ValueError(f"--input {path}: not a SavedModel directory (no {VARIABLES}.index); "
                          f"expected a TF Hub BERT encoder, e.g. bert_en_uncased_L-12_H-768_A-12")
     source = f"--input {path}"
-    if model_garden.object_graph_variables(prefix):
-        weights = _read_tf2(path, prefix, bert_config_file, source)
+    variables = model_garden.object_graph_variables(prefix)  # none in a TF1 Hub module
+    if variables:
+        weights = _read_tf2(path, prefix, variables, bert_config_file, source)
     else:
         weights = _read_tf1(prefix, bert_config_file, source)
     vocab_file, recorded = _vocab(path, prefix, vocab_file, source)
@@ -61,24 +62,29 @@ def read_tf_hub(path, bert_config_file=None, vocab_file=None, do_lower_case=None
 
 # === TF2 layout: the Model Garden's names ===
 
-def _read_tf2(path, prefix, bert_config_file, source):
+def _read_tf2(path, prefix, variables, bert_config_file, source):
     if bert_config_file:
         config, notes = model_garden.config_from_bert_config(bert_config_file)
     else:
-        config, notes = _config_from_metadata(path, prefix, source)
+        config, notes = _config_from_metadata(path, prefix, variables, source)
     tensors, names, skipped, more, task, labels = model_garden.read_model_garden_variables(
-        prefix, config, source)
+        prefix, variables, config, source)
     return Weights(config, tensors, skipped, None, None, [n for n in notes + more if n], names,
                    task=task, labels=labels)
 
 
-def encoder_metadata(path) -> tuple[str, dict] | None:
-    """(class name, config) of the Keras encoder layer the SavedModel's metadata describes."""
+def _metadata_texts(path):
+    """The text of each Keras metadata file the SavedModel at `path` has (its layers' configs
+    are JSON inside the protos' bytes)."""
     for name in METADATA_FILES:
         file = os.path.join(path, name)
-        if not tf.io.gfile.exists(file):
-            continue
-        text = io.read_bytes(file).decode("utf-8", errors="replace")
+        if tf.io.gfile.exists(file):
+            yield io.read_bytes(file).decode("utf-8", errors="replace")
+
+
+def encoder_metadata(path) -> tuple[str, dict] | None:
+    """(class name, config) of the Keras encoder layer the SavedModel's metadata describes."""
+    for text in _metadata_texts(path):
         match = _ENCODER_CLASS.search(text)
         if match:
             config, _ = json.JSONDecoder().raw_decode(text, match.end())
@@ -86,10 +92,10 @@ def encoder_metadata(path) -> tuple[str, dict] | None:
     return None
 
 
-def _config_from_metadata(path, prefix, source):
+def _config_from_metadata(path, prefix, variables, source):
     found = encoder_metadata(path)
     if found is None:
-        config = _config_from_shapes(prefix, source)
+        config = _config_from_shapes(prefix, variables, source)
         return config, ["the SavedModel has no Keras metadata: settings read from the "
                         "variables' shapes, activation taken as the Model Garden's gelu (the "
                         "tanh approximation); give --bert_config_file if it is not"]
@@ -117,15 +123,15 @@ def _config_from_metadata(path, prefix, source):
     return config, [model_garden.gelu_note(config.hidden_act)]
 
 
-def _config_from_shapes(prefix, source):
+def _config_from_shapes(prefix, variables, source):
     """A TF2 SavedModel's settings from its variables' shapes (the query kernel is
     [H, heads, head size])."""
-    reader = tf.train.load_checkpoint(prefix)
+    stored = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     shapes = {}
-    for name, key in model_garden.object_graph_variables(prefix).items():
+    for name, key in variables.items():
         mapped = model_garden.google_name(name)
         if mapped:
-            shapes[mapped[0]] = reader.get_variable_to_shape_map()[key]
+            shapes[mapped[0]] = stored[key]
     query = shapes.get("bert/encoder/layer_0/attention/self/query/kernel")
     if query is None or len(query) != 3:
         raise ValueError(f"{source}: no Model Garden BERT variables (such as "
@@ -200,11 +206,9 @@ def _asset_vocab(path, source):
 
 def encoder_metadata_lower_case(path):
     """The `lower_case` a preprocessor SavedModel's BertTokenizer layer records, or None."""
-    for name in METADATA_FILES:
-        file = os.path.join(path, name)
-        if tf.io.gfile.exists(file):
-            match = re.search(rb'"lower_case": (true|false)', io.read_bytes(file))
-            if match:
-                return match.group(1) == b"true"
+    for text in _metadata_texts(path):
+        match = re.search(r'"lower_case": (true|false)', text)
+        if match:
+            return match.group(1) == "true"
     return None
 
