@@ -32,7 +32,12 @@ ACTIVATIONS = ("gelu", "gelu_new", "gelu_tanh", "gelu_pytorch_tanh", "relu", *GA
 # stays google's.
 CLASSIC = {"layer_norm": "post", "norm_type": "layer_norm", "use_bias": True,
            "position_embedding_type": "absolute", "rope_theta": 10000.0,
-           "local_attention_window": 0, "global_attention_every_n_layers": 1}
+           "local_attention_window": 0, "global_attention_every_n_layers": 1,
+           "local_rope_theta": None, "norm_bias": True, "first_block_attention_norm": True,
+           "head_bias": True}
+# Options that only refine another (the rotary base, the local/global period): not by themselves
+# a model other than BERT.
+_REFINEMENTS = ("rope_theta", "global_attention_every_n_layers", "local_rope_theta")
 CHOICES = {"layer_norm": ("post", "pre"), "norm_type": ("layer_norm", "rms_norm"),
            "position_embedding_type": ("absolute", "rope")}
 
@@ -80,7 +85,8 @@ class BertConfig:
       hidden_dropout_prob: dropout on embeddings and on each sub-layer output.
       attention_probs_dropout_prob: dropout on the attention probabilities.
       max_position_embeddings: longest sequence the position table supports.
-      type_vocab_size: number of segment (token type) ids.
+      type_vocab_size: number of segment (token type) ids; 0: no segment table (ModernBERT),
+        `input_type_ids` accepted and not read.
       initializer_range: stddev of the truncated normal that initialises weights.
       layer_norm_eps: epsilon of every LayerNorm.
       layer_norm: "post" (BERT: normalise after each residual add) or "pre" (normalise each
@@ -97,6 +103,12 @@ class BertConfig:
         attends only to keys at most W // 2 positions away (ModernBERT's sliding window).
       global_attention_every_n_layers: with a window, layers 0, n, 2n, ... stay global and the
         others are local (ModernBERT: n = 3, W = 128).
+      local_rope_theta: the rotary base of the local layers (ModernBERT: 10000, its global
+        layers 160000); None: `rope_theta`.
+      norm_bias: the LayerNorms' bias (beta); false: scale only (ModernBERT's norms).
+      first_block_attention_norm: with pre-norm, whether the first block normalises its
+        attention input; ModernBERT does not (the embeddings' norm has just done it).
+      head_bias: the bias of the masked-LM transform's dense layer (ModernBERT has none).
     """
 
     vocab_size: int = 30522
@@ -118,14 +130,21 @@ class BertConfig:
     rope_theta: float = CLASSIC["rope_theta"]
     local_attention_window: int = CLASSIC["local_attention_window"]
     global_attention_every_n_layers: int = CLASSIC["global_attention_every_n_layers"]
+    local_rope_theta: float | None = CLASSIC["local_rope_theta"]
+    norm_bias: bool = CLASSIC["norm_bias"]
+    first_block_attention_norm: bool = CLASSIC["first_block_attention_norm"]
+    head_bias: bool = CLASSIC["head_bias"]
 
     def __post_init__(self):
         problems = []
         for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "type_vocab_size"):
+                     "intermediate_size", "max_position_embeddings"):
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:
                 problems.append(f"{name} must be a positive integer, got {value!r}")
+        if not _is_int(self.type_vocab_size) or self.type_vocab_size < 0:
+            problems.append(f"type_vocab_size must be a positive integer (or 0: no segment "
+                            f"table), got {self.type_vocab_size!r}")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
             if not _is_number(value) or not 0.0 <= value < 1.0:
@@ -138,8 +157,11 @@ class BertConfig:
             if getattr(self, name) not in allowed:
                 problems.append(f"{name} must be one of {', '.join(allowed)}, got "
                                 f"{getattr(self, name)!r}")
-        if not _is_number(self.rope_theta) or self.rope_theta <= 1:
-            problems.append(f"rope_theta must be a number above 1, got {self.rope_theta!r}")
+        for name in ("rope_theta", "local_rope_theta"):
+            value = getattr(self, name)
+            if (value is not None or name == "rope_theta") and (
+                    not _is_number(value) or value <= 1):
+                problems.append(f"{name} must be a number above 1, got {value!r}")
         if (self.position_embedding_type == "rope" and _is_int(self.hidden_size)
                 and _is_int(self.num_attention_heads) and self.num_attention_heads > 0
                 and (self.hidden_size // self.num_attention_heads) % 2):
@@ -149,8 +171,12 @@ class BertConfig:
             value = getattr(self, name)
             if not _is_int(value) or value < least:
                 problems.append(f"{name} must be an integer of at least {least}, got {value!r}")
-        if not isinstance(self.use_bias, bool):
-            problems.append(f"use_bias must be true or false, got {self.use_bias!r}")
+        for name in ("use_bias", "norm_bias", "first_block_attention_norm", "head_bias"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.first_block_attention_norm is False and self.layer_norm != "pre":
+            problems.append("first_block_attention_norm=false needs layer_norm='pre' (a "
+                            "post-norm block normalises its output, not its input)")
         if self.hidden_act not in ACTIVATIONS:
             problems.append(f"hidden_act must be one of {', '.join(ACTIVATIONS)}, "
                             f"got {self.hidden_act!r}")
@@ -173,14 +199,22 @@ class BertConfig:
         """Whether block `index` attends within `local_attention_window` only."""
         return bool(self.local_attention_window) and index % self.global_attention_every_n_layers
 
+    def layer_rope_theta(self, index: int) -> float | None:
+        """The rotary base of block `index`; None without rotary positions."""
+        if self.position_embedding_type != "rope":
+            return None
+        if self.is_local_layer(index) and self.local_rope_theta is not None:
+            return self.local_rope_theta
+        return self.rope_theta
+
     def beyond_bert(self) -> list[str]:
         """The settings ("layer_norm='pre'", ...) by which this model is not google's BERT:
         formats that hold only BERT (google's, Hugging Face's BertModel, keras-hub's) refuse
         them."""
         differ = [f"{key}={getattr(self, key)!r}" for key, value in CLASSIC.items()
-                  if getattr(self, key) != value
-                  and key not in ("rope_theta", "global_attention_every_n_layers")]
-        return differ + ([f"hidden_act={self.hidden_act!r}"] if self.gated else [])
+                  if getattr(self, key) != value and key not in _REFINEMENTS]
+        return (differ + ([f"hidden_act={self.hidden_act!r}"] if self.gated else [])
+                + (["type_vocab_size=0"] if self.type_vocab_size == 0 else []))
 
     # === dict / JSON ===
 

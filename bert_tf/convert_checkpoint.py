@@ -14,6 +14,8 @@ read TF Hub SavedModels and Model Garden TF2 checkpoints.
         --input=bert_en_uncased_L-12_H-768_A-12_4 --output_format=bert_tf --output=ckpt/base
     python -m bert_tf.convert_checkpoint --input_format=tf_models --input=model_dir \
         --output_format=bert_tf --output=ckpt/mine
+    python -m bert_tf.convert_checkpoint --input_format=huggingface --input=my-modernbert/ \
+        --output_format=bert_tf --output=ckpt/my_modernbert
 
 Use a bert_tf output as --init_checkpoint=DIR/ckpt-0 of run_pretraining / run_classifier, or
 --output_dir of export. The pooler and the pretraining heads are converted too; where the source

@@ -80,6 +80,12 @@ def write(directory, config: BertConfig, vocab_file=None, **record) -> None:
     io.write_json(run.record, record)
 
 
+def record_last_step(directory, step) -> None:
+    """Notes in run_config.json the step a run ended at where its settings do not say it (a
+    budget of training time): "last_step", which a sidecar evaluator stops after."""
+    io.write_json(RunDir(directory).record, {**read_record(directory), "last_step": int(step)})
+
+
 def read_record(directory) -> dict:
     """run_config.json of `directory`, or {} if it has none."""
     path = RunDir(directory).record
@@ -146,7 +152,9 @@ def load_pretrainer(files: RunFiles, flag="--init_checkpoint"):
     vocab = load_vocab(files.vocab_file)
     config = BertConfig.from_json_file(files.bert_config_file)
     check_vocab_fits(vocab, config, files.vocab_file, files.bert_config_file)
-    pretrainer = build_pretrainer(config)
+    # a masked-LM-only run's checkpoint has no next-sentence head
+    pretrainer = build_pretrainer(config, next_sentence=files.record.get("flags", {}).get(
+        "next_sentence", True))
     load_model_weights(pretrainer, files.checkpoint, flag)
     return pretrainer, vocab
 
@@ -203,9 +211,11 @@ def _named_parts(model):
 
     if not isinstance(model, BertPretrainer):
         return model
-    return tf.train.Checkpoint(encoder=model.encoder, masked_lm_transform=model.masked_lm_transform,
-                               masked_lm_output_bias=model.masked_lm_output_bias,
-                               next_sentence=model.next_sentence)
+    parts = dict(encoder=model.encoder, masked_lm_transform=model.masked_lm_transform,
+                 masked_lm_output_bias=model.masked_lm_output_bias)
+    if model.next_sentence is not None:
+        parts["next_sentence"] = model.next_sentence
+    return tf.train.Checkpoint(**parts)
 
 
 def load_model_weights(model, path, flag="--init_checkpoint"):

@@ -31,10 +31,11 @@ def main(argv):
     if metrics.get("preempted"):  # saved: a status a scheduler retries (SIGTERM) or not
         return preemption.EXIT_STATUS[metrics["signal"]]
     source = "eval_" if "eval_loss" in metrics else ""
-    print(f"\nDone at step {metrics['step']}: masked_lm_accuracy "
-          f"{metrics.get(source + 'masked_lm_accuracy', float('nan')):.4f}, next_sentence_accuracy "
-          f"{metrics.get(source + 'next_sentence_accuracy', float('nan')):.4f}"
-          f"{' (eval)' if source else ''}")
+    shown = ("masked_lm_accuracy",) + (("next_sentence_accuracy",) if config.next_sentence
+                                        else ())
+    print(f"\nDone at step {metrics['step']}: " + ", ".join(
+        f"{name} {metrics.get(source + name, float('nan')):.4f}" for name in shown)
+        + f"{' (eval)' if source else ''}")
     print(f"TensorBoard: tensorboard --logdir {config.output_dir}")
 
 

@@ -17,9 +17,10 @@ from bert_tf.training.pretraining import PretrainingConfig
 SEQ, PREDICTIONS = 32, 5
 
 
-def make_tiny_data(directory, num_shards=2, dynamic_masking=False):
+def make_tiny_data(directory, num_shards=2, dynamic_masking=False, next_sentence=True):
     """Python's docs as 2 shards of seq-32 examples, with a 2000-token vocab; returns the glob.
-    `dynamic_masking`: unmasked pairs, masked when read (named tiny_dynamic-*)."""
+    `dynamic_masking`: unmasked pairs, masked when read (named tiny_dynamic-*); without
+    `next_sentence`, single segments."""
     corpus = os.path.join(directory, "corpus.txt")
     write_corpus(corpus)
     vocab = os.path.join(directory, "vocab.txt")
@@ -27,16 +28,24 @@ def make_tiny_data(directory, num_shards=2, dynamic_masking=False):
     prefix = os.path.join(directory, "tiny_dynamic" if dynamic_masking else "tiny")
     create_pretraining_data(DataCreationConfig(corpus, prefix, vocab, options=InstanceOptions(
         max_seq_length=SEQ, max_predictions_per_seq=PREDICTIONS, dupe_factor=1,
-        dynamic_masking=dynamic_masking),
+        dynamic_masking=dynamic_masking, next_sentence=next_sentence),
         num_shards=num_shards, num_workers=1, progress=False))
     return f"{prefix}-*.tfrecord"
 
 
-def tiny_config_file(directory, dropout=0.1):
+# ModernBERT's settings (BertConfig's options beyond BERT), for a tiny config.
+MODERNBERT = dict(layer_norm="pre", hidden_act="geglu", use_bias=False, norm_bias=False,
+                  head_bias=False, type_vocab_size=0, first_block_attention_norm=False,
+                  position_embedding_type="rope", rope_theta=160000.0, local_rope_theta=10000.0,
+                  local_attention_window=4, global_attention_every_n_layers=2)
+
+
+def tiny_config_file(directory, dropout=0.1, **options):
     path = os.path.join(directory, "bert_config.json")
-    BertConfig(vocab_size=2000, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-               intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=dropout,
-               attention_probs_dropout_prob=dropout).to_json_file(path)
+    BertConfig(**{**dict(vocab_size=2000, hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+                         hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout),
+                  **options}).to_json_file(path)
     return path
 
 

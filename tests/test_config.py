@@ -53,6 +53,30 @@ def test_shipped_configs(name, layers, hidden, heads):
         30522, 512, 2)
 
 
+def test_shipped_modern_configs():
+    """crammed_bert (Cramming's 16 pre-norm GeGLU blocks without biases) and ModernBERT's two
+    shapes (answerdotai/ModernBERT-base and -large on the Hugging Face Hub)."""
+    from bert_tf.checkpoints.modernbert import can_write, config_to_modernbert
+    from bert_tf.text.tokenization import Vocab
+
+    crammed = BertConfig.from_json_file(os.path.join(CONFIGS_DIR, "crammed_bert.json"))
+    assert (crammed.num_hidden_layers, crammed.layer_norm, crammed.hidden_act,
+            crammed.use_bias) == (16, "pre", "geglu", False)
+    assert not can_write(crammed)
+    vocab = Vocab(("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"))
+    for name, shape in (("modernbert_base", (22, 768, 12, 1152)),
+                        ("modernbert_large", (28, 1024, 16, 2624))):
+        config = BertConfig.from_json_file(os.path.join(CONFIGS_DIR, f"{name}.json"))
+        assert can_write(config)
+        values = config_to_modernbert(config, vocab)
+        assert (values["num_hidden_layers"], values["hidden_size"], values["num_attention_heads"],
+                values["intermediate_size"]) == shape
+        assert (values["vocab_size"], values["local_attention"], values["norm_bias"],
+                values["layer_types"][:4]) == (50368, 128, False, ["full_attention"] + [
+                    "sliding_attention"] * 2 + ["full_attention"])
+        assert values["rope_parameters"]["sliding_attention"]["rope_theta"] == 10000.0
+
+
 def test_config_is_frozen():
     config = BertConfig()
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -75,7 +99,8 @@ def test_multilingual_pooler_keys_are_accepted(tmp_path):
     ({"num_hidden_layers": 0}, "num_hidden_layers must be a positive integer, got 0"),
     ({"vocab_size": -5}, "vocab_size must be a positive integer, got -5"),
     ({"intermediate_size": 3072.0}, "intermediate_size must be a positive integer"),
-    ({"type_vocab_size": True}, "type_vocab_size must be a positive integer, got True"),
+    ({"type_vocab_size": True}, "type_vocab_size must be a positive integer (or 0: no segment "
+                                "table), got True"),
     ({"hidden_dropout_prob": 1.0}, "hidden_dropout_prob must be a probability in [0, 1)"),
     ({"attention_probs_dropout_prob": -0.1}, "attention_probs_dropout_prob must be a probability"),
     ({"initializer_range": 0}, "initializer_range must be a positive number"),

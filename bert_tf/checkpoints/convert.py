@@ -8,7 +8,9 @@ tokenizer_config.json), keras_hub (a preset directory), tf_hub (a TF Hub BERT en
 SavedModel, TF2 or TF1 Hub layout), tf_models (a Model Garden TF2 checkpoint with its
 bert_config.json or params.yaml), bert_tf (a checkpoint or a run directory). Outputs: bert_tf (ckpt-0 and a run directory's files), huggingface
 (BertForPreTraining safetensors; BertModel loads it too), google_tf1 (bert_model.ckpt),
-keras_hub (a BertBackbone or BertTextClassifier preset). `python -m bert_tf.convert_checkpoint` is its command line.
+keras_hub (a BertBackbone or BertTextClassifier preset). A ModernBERT (a Hugging Face directory
+of model_type "modernbert", or a bert_tf run of its settings) converts between huggingface and
+bert_tf (modernbert.py). `python -m bert_tf.convert_checkpoint` is its command line.
 """
 
 import dataclasses
@@ -22,6 +24,7 @@ from bert_tf.checkpoints.google_tf1 import read_google_tf1, write_google_tf1
 from bert_tf.checkpoints.huggingface import read_huggingface, write_huggingface
 from bert_tf.checkpoints.keras_hub import read_keras_hub, write_keras_hub
 from bert_tf.checkpoints.model_garden import read_tf_models
+from bert_tf.checkpoints.modernbert import read_modern, write_modernbert
 from bert_tf.checkpoints.names import (assign_to_model, check_tensors, model_tensors,
                                        refuse_beyond_bert)
 from bert_tf.checkpoints.native import read_bert_tf, write_bert_tf
@@ -84,10 +87,40 @@ def convert(input_format, input_path, output_format, output_dir, given=Given(),
         if tf.io.gfile.exists(output_dir) and not overwrite:
             raise FileExistsError(f"--output {output_dir} exists; pass --overwrite to replace "
                                   f"it")
+        modern = read_modern(input_format, input_path, given)
+        if modern is not None:
+            return _convert_modern(modern, input_format, input_path, output_format, output_dir,
+                                   log)
         source = READERS[input_format](input_path, given.bert_config_file, given.vocab_file,
                                        given.do_lower_case)
         refuse_beyond_bert(source.config, f"--input {input_path}")
         return _convert(source, input_format, input_path, output_format, output_dir, log)
+
+
+# A ModernBERT (bert_tf's pre-norm, rotary, GeGLU, local/global encoder) goes between these only;
+# google's and keras-hub's formats hold BERT.
+MODERN_OUTPUTS = ("bert_tf", "huggingface")
+
+
+def _convert_modern(modern, input_format, input_path, output_format, output_dir, log):
+    if output_format not in MODERN_OUTPUTS:
+        raise ValueError(f"--input {input_path} is a ModernBERT, which converts to "
+                         f"--output_format={' or '.join(MODERN_OUTPUTS)} only ("
+                         f"{output_format} holds google's BERT)")
+    model, config = modern.model, modern.model.encoder.config
+    vocab = load_vocab(modern.vocab_file)
+    run_dir.check_vocab_fits(vocab, config, modern.vocab_file, "the config")
+    origin = {"format": input_format,
+              "path": os.path.abspath(input_path) if io.is_local(input_path) else input_path}
+    with io.directory_written_atomically(output_dir) as tmp:
+        io.copy_file(modern.vocab_file, os.path.join(tmp, "vocab.txt"))
+        if output_format == "bert_tf":
+            write_bert_tf(model, config, tmp, modern.do_lower_case, origin,
+                          flags={"next_sentence": model.next_sentence is not None})
+        else:
+            write_modernbert(model, vocab, modern.do_lower_case, tmp)
+    return _report(input_format, input_path, output_format, output_dir, modern.converted,
+                   modern.absent, None, modern.skipped, modern.do_lower_case, modern.notes, log)
 
 
 def _convert(source, input_format, input_path, output_format, output_dir, log):
@@ -108,17 +141,22 @@ def _convert(source, input_format, input_path, output_format, output_dir, log):
         io.copy_file(source.vocab_file, os.path.join(tmp, "vocab.txt"))
         notes += WRITERS[output_format](source, model, tensors, vocab, tmp, origin)
 
-    report = {"converted": len(source.tensors), "freshly_initialized": absent,
-              "task": source.task,
-              "skipped": len(source.skipped), "skipped_examples": source.skipped[:5],
-              "do_lower_case": source.do_lower_case, "notes": notes}
+    return _report(input_format, input_path, output_format, output_dir, len(source.tensors),
+                   absent, source.task, source.skipped, source.do_lower_case, notes, log)
+
+
+def _report(input_format, input_path, output_format, output_dir, converted, absent, task,
+            skipped, do_lower_case, notes, log):
+    report = {"converted": converted, "freshly_initialized": absent, "task": task,
+              "skipped": len(skipped), "skipped_examples": skipped[:5],
+              "do_lower_case": do_lower_case, "notes": notes}
     log(f"{input_format} {input_path} -> {output_format} {output_dir}: "
-        f"{len(source.tensors)} variables converted")
+        f"{converted} variables converted")
     for part in absent:
         log(f"  the source has no {part}: it is freshly initialised")
-    if source.skipped:
-        log(f"  skipped {len(source.skipped)} source variable(s) that bert_tf does not use, "
-            f"e.g. {', '.join(source.skipped[:3])}")
+    if skipped:
+        log(f"  skipped {len(skipped)} source variable(s) that bert_tf does not use, "
+            f"e.g. {', '.join(skipped[:3])}")
     for note in notes:
         log(f"  {note}")
     return report

@@ -83,19 +83,12 @@ def _torch_name_and_value(tf_name, value):
     return name.removesuffix(last) + renamed, value
 
 
-def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case=None) -> Weights:
-    """A Hugging Face BERT directory: config.json, model.safetensors, vocab.txt (and
-    tokenizer_config.json), as BertModel or BertFor* (with its `bert.` prefix) saves it."""
+def load_safetensors(path) -> dict:
+    """Every array of a Hugging Face directory's model.safetensors (or its shards, or its
+    tf_model.h5) by its own name; a missing or damaged file is an error naming it."""
     import ml_dtypes  # noqa: F401  (registers bfloat16 with numpy: safetensors then reads BF16)
     from safetensors.numpy import load, load_file
 
-    config_path = bert_config_file or os.path.join(path, "config.json")
-    try:
-        values = io.read_json(config_path)
-    except tf.errors.NotFoundError:
-        raise ValueError(f"--input {path}: no config.json") from None
-    config = config_from_huggingface(values, config_path)
-    task, labels = task_from_huggingface(values)
     arrays = {}
     for file in _weight_files(path):
         if file.endswith(TF_WEIGHTS):
@@ -113,6 +106,20 @@ def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case
             if type(e).__name__ != "SafetensorError":
                 raise
             raise ValueError(f"--input {file}: not a complete safetensors file ({e})") from None
+    return arrays
+
+
+def read_huggingface(path, bert_config_file=None, vocab_file=None, do_lower_case=None) -> Weights:
+    """A Hugging Face BERT directory: config.json, model.safetensors, vocab.txt (and
+    tokenizer_config.json), as BertModel or BertFor* (with its `bert.` prefix) saves it."""
+    config_path = bert_config_file or os.path.join(path, "config.json")
+    try:
+        values = io.read_json(config_path)
+    except tf.errors.NotFoundError:
+        raise ValueError(f"--input {path}: no config.json") from None
+    config = config_from_huggingface(values, config_path)
+    task, labels = task_from_huggingface(values)
+    arrays = load_safetensors(path)
     prefix = "bert." if any(n.startswith("bert.") for n in arrays) else ""
     expected = google_shapes(config, task, len(labels))
     google_of = {}

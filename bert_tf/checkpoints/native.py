@@ -43,7 +43,7 @@ def read_bert_tf(path, bert_config_file=None, vocab_file=None, do_lower_case=Non
 
 
 def write_bert_tf(model, config, directory, do_lower_case, converted_from, task=None,
-                  labels=()):
+                  labels=(), flags=None):
     """ckpt-0 (model only: --init_checkpoint of run_pretraining, or of the task's job) and the
     run directory's files (vocab.txt apart: the caller copies it)."""
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model), directory, 1)
@@ -51,5 +51,7 @@ def write_bert_tf(model, config, directory, do_lower_case, converted_from, task=
     record = {"task": task} if task else {}
     if labels:
         record["labels"] = list(labels)
+    if flags:  # the model's own settings (a masked-LM-only pretrainer: next_sentence false)
+        record["flags"] = dict(flags)
     run_dir.write(directory, config, do_lower_case=do_lower_case, converted_from=converted_from,
                   **record)

@@ -5,8 +5,11 @@ A document is a list of sentences, each a list of WordPiece ids. From it come in
     [CLS] A [SEP] B [SEP]     segment ids 0 ... 0 1 ... 1
 
 where B is the real continuation of A (label 0) or, half the time, text from another document
-(label 1, "random next"). Then `masked_lm_prob` of the non-special tokens are chosen for prediction;
-of those 80% become [MASK], 10% a random token and 10% stay as they are.
+(label 1, "random next"). Without `next_sentence` (masked-LM-only pretraining: RoBERTa, Cramming,
+ModernBERT) an instance is one segment of consecutive sentences, [CLS] A [SEP] (segment ids 0,
+label 0), as long as the sequence allows. Then `masked_lm_prob` of the non-special tokens are
+chosen for prediction; of those `mask_replace_prob` (80%) become [MASK], `random_replace_prob`
+(10%) a random token and the rest stay as they are.
 
 Three deliberate improvements over google's script:
   * with whole-word masking, one 80/10/10 decision per word rather than per piece;
@@ -37,8 +40,18 @@ class InstanceOptions(Settings):
                                        "least 5: [CLS] A [SEP] B [SEP]).", minimum=5)
     max_predictions_per_seq: int = setting(20, "Most masked-LM predictions per example.",
                                            minimum=1)
-    masked_lm_prob: float = setting(0.15, "Fraction of tokens chosen for prediction.", above=0,
-                                    below=1)
+    masked_lm_prob: float = setting(0.15, "Fraction of tokens chosen for prediction (BERT: "
+                                          "0.15; 0.3 in ModernBERT, 0.25 in Cramming).",
+                                    above=0, below=1)
+    mask_replace_prob: float = setting(0.8, "Of the chosen tokens, the fraction shown as [MASK].",
+                                       minimum=0, maximum=1)
+    random_replace_prob: float = setting(0.1, "Of the chosen tokens, the fraction replaced by a "
+                                              "random token (the rest stay as they are).",
+                                         minimum=0, maximum=1)
+    next_sentence: bool = setting(True, "Sentence pairs with next-sentence labels, [CLS] A [SEP] "
+                                        "B [SEP]; false: single segments of consecutive "
+                                        "sentences, [CLS] A [SEP], for masked-LM-only "
+                                        "pretraining (run_pretraining --next_sentence=false).")
     short_seq_prob: float = setting(0.1, "Probability of a shorter target sequence length.",
                                     minimum=0, maximum=1)
     do_whole_word_mask: bool = setting(False, "Mask whole words rather than word pieces.")
@@ -47,6 +60,17 @@ class InstanceOptions(Settings):
     dynamic_masking: bool = setting(False, "Store unmasked pairs, one pass (no dupe_factor "
                                            "copies): run_pretraining masks them each time they "
                                            "are read, with the same rules.")
+
+    def check(self):
+        if self.mask_replace_prob + self.random_replace_prob > 1 + 1e-9:
+            return [f"--mask_replace_prob={self.mask_replace_prob} and --random_replace_prob="
+                    f"{self.random_replace_prob} add up to more than 1"]
+        return []
+
+    @property
+    def special_tokens(self):
+        """[CLS] and [SEP]s per instance: 3 for a pair, 2 for a single segment."""
+        return 3 if self.next_sentence else 2
 
     @property
     def passes(self):
@@ -106,15 +130,16 @@ def create_examples(documents: TokenizedDocuments, options: InstanceOptions, ids
     same buffer.
     """
     np_rng = np.random.default_rng(rng.getrandbits(64))
-    pairs = plan_pairs(documents, options, rng)
+    pairs = (plan_pairs if options.next_sentence else plan_segments)(documents, options, rng)
     # Truncation: google trims the longer segment one token at a time, from its front or back
     # at random. The final lengths follow in closed form; the front/back split is binomial.
+    reserved = options.special_tokens
     a_length, b_length = truncated_lengths(pairs["a_length"], pairs["b_length"],
-                                           options.max_seq_length - 3)
+                                           options.max_seq_length - reserved)
     a_start = pairs["a_start"] + np_rng.binomial(pairs["a_length"] - a_length, 0.5)
     b_start = pairs["b_start"] + np_rng.binomial(pairs["b_length"] - b_length, 0.5)
 
-    # Layout: [CLS] A [SEP] B [SEP], padded.
+    # Layout: [CLS] A [SEP] B [SEP] (a single segment: [CLS] A [SEP]), padded.
     n, seq = len(a_length), options.max_seq_length
     j = np.arange(seq)[None, :]
     la, lb = a_length[:, None], b_length[:, None]
@@ -126,8 +151,9 @@ def create_examples(documents: TokenizedDocuments, options: InstanceOptions, ids
     rows = np.arange(n)
     input_ids[:, 0] = ids.cls_id
     input_ids[rows, a_length + 1] = ids.sep_id
-    input_ids[rows, a_length + b_length + 2] = ids.sep_id
-    input_mask = j < (a_length + b_length + 3)[:, None]
+    if options.next_sentence:
+        input_ids[rows, a_length + b_length + 2] = ids.sep_id
+    input_mask = j < (a_length + b_length + reserved)[:, None]
     segment_ids = (j >= la + 2) & input_mask
 
     if options.dynamic_masking:  # masked when read (bert_tf.data.masking)
@@ -197,6 +223,34 @@ def plan_pairs(documents: TokenizedDocuments, options: InstanceOptions, rng: ran
     return pairs
 
 
+def plan_segments(documents: TokenizedDocuments, options: InstanceOptions, rng: random.Random):
+    """Single segments for masked-LM-only data, as `plan_pairs`'s arrays (b_length 0, never
+    random next): each document's sentences in order, as many whole sentences per segment as
+    fit the target length (usually max_seq_length - 2; `short_seq_prob` of the documents a
+    shorter one); a sentence longer than that is one segment, truncated later."""
+    starts = documents.sentence_starts.tolist()
+    doc_starts = documents.document_starts.tolist()
+    max_num_tokens = options.max_seq_length - 2  # [CLS], [SEP]
+    a_start, a_length = [], []
+    for _ in range(options.passes):
+        for doc in range(len(doc_starts) - 1):
+            target = max_num_tokens
+            if rng.random() < options.short_seq_prob:
+                target = rng.randint(2, max_num_tokens)
+            first, end = doc_starts[doc], doc_starts[doc + 1]
+            for i in range(first, end):
+                if i > first and starts[i + 1] - starts[first] > target:  # i starts the next
+                    a_start.append(starts[first])
+                    a_length.append(starts[i] - starts[first])
+                    first = i
+            a_start.append(starts[first])
+            a_length.append(starts[end] - starts[first])
+    n = len(a_start)
+    return {"a_start": np.array(a_start, np.int64), "a_length": np.array(a_length, np.int64),
+            "b_start": np.zeros(n, np.int64), "b_length": np.zeros(n, np.int64),
+            "is_random_next": np.zeros(n, bool)}
+
+
 def _random_segment(starts, doc_starts, doc, target_length, rng):
     """(start, length): whole sentences from a random point of another document, at least
     `target_length` tokens unless that document ends first."""
@@ -229,7 +283,8 @@ def _mask_pieces(input_ids, candidates, options, ids, np_rng):
     draw = np_rng.random(positions.shape)
     ordinary = np.asarray(ids.ordinary_ids)
     replacement = ordinary[np_rng.integers(0, len(ordinary), positions.shape)]
-    shown = np.where(draw < 0.8, ids.mask_id, np.where(draw >= 0.9, replacement, labels))
+    shown = np.where(draw < options.mask_replace_prob, ids.mask_id,
+                     np.where(draw >= 1 - options.random_replace_prob, replacement, labels))
     rows, columns = np.nonzero(valid)
     input_ids[rows, positions[rows, columns]] = shown[rows, columns]
     return positions, labels, valid
@@ -243,7 +298,7 @@ def _mask_whole_words(input_ids, a_length, b_length, options, ids, rng):
     valid = np.zeros((n, num_predictions), bool)
     for row in range(n):
         la, lb = int(a_length[row]), int(b_length[row])
-        tokens = input_ids[row, :la + lb + 3].tolist()
+        tokens = input_ids[row, :la + lb + options.special_tokens].tolist()
         candidates = [*range(1, la + 1), *range(la + 2, la + lb + 2)]
         p, l = create_masked_lm_predictions(tokens, options, ids, rng, candidates)
         input_ids[row, :len(tokens)] = tokens
@@ -333,9 +388,9 @@ def create_masked_lm_predictions(tokens, options, ids, rng, candidates=None):
         for position in word:
             positions.append(position)
             labels.append(tokens[position])
-            if draw < 0.8:
+            if draw < options.mask_replace_prob:
                 tokens[position] = ids.mask_id
-            elif draw >= 0.9:  # 10% random; the remaining 10% keep the original
+            elif draw >= 1 - options.random_replace_prob:  # the rest keep the original
                 tokens[position] = ids.ordinary_ids[int(random() * len(ids.ordinary_ids))]
     order = sorted(range(len(positions)), key=positions.__getitem__)
     return [positions[k] for k in order], [labels[k] for k in order]

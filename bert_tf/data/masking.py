@@ -5,8 +5,10 @@ label; masked_lm_* all zero) and says so in its manifest. run_pretraining then m
 as it is read, so each pass over the data sees new masks (RoBERTa, Liu et al., 2019), where the
 static path writes `dupe_factor` masked copies. The rules are the static path's
 (bert_tf.data.instances): `masked_lm_prob` of the non-special tokens, rounded, at least 1 and
-at most `max_predictions_per_seq`, chosen uniformly; of them 80% become [MASK], 10% a random
-ordinary token (never [PAD] [UNK] [CLS] [SEP] [MASK] or [unusedN]) and 10% stay; with whole-word
+at most `max_predictions_per_seq`, chosen uniformly; of them `mask_replace_prob` (80%) become
+[MASK], `random_replace_prob` (10%) a random ordinary token (never [PAD] [UNK] [CLS] [SEP] [MASK]
+or [unusedN]) and the rest stay; run_pretraining's --masked_lm_prob may change the rate of such
+data (masking as read has no copies to remake). With whole-word
 masking a "##" piece joins the word before it, words are taken in random order and a word that
 does not fit the remaining budget is skipped, and each word gets one 80/10/10 decision.
 
@@ -31,13 +33,18 @@ class MaskingRules(NamedTuple):
     max_predictions_per_seq: int
     do_whole_word_mask: bool
     ids: TokenIds
+    mask_replace_prob: float = 0.8
+    random_replace_prob: float = 0.1
 
 
 def rules_from_manifest(manifest, vocab) -> MaskingRules:
-    """The masking a dynamic data set asks for (its manifest's options) with its vocab."""
+    """The masking a dynamic data set asks for (its manifest's options) with its vocab (data
+    made before the split was a setting has BERT's 80/10/10)."""
     options = manifest["options"]
     return MaskingRules(float(options["masked_lm_prob"]), int(manifest["max_predictions_per_seq"]),
-                        bool(options["do_whole_word_mask"]), TokenIds.from_vocab(vocab))
+                        bool(options["do_whole_word_mask"]), TokenIds.from_vocab(vocab),
+                        float(options.get("mask_replace_prob", 0.8)),
+                        float(options.get("random_replace_prob", 0.1)))
 
 
 def is_dynamic(manifest) -> bool:
@@ -95,13 +102,13 @@ class Masker:
         taken_word = tf.gather(taken_in_order, tf.argsort(order, axis=1), batch_dims=1)
         chosen = candidate & tf.gather(taken_word, tf.maximum(word, 0), batch_dims=1)
 
-        # One 80/10/10 draw per word; a random replacement per piece.
+        # One mask/random/keep draw per word; a random replacement per piece.
         draw = tf.gather(tf.random.stateless_uniform([batch, seq], seeds[1]),
                          tf.maximum(word, 0), batch_dims=1)
         replacement = tf.gather(self._ordinary, tf.random.stateless_uniform(
             [batch, seq], seeds[2], 0, tf.size(self._ordinary), tf.int32))
-        shown = tf.where(draw < 0.8, rules.ids.mask_id,
-                         tf.where(draw >= 0.9, replacement, ids))
+        shown = tf.where(draw < rules.mask_replace_prob, rules.ids.mask_id,
+                         tf.where(draw >= 1 - rules.random_replace_prob, replacement, ids))
         masked_ids = tf.where(chosen, shown, ids)
 
         # Sorted positions, padded with 0 (weight 0) to max_predictions_per_seq.

@@ -23,16 +23,17 @@ def sample_prefix():
     return os.path.join(sample_data_dir(), "sample")
 
 
-def make_sample_data(max_seq_length, max_predictions_per_seq, log=print, dynamic_masking=False):
+def make_sample_data(max_seq_length, max_predictions_per_seq, log=print, dynamic_masking=False,
+                     next_sentence=True):
     """Makes the sample data once (3 MB of text, a 30,522-token vocab, 4 shards): static masks
-    (3 masked copies), or with `dynamic_masking` one unmasked pass (masked as it is read); returns
-    the shards' glob."""
+    (3 masked copies), or with `dynamic_masking` one unmasked pass (masked as it is read);
+    sentence pairs, or without `next_sentence` single segments; returns the shards' glob."""
     from bert_tf import locks
     from bert_tf.data import schema
 
     common = sample_prefix()
     prefix = (f"{common}_{max_seq_length}_{max_predictions_per_seq}"
-              f"{'_dynamic' if dynamic_masking else ''}")
+              f"{'_dynamic' if dynamic_masking else ''}{'' if next_sentence else '_single'}")
     if os.path.exists(schema.manifest_path(prefix)):
         return f"{prefix}-*-of-*.tfrecord"
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
@@ -40,11 +41,13 @@ def make_sample_data(max_seq_length, max_predictions_per_seq, log=print, dynamic
     lock = os.path.join(os.path.dirname(prefix), f".{os.path.basename(prefix)}.making.lock")
     with locks.output_lock(lock, "the sample data", wait=3600):
         if not os.path.exists(schema.manifest_path(prefix)):
-            _make(common, prefix, max_seq_length, max_predictions_per_seq, dynamic_masking, log)
+            _make(common, prefix, max_seq_length, max_predictions_per_seq, dynamic_masking,
+                  next_sentence, log)
     return f"{prefix}-*-of-*.tfrecord"
 
 
-def _make(common, prefix, max_seq_length, max_predictions_per_seq, dynamic_masking, log):
+def _make(common, prefix, max_seq_length, max_predictions_per_seq, dynamic_masking,
+          next_sentence, log):
     from bert_tf.data.instances import InstanceOptions
     from bert_tf.data.sample_corpus import write_corpus
     from bert_tf.data.writer import DataCreationConfig, create_pretraining_data
@@ -59,5 +62,6 @@ def _make(common, prefix, max_seq_length, max_predictions_per_seq, dynamic_maski
     create_pretraining_data(DataCreationConfig(
         corpus, prefix, vocab, options=InstanceOptions(
             max_seq_length=max_seq_length, max_predictions_per_seq=max_predictions_per_seq,
-            dupe_factor=3, dynamic_masking=dynamic_masking), num_shards=4, num_workers=min(2, os.cpu_count() or 1),
+            dupe_factor=3, dynamic_masking=dynamic_masking, next_sentence=next_sentence),
+        num_shards=4, num_workers=min(2, os.cpu_count() or 1),
         overwrite=True, progress=False))

@@ -392,7 +392,7 @@ def prepare_output(config: DataCreationConfig):
     vocab = load_vocab(config.vocab_file)
     if not config.allow_case_mismatch:
         check_casing(vocab, config.do_lower_case, config.vocab_file)
-    expected_masks = options.masked_lm_prob * (options.max_seq_length - 3)
+    expected_masks = options.masked_lm_prob * (options.max_seq_length - options.special_tokens)
     if options.max_predictions_per_seq < expected_masks:
         logging.warning(
             "--max_predictions_per_seq=%d is below --masked_lm_prob x sequence tokens = %.1f: "

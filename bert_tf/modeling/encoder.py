@@ -58,9 +58,10 @@ class BertEncoder(keras.Model):
             name="position_embedding", dtype=dtype)
         type_embeddings = keras.layers.Embedding(
             config.type_vocab_size, config.hidden_size, embeddings_initializer=init,
-            name="type_embeddings", dtype=dtype)
+            name="type_embeddings", dtype=dtype) if config.type_vocab_size else None
         embeddings_layer_norm = layers.make_norm(
-            config.norm_type, config.layer_norm_eps, "embeddings_layer_norm", dtype)
+            config.norm_type, config.layer_norm_eps, "embeddings_layer_norm", dtype,
+            config.norm_bias)
         embeddings_dropout = layers.Dropout(
             config.hidden_dropout_prob, name="embeddings_dropout", dtype=dtype)
         blocks = [
@@ -72,12 +73,13 @@ class BertEncoder(keras.Model):
                 initializer_range=config.initializer_range,
                 layer_norm_eps=config.layer_norm_eps, layer_norm=config.layer_norm,
                 norm_type=config.norm_type, use_bias=config.use_bias,
-                rope_theta=config.rope_theta if rotary else None,
+                rope_theta=config.layer_rope_theta(i), norm_bias=config.norm_bias,
+                attention_norm=i > 0 or config.first_block_attention_norm,
                 name=f"transformer_layer_{i}", dtype=dtype)
             for i in range(config.num_hidden_layers)]
         # pre-norm blocks leave the stream unnormalised: one more norm after the last
         final_layer_norm = (layers.make_norm(config.norm_type, config.layer_norm_eps,
-                                             "final_layer_norm", dtype)
+                                             "final_layer_norm", dtype, config.norm_bias)
                             if config.layer_norm == "pre" else None)
         pooler = layers.Pooler(config.initializer_range, name="pooler", dtype=dtype)
         packed_mask = layers.PackedSequenceMask(name="packed_sequence_mask", dtype=dtype)
@@ -87,10 +89,13 @@ class BertEncoder(keras.Model):
                   for name in INPUT_NAMES}
         attention_mask, positions = packed_mask(inputs["input_mask"])  # [B, T, T], [B, T]
         words = word_embeddings(inputs["input_word_ids"])  # [B, T, H]
-        summed = [words, type_embeddings(inputs["input_type_ids"])]
+        summed = [words]
         if position_embedding is not None:
-            summed.insert(1, position_embedding(words, positions))
-        hidden = keras.layers.Add(name="embeddings_sum", dtype=dtype)(summed)
+            summed.append(position_embedding(words, positions))
+        if type_embeddings is not None:  # else input_type_ids is accepted and not read
+            summed.append(type_embeddings(inputs["input_type_ids"]))
+        hidden = (keras.layers.Add(name="embeddings_sum", dtype=dtype)(summed)
+                  if len(summed) > 1 else words)
         hidden = embeddings_dropout(embeddings_layer_norm(hidden))
         encoder_outputs = []
         local_mask = (layers.LocalAttentionMask(config.local_attention_window,

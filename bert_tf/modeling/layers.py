@@ -59,11 +59,12 @@ def get_activation(name: str):
     return functions[name]
 
 
-def make_norm(norm_type, epsilon, name, dtype):
-    """The encoder's normalisation: LayerNorm (with bias) or RMSNorm (scale only)."""
+def make_norm(norm_type, epsilon, name, dtype, bias=True):
+    """The encoder's normalisation: LayerNorm (with a bias unless `bias` is false) or RMSNorm
+    (scale only)."""
     if norm_type == "rms_norm":
         return keras.layers.RMSNormalization(epsilon=epsilon, name=name, dtype=dtype)
-    return keras.layers.LayerNormalization(epsilon=epsilon, name=name, dtype=dtype)
+    return keras.layers.LayerNormalization(epsilon=epsilon, center=bias, name=name, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -362,7 +363,8 @@ class TransformerBlock(keras.layers.Layer):
     def __init__(self, num_attention_heads, intermediate_size, hidden_act="gelu",
                  hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
                  initializer_range=0.02, layer_norm_eps=1e-12, remat="none", layer_norm="post",
-                 norm_type="layer_norm", use_bias=True, rope_theta=None, **kwargs):
+                 norm_type="layer_norm", use_bias=True, rope_theta=None, norm_bias=True,
+                 attention_norm=True, **kwargs):
         super().__init__(**kwargs)
         if remat not in REMAT_MODES:
             raise ValueError(f"remat must be one of {', '.join(REMAT_MODES)}, got {remat!r}")
@@ -378,6 +380,8 @@ class TransformerBlock(keras.layers.Layer):
         self.norm_type = norm_type
         self.use_bias = use_bias
         self.rope_theta = rope_theta
+        self.norm_bias = norm_bias
+        self.attention_norm = attention_norm
         self.gated = hidden_act in GATED_ACTIVATIONS
         self.activation = get_activation(hidden_act)
 
@@ -395,9 +399,12 @@ class TransformerBlock(keras.layers.Layer):
             rope_theta=self.rope_theta, name="self_attention", **common)
         self.self_attention.build(inputs_shape)
         self.self_attention_dropout = Dropout(self.hidden_dropout_prob, **common)
-        self.self_attention_layer_norm = make_norm(
-            self.norm_type, self.layer_norm_eps, "self_attention_layer_norm", self.dtype_policy)
-        self.self_attention_layer_norm.build(inputs_shape)
+        self.self_attention_layer_norm = None  # pre-norm without an attention-input norm
+        if self.attention_norm:
+            self.self_attention_layer_norm = make_norm(
+                self.norm_type, self.layer_norm_eps, "self_attention_layer_norm",
+                self.dtype_policy, self.norm_bias)
+            self.self_attention_layer_norm.build(inputs_shape)
         # === Feed-forward ===
         self.intermediate = keras.layers.Dense(
             self.intermediate_size * (2 if self.gated else 1),
@@ -410,7 +417,8 @@ class TransformerBlock(keras.layers.Layer):
         self.output_dense.build(tuple(inputs_shape)[:-1] + (self.intermediate_size,))
         self.output_dropout = Dropout(self.hidden_dropout_prob, **common)
         self.output_layer_norm = make_norm(
-            self.norm_type, self.layer_norm_eps, "output_layer_norm", self.dtype_policy)
+            self.norm_type, self.layer_norm_eps, "output_layer_norm", self.dtype_policy,
+            self.norm_bias)
         self.output_layer_norm.build(inputs_shape)
 
     def call(self, inputs, input_mask, positions=None, training=None):
@@ -434,7 +442,9 @@ class TransformerBlock(keras.layers.Layer):
         feed_forward = part(lambda x: self.output_dropout(self.output_dense(self._inner(
             x)), training=training))  # [B,T,H] -> [B,T,I] -> [B,T,H]
         if self.layer_norm == "pre":
-            hidden = inputs + attend(self.self_attention_layer_norm(inputs))
+            normed = (self.self_attention_layer_norm(inputs) if self.attention_norm
+                      else inputs)
+            hidden = inputs + attend(normed)
             return hidden + feed_forward(self.output_layer_norm(hidden))
         hidden = self.self_attention_layer_norm(inputs + attend(inputs))
         return self.output_layer_norm(hidden + feed_forward(hidden))
@@ -460,7 +470,8 @@ class TransformerBlock(keras.layers.Layer):
                 "initializer_range": self.initializer_range,
                 "layer_norm_eps": self.layer_norm_eps, "layer_norm": self.layer_norm,
                 "norm_type": self.norm_type, "use_bias": self.use_bias,
-                "rope_theta": self.rope_theta}
+                "rope_theta": self.rope_theta, "norm_bias": self.norm_bias,
+                "attention_norm": self.attention_norm}
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")
@@ -507,21 +518,24 @@ class MaskedLMTransform(keras.layers.Layer):
     """
 
     def __init__(self, hidden_act="gelu", initializer_range=0.02, layer_norm_eps=1e-12,
-                 norm_type="layer_norm", **kwargs):
+                 norm_type="layer_norm", use_bias=True, norm_bias=True, **kwargs):
         super().__init__(**kwargs)
         self.hidden_act = hidden_act
         self.initializer_range = initializer_range
         self.layer_norm_eps = layer_norm_eps
         self.norm_type = norm_type
+        self.use_bias = use_bias
+        self.norm_bias = norm_bias
 
     def build(self, sequence_output_shape, masked_lm_positions_shape):
         hidden_size = sequence_output_shape[-1]
         self.dense = keras.layers.Dense(
             hidden_size, activation=get_activation(self.hidden_act), name="dense",
-            kernel_initializer=truncated_normal(self.initializer_range), dtype=self.dtype_policy)
+            use_bias=self.use_bias, kernel_initializer=truncated_normal(self.initializer_range),
+            dtype=self.dtype_policy)
         self.dense.build((None, None, hidden_size))
         self.layer_norm = make_norm(self.norm_type, self.layer_norm_eps, "layer_norm",
-                                    self.dtype_policy)
+                                    self.dtype_policy, self.norm_bias)
         self.layer_norm.build((None, None, hidden_size))
 
     def call(self, sequence_output, masked_lm_positions):
@@ -534,7 +548,8 @@ class MaskedLMTransform(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "hidden_act": self.hidden_act,
                 "initializer_range": self.initializer_range,
-                "layer_norm_eps": self.layer_norm_eps, "norm_type": self.norm_type}
+                "layer_norm_eps": self.layer_norm_eps, "norm_type": self.norm_type,
+                "use_bias": self.use_bias, "norm_bias": self.norm_bias}
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")

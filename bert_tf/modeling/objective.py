@@ -11,6 +11,9 @@ Losses follow google-research/bert:
     next_sentence_loss = mean(cross_entropy)   (packed: over the real sequences)
     loss               = masked_lm_loss + next_sentence_loss
 
+A masked-LM-only model (outputs without next_sentence_logits) has loss = masked_lm_loss, and its
+metrics no next-sentence figures.
+
 `statistics` gives one batch's losses and the counts behind its accuracies, as values that add up:
 over the parts of a batch (gradient accumulation), over replicas (given the global `batch_sums`,
 each replica's losses are its share of the global means, so several replicas compute exactly
@@ -26,7 +29,8 @@ LABEL_NAMES = ("masked_lm_ids", "masked_lm_weights", "next_sentence_labels")
 # Statistics that are means over a batch (summed over replicas, each replica contributes its
 # share) and those that are counts (summed as they are).
 MEANS = ("loss", "masked_lm_loss", "next_sentence_loss")
-COUNTS = ("masked_lm_correct", "masked_lm_count", "next_sentence_correct", "next_sentence_count")
+COUNTS = ("masked_lm_correct", "masked_lm_count", "next_sentence_correct", "next_sentence_count",
+          "sequence_count")
 
 
 def sparse_cross_entropy(labels, logits):
@@ -103,6 +107,8 @@ def pretraining_losses(labels, outputs, sums=None):
     mlm_sum, nsp_sum = sums if sums is not None else batch_sums(labels)
     mlm = masked_lm_loss(labels["masked_lm_ids"], labels["masked_lm_weights"],
                          outputs["masked_lm_logits"], mlm_sum + 1e-5)
+    if "next_sentence_logits" not in outputs:  # masked LM only
+        return {"masked_lm_loss": mlm, "next_sentence_loss": ops.zeros_like(mlm), "loss": mlm}
     nsp = next_sentence_loss(labels["next_sentence_labels"], outputs["next_sentence_logits"],
                              _next_sentence_weights(labels), nsp_sum)
     return {"masked_lm_loss": mlm, "next_sentence_loss": nsp, "loss": mlm + nsp}
@@ -119,22 +125,29 @@ def statistics(labels, outputs, sums=None):
     weights = ops.cast(labels["masked_lm_weights"], "float32")  # [B, P]
     mlm_hit = ops.cast(ops.equal(ops.cast(ops.argmax(outputs["masked_lm_logits"], -1), "int32"),
                                  ops.cast(labels["masked_lm_ids"], "int32")), "float32")
+    sequences = _next_sentence_weights(labels)  # [N] 1.0 for each real sequence
+    stats = {**losses,
+             "masked_lm_correct": ops.sum(weights * mlm_hit), "masked_lm_count": ops.sum(weights),
+             "sequence_count": ops.sum(sequences)}
+    if "next_sentence_logits" not in outputs:  # masked LM only
+        return {**stats, "next_sentence_correct": ops.zeros_like(stats["masked_lm_count"]),
+                "next_sentence_count": ops.zeros_like(stats["masked_lm_count"])}
     nsp_labels = ops.reshape(ops.cast(labels["next_sentence_labels"], "int32"), (-1,))  # [N]
     nsp_predicted = ops.reshape(ops.argmax(outputs["next_sentence_logits"], -1), (-1,))
-    nsp_weights = _next_sentence_weights(labels)
-    nsp_hit = nsp_weights * ops.cast(ops.equal(ops.cast(nsp_predicted, "int32"), nsp_labels),
-                                     "float32")
-    return {**losses,
-            "masked_lm_correct": ops.sum(weights * mlm_hit), "masked_lm_count": ops.sum(weights),
-            "next_sentence_correct": ops.sum(nsp_hit),
-            "next_sentence_count": ops.sum(nsp_weights)}
+    nsp_hit = sequences * ops.cast(ops.equal(ops.cast(nsp_predicted, "int32"), nsp_labels),
+                                   "float32")
+    return {**stats, "next_sentence_correct": ops.sum(nsp_hit),
+            "next_sentence_count": ops.sum(sequences)}
 
 
 def metrics(sums, steps):
-    """Statistics summed over `steps` batches -> mean losses and accuracies (Python floats)."""
-    return {"loss": sums["loss"] / steps,
-            "masked_lm_loss": sums["masked_lm_loss"] / steps,
-            "masked_lm_accuracy": sums["masked_lm_correct"] / max(sums["masked_lm_count"], 1),
-            "next_sentence_loss": sums["next_sentence_loss"] / steps,
-            "next_sentence_accuracy": sums["next_sentence_correct"]
-            / max(sums["next_sentence_count"], 1)}
+    """Statistics summed over `steps` batches -> mean losses and accuracies (Python floats); no
+    next-sentence figures for a masked-LM-only model (no next-sentence count)."""
+    figures = {"loss": sums["loss"] / steps,
+               "masked_lm_loss": sums["masked_lm_loss"] / steps,
+               "masked_lm_accuracy": sums["masked_lm_correct"] / max(sums["masked_lm_count"], 1)}
+    if sums["next_sentence_count"]:
+        figures.update(next_sentence_loss=sums["next_sentence_loss"] / steps,
+                       next_sentence_accuracy=sums["next_sentence_correct"]
+                       / sums["next_sentence_count"])
+    return figures

@@ -40,7 +40,14 @@ from bert_tf.training.summaries import TrainingLog, format_metrics
 FROM_THE_RUN = ("max_seq_length", "max_predictions_per_seq", "pack_sequences",
                 "max_sequences_per_row", "max_predictions_per_row", "random_seed",
                 "eval_batch_size", "max_eval_steps", "mixed_precision", "num_train_steps",
-                "num_warmup_steps")
+                "num_warmup_steps", "next_sentence", "masked_lm_prob", "train_budget",
+                "warmup_fraction")
+
+
+def _ended(output_dir, last_done):
+    """"ended" once the run notes that it ended at or before `last_done`, else None."""
+    last = run_dir.read_record(output_dir).get("last_step")
+    return "ended" if last is not None and last <= last_done else None
 
 
 def checkpoint_steps(output_dir) -> dict:
@@ -96,13 +103,16 @@ def continuous_eval(config: PretrainingConfig, log=print, poll_secs=10.0):
         run_dir.RunDir(output_dir).config,
         run_dir.read_record(output_dir).get("data_manifest"),
         f"the run's training data ({run_dir.RunDir(output_dir).record})")
+    if run.masked_lm_prob is not None and eval_masking is not None:  # the run's rate
+        eval_masking = eval_masking._replace(masked_lm_prob=run.masked_lm_prob)
     data = PretrainingData([], None, None, eval_files, eval_masking)  # evaluation only
     precision = precision_lib.resolve(run.mixed_precision, strategy)
     log(f"precision: {precision.policy} ({precision.reason})")
     keras.utils.set_random_seed(run.random_seed)  # the eval batches' order, as in training
     keras.mixed_precision.set_global_policy(precision.policy)
     with strategy.scope():
-        model = build_pretrainer(bert_config, packed=run.pack_sequences)
+        model = build_pretrainer(bert_config, packed=run.pack_sequences,
+                                 next_sentence=run.next_sentence)
     reader = tf.train.Checkpoint(model=model)
     evaluator = Evaluator(strategy, model, objective)
     dataset = make_distributed_dataset(strategy, run, data, data.eval_files,
@@ -127,15 +137,19 @@ def continuous_eval(config: PretrainingConfig, log=print, poll_secs=10.0):
             log(f"going on after step {last_done} ({state_file})")
         results = {}
         while True:
-            end = run_dir.read_record(output_dir).get("flags", {}).get(
-                "num_train_steps", run.num_train_steps)  # a resumed run may have moved it
+            held = run_dir.read_record(output_dir)  # a resumed run may have moved its end;
+            end = held.get("last_step") or held.get("flags", {}).get(  # a budget of time ends
+                "num_train_steps", run.num_train_steps)  # at a step it notes when there
             if last_done >= end:
                 log(f"the run's last step ({end}) is evaluated; exiting")
                 return results
             pending = wait_for(
-                lambda: {s: p for s, p in checkpoint_steps(output_dir).items() if s > last_done},
+                lambda: {s: p for s, p in checkpoint_steps(output_dir).items() if s > last_done}
+                or _ended(output_dir, last_done),
                 f"a checkpoint after step {last_done} in {output_dir}", config.eval_timeout_secs,
                 poll_secs, log)
+            if pending == "ended":  # a budget of time ran out at the step evaluated last
+                continue
             for step, path in sorted(pending.items()):
                 try:
                     if not tf.io.gfile.exists(path + ".index"):  # (a failed read would log

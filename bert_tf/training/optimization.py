@@ -1,5 +1,6 @@
-"""The optimizer of BERT pretraining: AdamW or LAMB, warmup then linear decay, no decay on
-LayerNorm weights and biases, global-norm clipping. Keras optimizers, configured; on the
+"""The optimizer of BERT pretraining: AdamW or LAMB, warmup then linear decay (or warmup,
+constant, decay: trapezoidal), over steps or a training-time budget, no decay on LayerNorm
+weights and biases, global-norm clipping. Keras optimizers, configured; on the
 TensorFlow backend AdamW's update runs as TensorFlow's fused Adam kernel.
 """
 
@@ -137,38 +138,53 @@ class AdamW(ClipsSummedGradients, keras.optimizers.AdamW):
 @keras.saving.register_keras_serializable(package="bert_tf")
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warmup from 0 to `learning_rate` over `num_warmup_steps`, then linear decay
-    (polynomial, power 1) to `end_learning_rate` at `num_train_steps`, constant after."""
+    (polynomial, power 1) to `end_learning_rate` at `num_train_steps`, constant after.
+
+    `num_decay_steps` (trapezoidal, warmup-stable-decay): the rate stays at `learning_rate`
+    after the warmup and decays over the last `num_decay_steps` only. With a `clock`
+    (bert_tf.training.budget.Clock) the schedule runs over training seconds rather than steps:
+    its "steps" are then seconds of the budget, and the position is the clock's at the step.
+    """
 
     def __init__(self, learning_rate, num_train_steps, num_warmup_steps=0,
-                 end_learning_rate=0.0):
+                 end_learning_rate=0.0, num_decay_steps=None, clock=None):
         self.learning_rate = learning_rate
         self.num_train_steps = num_train_steps
         self.num_warmup_steps = num_warmup_steps
         self.end_learning_rate = end_learning_rate
+        self.num_decay_steps = num_decay_steps
+        self.clock = clock
 
     def __call__(self, step):
-        step = ops.cast(step, "float32")
+        step = ops.cast(step if self.clock is None else self.clock.position(step), "float32")
         warmup = ops.cast(self.num_warmup_steps, "float32")
-        decay_steps = ops.cast(max(self.num_train_steps - self.num_warmup_steps, 1), "float32")
-        progress = ops.clip((step - warmup) / decay_steps, 0.0, 1.0)
+        decay_start = (self.num_warmup_steps if self.num_decay_steps is None
+                       else max(self.num_train_steps - self.num_decay_steps,
+                                self.num_warmup_steps))
+        decay_steps = ops.cast(max(self.num_train_steps - decay_start, 1), "float32")
+        progress = ops.clip((step - decay_start) / decay_steps, 0.0, 1.0)
         decayed = (self.learning_rate - self.end_learning_rate) * (1.0 - progress) \
             + self.end_learning_rate
         warming = self.learning_rate * step / ops.maximum(warmup, 1.0)
         return ops.where(step < warmup, warming, decayed)
 
-    def get_config(self):
-        return {"learning_rate": self.learning_rate, "num_train_steps": self.num_train_steps,
-                "num_warmup_steps": self.num_warmup_steps,
-                "end_learning_rate": self.end_learning_rate}
+    def get_config(self):  # (a clock is the run's: not part of the config)
+        config = {"learning_rate": self.learning_rate, "num_train_steps": self.num_train_steps,
+                  "num_warmup_steps": self.num_warmup_steps,
+                  "end_learning_rate": self.end_learning_rate}
+        if self.num_decay_steps is not None:
+            config["num_decay_steps"] = self.num_decay_steps
+        return config
 
 
 def create_optimizer(name="adamw", *, learning_rate, num_train_steps, num_warmup_steps=0,
                      end_learning_rate=0.0, weight_decay_rate=0.01, clip_norm=1.0,
-                     mixed_precision="float32"):
+                     mixed_precision="float32", num_decay_steps=None, clock=None):
     """`adamw` or `lamb` with BERT's settings (beta 0.9/0.999, epsilon 1e-6); float16 adds
-    dynamic loss scaling."""
+    dynamic loss scaling. The schedule is `WarmupLinearDecay`'s (with `num_decay_steps`:
+    trapezoidal; with `clock`: over its seconds)."""
     schedule = WarmupLinearDecay(learning_rate, num_train_steps, num_warmup_steps,
-                                 end_learning_rate)
+                                 end_learning_rate, num_decay_steps, clock)
     common = dict(learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
                   weight_decay=float(weight_decay_rate),
                   global_clipnorm=clip_norm if clip_norm and clip_norm > 0 else None)

@@ -25,6 +25,7 @@ from bert_tf.data.sample_data import make_sample_data
 from bert_tf.modeling import build_pretrainer
 from bert_tf.modeling.layers import REMAT_MODES
 from bert_tf.settings import flat_dict, setting
+from bert_tf.training import budget as budget_lib
 from bert_tf.training import optimization
 from bert_tf.training import precision as precision_lib
 from bert_tf.training import strategy as strategies
@@ -83,6 +84,14 @@ class PretrainingConfig(TrainOptions, strategies.DeviceSettings):
     init_checkpoint: str | None = setting(None, "Start from these weights (fresh optimizer).")
     max_seq_length: int = setting(128, "Must match the data.", minimum=1)
     max_predictions_per_seq: int = setting(20, "Must match the data.", minimum=1)
+    next_sentence: bool = setting(True, "Train BERT's next-sentence head with the masked LM; "
+                                        "false: masked LM only (RoBERTa, Cramming, ModernBERT): "
+                                        "no next-sentence head or loss; needed for data made "
+                                        "with create_pretraining_data --next_sentence=false.")
+    masked_lm_prob: float | None = setting(None, "Data masked as read (--dynamic_masking): "
+                                                 "the fraction of tokens chosen for prediction "
+                                                 "instead of the data's own (e.g. 0.3); unset: "
+                                                 "the data's.", above=0, below=1)
     # packing (bert_tf/data/packing.py)
     pack_sequences: bool = setting(False, "Pack several sequences into each training row "
                                           "(attention kept within each); batches are of rows.")
@@ -94,6 +103,25 @@ class PretrainingConfig(TrainOptions, strategies.DeviceSettings):
     train_batch_size: int | None = setting(None, "Global batch size (of rows, when packing)"
                                                  + _UNSET, minimum=1)
     eval_batch_size: int = setting(32, "Global eval batch size.", minimum=1)
+    # how long, and the schedule over it
+    train_budget: str = setting("", "Train for this long: training time (4h, 90m, 1h30m, 45s: "
+                                    "the training steps' wall time, not start-up, saves or "
+                                    "evaluations, kept in the checkpoints so that a resumed "
+                                    "run keeps its place) or "
+                                    "steps (20000steps); the schedule is laid out over it "
+                                    "(--warmup_fraction, --decay_fraction). Empty: "
+                                    "--num_train_steps.")
+    warmup_fraction: float | None = setting(None, "Warmup as a share of the run (its budget, "
+                                                  "or --num_train_steps) instead of "
+                                                  "--num_warmup_steps; unset with a budget: "
+                                                  "the recipe's share.", minimum=0, maximum=1)
+    lr_schedule: str = setting("linear", "linear: warmup, then linear decay to "
+                                         "--end_learning_rate at the end (BERT); trapezoidal: "
+                                         "warmup, constant, then linear decay over the last "
+                                         "--decay_fraction of the run (warmup-stable-decay, "
+                                         "ModernBERT).", choices=("linear", "trapezoidal"))
+    decay_fraction: float = setting(0.1, "--lr_schedule=trapezoidal: the share of the run the "
+                                         "final decay takes.", above=0, maximum=1)
     # optimizer
     num_warmup_steps: int | None = setting(None, "Linear warmup steps" + _UNSET)
     learning_rate: float | None = setting(None, "Peak learning rate" + _UNSET, above=0)
@@ -132,6 +160,33 @@ class PretrainingConfig(TrainOptions, strategies.DeviceSettings):
                                            "long for a new checkpoint.", minimum=1)
 
     def __post_init__(self):
+        budget = budget_lib.parse_budget(self.train_budget)  # (a bad one is named here)
+        problems = []
+        if budget and budget.steps and self.num_train_steps not in (None, budget.steps):
+            problems.append(f"--train_budget={self.train_budget} and --num_train_steps="
+                            f"{self.num_train_steps} disagree: give one")
+        if budget and budget.seconds:  # (the values it sets below pass: dataclasses.replace)
+            problems += [f"--{name}={getattr(self, name)} counts steps; --train_budget="
+                         f"{self.train_budget} is a time: leave it unset"
+                         + ("; --warmup_fraction sets the warmup" if name == "num_warmup_steps"
+                            else "") for name, own in (("num_train_steps", budget_lib.NO_STEP_LIMIT),
+                                                       ("num_warmup_steps", 0))
+                         if getattr(self, name) not in (None, own)]
+        steps = budget.steps if budget and budget.steps else self.num_train_steps
+        if (self.warmup_fraction is not None and self.num_warmup_steps is not None
+                and not (budget and budget.seconds) and steps is not None
+                and self.num_warmup_steps != round(self.warmup_fraction * steps)):
+            problems.append("--warmup_fraction and --num_warmup_steps both set: give one")
+        if problems:
+            raise ValueError("; ".join(problems))
+        if budget and budget.steps:
+            object.__setattr__(self, "num_train_steps", budget.steps)
+        if budget and budget.seconds:  # bounded by time; no warmup steps (it is in seconds)
+            object.__setattr__(self, "num_train_steps", budget_lib.NO_STEP_LIMIT)
+            object.__setattr__(self, "num_warmup_steps", 0)
+        elif self.warmup_fraction is not None and self.num_train_steps is not None:
+            object.__setattr__(self, "num_warmup_steps",
+                               round(self.warmup_fraction * self.num_train_steps))
         # the flags left unset take the recipe's values before the settings are checked
         recipe = dict(RECIPES[self.recipe]["flags"])
         share = RECIPES[self.recipe]["warmup_share"]
@@ -147,6 +202,24 @@ class PretrainingConfig(TrainOptions, strategies.DeviceSettings):
             object.__setattr__(self, name, recipe[name])
         object.__setattr__(self, "filled", filled)
         super().__post_init__()
+
+    @property
+    def budget(self):
+        """The run's budget_lib.Budget, or None (--num_train_steps)."""
+        return budget_lib.parse_budget(self.train_budget)
+
+    def schedule(self, clock=None) -> dict:
+        """create_optimizer's schedule arguments: over steps, or over the seconds of `clock`'s
+        budget."""
+        if clock is not None:
+            total = clock.budget_seconds
+            warmup = total * (self.warmup_fraction if self.warmup_fraction is not None
+                              else RECIPES[self.recipe]["warmup_share"] or 0.1)
+        else:
+            total, warmup = self.num_train_steps, self.num_warmup_steps
+        decay = self.decay_fraction * total if self.lr_schedule == "trapezoidal" else None
+        return dict(num_train_steps=total, num_warmup_steps=warmup, num_decay_steps=decay,
+                    clock=clock)
 
     @property
     def recipe(self) -> str:
@@ -174,6 +247,9 @@ class PretrainingConfig(TrainOptions, strategies.DeviceSettings):
                             f"smaller than --max_predictions_per_seq="
                             f"{self.max_predictions_per_seq}: a packed row must hold the "
                             f"masked positions of at least one sequence")
+        if not self.next_sentence and self.best_checkpoint_metric.startswith("next_sentence"):
+            problems.append(f"--best_checkpoint_metric={self.best_checkpoint_metric} needs the "
+                            f"next-sentence head, which --next_sentence=false leaves out")
         if self.tf_data_service and not strategies.grpc_address(self.tf_data_service):
             problems.append(f"--tf_data_service={self.tf_data_service}: expected "
                             f"grpc://HOST:PORT, the address of a tf.data service dispatcher")
@@ -260,19 +336,31 @@ def run(config: PretrainingConfig, log=print):
 def _run(strategy, config: PretrainingConfig, log, record):
     if not config.input_file:  # the embedded default: its sample data, masked as read, packed
         config = dataclasses.replace(config, pack_sequences=True, input_file=make_sample_data(
-            config.max_seq_length, config.max_predictions_per_seq, log, dynamic_masking=True))
+            config.max_seq_length, config.max_predictions_per_seq, log, dynamic_masking=True,
+            next_sentence=config.next_sentence))
     bert_config = BertConfig.from_json_file(config.bert_config_file)
     data = open_pretraining_data(config.input_file, config.eval_input_file,
                                  config.max_seq_length, config.max_predictions_per_seq,
                                  bert_config.vocab_size, config.do_eval, config.bert_config_file)
+    data = with_objective(data, config)
     if data.masking:
-        log(f"dynamic masking: masked_lm_prob={data.masking.masked_lm_prob}, whole words: "
-            f"{data.masking.do_whole_word_mask}, new masks every time an example is read")
+        rules = data.masking
+        log(f"dynamic masking: masked_lm_prob={rules.masked_lm_prob}, whole words: "
+            f"{rules.do_whole_word_mask}, [MASK]/random/kept {rules.mask_replace_prob:g}/"
+            f"{rules.random_replace_prob:g}/"
+            f"{1 - rules.mask_replace_prob - rules.random_replace_prob:g}, new masks every time "
+            f"an example is read")
+        expected = rules.masked_lm_prob * (config.max_seq_length - 2)
+        if rules.max_predictions_per_seq < expected:
+            log(f"warning: --max_predictions_per_seq={rules.max_predictions_per_seq} is below "
+                f"masked_lm_prob x sequence tokens = {expected:.1f}: long sequences get fewer "
+                f"than {100 * rules.masked_lm_prob:.0f}% of their tokens masked")
     bert_config.check_sequence_length(config.max_seq_length)
-    if bert_config.type_vocab_size < 2:
-        raise ValueError(f"--bert_config_file {config.bert_config_file}: type_vocab_size="
-                         f"{bert_config.type_vocab_size}, but pretraining pairs two segments "
-                         f"(segment ids 0 and 1): it must be at least 2")
+    single = (data.manifest or {}).get("options", {}).get("next_sentence") is False
+    if bert_config.type_vocab_size == 1 and not single:
+        raise ValueError(f"--bert_config_file {config.bert_config_file}: type_vocab_size=1, "
+                         f"but --input_file pairs two segments (segment ids 0 and 1): it must "
+                         f"be at least 2, or 0 (no segment table)")
     output_dir = config.output_dir
     check_resume(output_dir, bert_config, config, data.manifest)
     precision = precision_lib.resolve(config.mixed_precision, strategy)
@@ -281,16 +369,18 @@ def _run(strategy, config: PretrainingConfig, log, record):
     keras.utils.set_random_seed(config.random_seed)
     keras.mixed_precision.set_global_policy(precision.policy)
     with strategy.scope():
-        pretrainer = build_pretrainer(bert_config, packed=config.pack_sequences)
+        pretrainer = build_pretrainer(bert_config, packed=config.pack_sequences,
+                                      next_sentence=config.next_sentence)
         pretrainer.encoder.set_remat(config.remat)
+        budget = config.budget
+        clock = budget_lib.Clock(budget.seconds) if budget and budget.seconds else None
         optimizer = optimization.create_optimizer(
-            config.optimizer, learning_rate=config.learning_rate,
-            num_train_steps=config.num_train_steps, num_warmup_steps=config.num_warmup_steps,
+            config.optimizer, learning_rate=config.learning_rate, **config.schedule(clock),
             end_learning_rate=config.end_learning_rate,
             weight_decay_rate=config.weight_decay_rate,
             clip_norm=0.0,  # the Trainer clips (--clip_norm), after the all-reduce
             mixed_precision=precision.policy)
-    trainer = Trainer(strategy, pretrainer, optimizer, config)
+    trainer = Trainer(strategy, pretrainer, optimizer, config, clock=clock)
     try:
         log(trainer.restore(config.init_checkpoint))
     except tf.errors.InvalidArgumentError as e:
@@ -329,6 +419,8 @@ def _run(strategy, config: PretrainingConfig, log, record):
         ) from None
     if trainer.preempted:
         return {"preempted": True, "signal": trainer.signal, "step": trainer.step, **metrics}
+    if clock is not None and strategies.is_chief(strategy):  # where a budget of time ended
+        run_dir.record_last_step(output_dir, trainer.step)
     if config.do_eval:
         if trainer.last_evaluation is None or trainer.last_evaluation[0] != trainer.step:
             trainer.evaluate(*evaluation, summary_dir=output_dir, best=best)  # a finished run
@@ -336,6 +428,29 @@ def _run(strategy, config: PretrainingConfig, log, record):
         log("eval: " + format_metrics(eval_metrics))
         metrics = {**metrics, **{f"eval_{k}": v for k, v in eval_metrics.items()}}
     return {"step": trainer.step, **metrics}
+
+
+def with_objective(data, config: PretrainingConfig):
+    """`data` checked against the objective: single-segment data (made with --next_sentence=
+    false) cannot train a next-sentence head; --masked_lm_prob replaces dynamic data's rate
+    (training and evaluation alike, so that eval accuracy measures the same task)."""
+    options = (data.manifest or {}).get("options", {})
+    if config.next_sentence and options.get("next_sentence") is False:
+        raise ValueError("--input_file holds single segments (made with create_pretraining_data "
+                         "--next_sentence=false): it has no next-sentence labels to learn; pass "
+                         "--next_sentence=false to train the masked LM only")
+    if config.masked_lm_prob is None:
+        return data
+    if data.masking is None:
+        raise ValueError(f"--masked_lm_prob={config.masked_lm_prob}: --input_file was masked "
+                         f"when it was made (masked_lm_prob="
+                         f"{options.get('masked_lm_prob', 0.15)}); a new rate needs data made "
+                         f"with create_pretraining_data --dynamic_masking (or new data with "
+                         f"--masked_lm_prob)")
+    masking = data.masking._replace(masked_lm_prob=config.masked_lm_prob)
+    eval_masking = (data.eval_masking._replace(masked_lm_prob=config.masked_lm_prob)
+                    if data.eval_masking is not None else None)
+    return data._replace(masking=masking, eval_masking=eval_masking)
 
 
 def make_distributed_dataset(strategy, config: PretrainingConfig, data, input_files, batch_size,
@@ -385,7 +500,9 @@ def best_checkpoint(config: PretrainingConfig, model, strategy):
 
 # Settings a run cannot change once it has a checkpoint: the data stream and the model's inputs
 # depend on them (the model's shape is checked against bert_config.json).
-FIXED_ON_RESUME = ("max_seq_length", "max_predictions_per_seq", "pack_sequences")
+# (next_sentence: the model's heads.)
+FIXED_ON_RESUME = ("max_seq_length", "max_predictions_per_seq", "pack_sequences",
+                   "next_sentence")
 
 
 def check_resume(output_dir, bert_config, config: PretrainingConfig, manifest):
@@ -410,6 +527,13 @@ def check_resume(output_dir, bert_config, config: PretrainingConfig, manifest):
             problems.append(f"--{name}={getattr(config, name)}, but the run was trained with "
                             f"--{name}={flags[name]}")
     if "flags" in record:
+        held_budget = budget_lib.parse_budget(flags.get("train_budget", ""))
+        timed = [bool(b and b.seconds) for b in (held_budget, config.budget)]
+        if timed[0] != timed[1]:  # the checkpoints hold a clock, or not
+            problems.append(f"--train_budget={config.train_budget or '(none)'}, but the run "
+                            f"was trained with --train_budget="
+                            f"{flags.get('train_budget') or '(none)'}: a run keeps a budget of "
+                            f"time, or of steps, from start to end")
         held_vocab = (record.get("data_manifest") or {}).get("vocab", {}).get("sha256")
         vocab = (manifest or {}).get("vocab", {}).get("sha256")
         if held_vocab != vocab:

@@ -46,7 +46,8 @@ class TrainingLog:
         writer.close()
 
     def train(self, step, metrics, eta_seconds):
-        self.log(f"step {step}/{self.total_steps}  " + format_metrics(metrics)
+        of = f"/{self.total_steps}" if self.total_steps else ""  # None: a budget of time
+        self.log(f"step {step}{of}  " + format_metrics(metrics)
                  + f"  ETA {format_seconds(eta_seconds)}")
         if self.summary_dir:
             if self._train_writer is None:

@@ -85,8 +85,11 @@ class Trainer:
     """Trains a model built under `strategy.scope()` with a Keras optimizer."""
 
     def __init__(self, strategy, model, optimizer, options: TrainOptions,
-                 objective=pretraining_objective):
+                 objective=pretraining_objective, clock=None):
+        """`clock` (budget.Clock, made under the strategy's scope): train until its budget of
+        training time is spent (or `num_train_steps`), keeping it in the checkpoints."""
         self.strategy = strategy
+        self.clock = clock
         self.model = model
         self.optimizer = optimizer
         self.options = options
@@ -95,9 +98,11 @@ class Trainer:
         # Summed over steps: the objective's figures, the gradient norm, the examples seen.
         self._sums = tuple(objective.MEANS) + tuple(objective.COUNTS) + (
             "gradient_norm", "examples", "tokens")
+        self.variables = model.trainable_variables
         with strategy.scope():
-            optimizer.build(model.trainable_variables)  # so a restore fills its slots
-        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+            optimizer.build(self.variables)  # so a restore fills its slots
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
+                                              **({"clock": clock} if clock else {}))
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, worker_dir(options.output_dir, strategy),
             max_to_keep=options.keep_checkpoint_max,
@@ -137,7 +142,7 @@ class Trainer:
         if sums is None:
             sums = self.objective.batch_sums(labels)
         parts = self.options.gradient_accumulation_steps
-        variables = self.model.trainable_variables
+        variables = self.variables
         scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
         gradients, totals = None, None
         size = tf.shape(features["input_word_ids"])[0] // parts
@@ -174,7 +179,7 @@ class Trainer:
                                                   use_norm=norm)
         if scale is not None:  # the LossScaleOptimizer unscales and skips non-finite steps
             gradients = [g * scale for g in gradients]
-        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables))
+        self.optimizer.apply_gradients(zip(gradients, self.variables))
         totals["gradient_norm"] = norm
         return replica_totals(self.strategy, totals, features)
 
@@ -225,7 +230,8 @@ class Trainer:
         # Kept on the trainer: deleting an iterator waits for its input threads (seconds with a
         # large shuffle buffer), which a stop within the grace period cannot afford.
         self._iterator = iterator = iter(dataset)
-        report = TrainingLog(summary_dir, options.num_train_steps, log,
+        clock = self.clock
+        report = TrainingLog(summary_dir, None if clock else options.num_train_steps, log,
                              write_summaries=self.chief)
         if hyperparameters:
             report.hyperparameters(hyperparameters)
@@ -238,19 +244,24 @@ class Trainer:
         timings = [None, None]  # this process's (seconds per step, seconds per save), to agree
         saved_at = None
         first_call = True
+        self._unclocked = 0.0  # this process's training seconds not yet on the clock
         self._flag.install()
         try:
-            while self.step < options.num_train_steps:
+            while self.step < options.num_train_steps and not (clock and clock.is_spent()):
                 step = self.step
-                steps = sizer.steps(min(options.steps_per_loop, options.num_train_steps - step,
-                                        _to_next(step, options.log_steps),
-                                        _to_next(step, options.save_checkpoints_steps)), log)
+                steps = min(options.steps_per_loop, options.num_train_steps - step,
+                            _to_next(step, options.log_steps),
+                            _to_next(step, options.save_checkpoints_steps))
+                if clock is not None:  # the same on every worker: the clock is agreed
+                    steps = clock.steps_left(steps)
+                steps = sizer.steps(steps, log)
                 if profile is not None:  # host calls start and end at the profiled range
                     steps = profile.steps(step, steps)
                     profile.before(step)
                 began = time.monotonic()
                 sums = self._train_loop(iterator, tf.constant(steps, tf.int32))
                 sums = {name: float(value) for name, value in sums.items()}
+                self._unclocked += time.monotonic() - began
                 if not first_call:  # the first call also traced and compiled the step
                     timings[0] = (time.monotonic() - began) / steps
                 first_call = False
@@ -261,25 +272,30 @@ class Trainer:
                         f"loss is {sums['loss']} in steps {step + 1}-{step + steps}; training "
                         f"stopped. The last good checkpoint is "
                         f"{tf.train.latest_checkpoint(options.output_dir)}")
-                stop = self._agree(sizer, timings)
+                stop = self._agree(sizer, timings, steps)
                 window = {name: window[name] + sums[name] for name in window}
                 window_steps += steps
                 done = self.step
-                if done % options.log_steps == 0 or done == options.num_train_steps:
+                finished = done == options.num_train_steps or bool(clock and clock.is_spent())
+                if done % options.log_steps == 0 or finished:
                     elapsed = time.time() - window_start
                     metrics = {**self.objective.metrics(window, window_steps),
                                "gradient_norm": window["gradient_norm"] / window_steps,
                                "examples_per_second": window["examples"] / elapsed,
                                # packed rows hold several sequences: what was learnt from
-                               "sequences_per_second": window["next_sentence_count"] / elapsed,
+                               "sequences_per_second": window["sequence_count"] / elapsed,
                                "tokens_per_second": window["tokens"] / elapsed,
                                "learning_rate": float(self.optimizer.learning_rate)}
-                    eta = (time.time() - start) / max(done - start_step, 1) * (
-                        options.num_train_steps - done)
+                    if clock is None:
+                        eta = (time.time() - start) / max(done - start_step, 1) * (
+                            options.num_train_steps - done)
+                    else:
+                        eta = clock.left
+                        metrics["training_seconds"] = clock.spent
                     report.train(done, metrics, eta)
                     window = dict.fromkeys(self._sums, 0.0)
                     window_steps, window_start = 0, time.time()
-                if done % options.save_checkpoints_steps == 0 or done == options.num_train_steps:
+                if done % options.save_checkpoints_steps == 0 or finished:
                     timings[1] = self._timed_save()
                     saved_at = done
                     # An evaluation is not bounded by the grace period: none once a stop is due.
@@ -308,7 +324,7 @@ class Trainer:
 
     def train_sums(self, iterator, steps):
         """Runs `steps` steps in one host call; returns the objective's sums over them as floats
-        (loss, accuracies' counts, next_sentence_count: the sequences learnt from, ...)."""
+        (loss, accuracies' counts, sequence_count: the sequences learnt from, ...)."""
         sums = self._train_loop(iterator, tf.constant(steps, tf.int32))
         return {name: float(value) for name, value in sums.items()}
 
@@ -347,13 +363,15 @@ class Trainer:
         self.save()
         return time.monotonic() - began
 
-    def _agree(self, sizer, timings) -> bool:
+    def _agree(self, sizer, timings, steps=0) -> bool:
         """Whether to stop now: a worker received SIGTERM or SIGINT. Agreed by all workers
         between host calls (preemption reaches one VM of a slice at a time), so that every
         worker stops at the same step and takes part in one save, or none does; in the same
-        all-reduce, the step and save times every worker sizes its next host call by."""
+        all-reduce, the step and save times every worker sizes its next host call by, and the
+        training time that moves the clock (the workers' mean), after `steps` steps."""
+        unclocked, self._unclocked = getattr(self, "_unclocked", 0.0), 0.0
         values = [int(self._flag.number == number) for number in STOP_SIGNALS] + [
-            round(1000 * t) if t else 0 for t in timings]  # whole milliseconds: sums are exact
+            round(1000 * t) if t else 0 for t in (*timings, unclocked)]  # whole milliseconds
         shares = 1
         if self._workers > 1:  # every replica of a worker gives that worker's values
             distributed = self.strategy.experimental_distribute_values_from_function(
@@ -361,7 +379,9 @@ class Trainer:
             values = self.strategy.reduce(tf.distribute.ReduceOp.SUM, distributed,
                                           axis=None).numpy().tolist()
             shares = self.strategy.num_replicas_in_sync
-        sizer.agree(*(total / 1000 / shares for total in values[2:]))  # the same on every worker
+        sizer.agree(*(total / 1000 / shares for total in values[2:4]))  # the same everywhere
+        if self.clock is not None and values[4]:
+            self.clock.advance(values[4] / 1000 / shares, self.step, steps)
         if any(values[:2]):  # SIGTERM wins: a preemption notice beats a Ctrl-C
             self.signal = next(number.name for number, count in zip(STOP_SIGNALS, values)
                                if count)

@@ -13,6 +13,11 @@ JOBS.json is a list of jobs, done in order:
       [B, 2]; for BertForQuestionAnswering start_logits, end_logits [B, T]; for
       BertForTokenClassification logits [B, T, labels], for BertForSequenceClassification
       logits [B, labels]
+  {"op": "create", "dir": D, "config": {...}, "model": "ModernBertForMaskedLM", "perturb": 0.1}
+      a ModernBERT (ModernBertConfig), its norm weights and decoder bias moved off their
+      initial 1 and 0 by N(0, perturb) so that a misplaced one shows
+  {"op": "run", "dir": D, "model": "ModernBertForMaskedLM"|"ModernBertModel", ...}
+      outputs sequence_output and, for ModernBertForMaskedLM, masked_lm_logits [B, P, V]
   {"op": "tokenize", "dir": D, "texts": [...], "output": Y.json}
       ids from AutoTokenizer.from_pretrained(D), no special tokens
 
@@ -29,13 +34,40 @@ import transformers
 
 def create(job):
     torch.manual_seed(job.get("seed", 0))
-    model_class = getattr(transformers, job.get("model", "BertForPreTraining"))
-    model = model_class(transformers.BertConfig(**job["config"]))
+    name = job.get("model", "BertForPreTraining")
+    config_class = transformers.ModernBertConfig if name.startswith("ModernBert") else \
+        transformers.BertConfig
+    model = getattr(transformers, name)(config_class(**job["config"]))
+    with torch.no_grad():
+        for param_name, param in model.named_parameters():
+            if "norm" in param_name or param_name == "decoder.bias":
+                param.add_(torch.randn_like(param) * job.get("perturb", 0.0))
     model.save_pretrained(job["dir"])
+
+
+def gathered(logits, positions):
+    """logits [B, T, V] at positions [B, P] -> [B, P, V]."""
+    positions = torch.from_numpy(positions).long()
+    return torch.gather(logits, 1, positions[:, :, None].expand(-1, -1, logits.shape[-1]))
+
+
+def run_modernbert(job, inputs):
+    model = getattr(transformers, job["model"]).from_pretrained(job["dir"]).eval()
+    args = dict(input_ids=torch.from_numpy(inputs["input_word_ids"]).long(),
+                attention_mask=torch.from_numpy(inputs["input_mask"]).long())
+    encoder = model if job["model"] == "ModernBertModel" else model.model
+    with torch.no_grad():
+        outputs = {"sequence_output": encoder(**args).last_hidden_state.numpy()}
+        if job["model"] == "ModernBertForMaskedLM":
+            outputs["masked_lm_logits"] = gathered(
+                model(**args).logits, inputs["masked_lm_positions"]).numpy()
+    np.savez(job["outputs"], **outputs)
 
 
 def run(job):
     inputs = dict(np.load(job["inputs"]))
+    if job["model"].startswith("ModernBert"):
+        return run_modernbert(job, inputs)
     model_class = getattr(transformers, job["model"])
     model = model_class.from_pretrained(job["dir"]).eval()
     bert = model if job["model"] == "BertModel" else model.bert
@@ -52,10 +84,8 @@ def run(job):
             outputs[f"encoder_outputs_{i}"] = hidden.numpy()
         if job["model"] == "BertForPreTraining":
             heads = model(**args)
-            positions = torch.from_numpy(inputs["masked_lm_positions"]).long()
-            logits = heads.prediction_logits  # [B, T, V]
-            outputs["masked_lm_logits"] = torch.gather(
-                logits, 1, positions[:, :, None].expand(-1, -1, logits.shape[-1])).numpy()
+            outputs["masked_lm_logits"] = gathered(heads.prediction_logits,
+                                                   inputs["masked_lm_positions"]).numpy()
             outputs["next_sentence_logits"] = heads.seq_relationship_logits.numpy()
         if job["model"] == "BertForQuestionAnswering":
             heads = model(**args)

@@ -124,7 +124,8 @@ def static_masking(rows, options, ids, rng):
 def dynamic_masking(rows, options, ids, rng):
     """The dynamic path (run_pretraining's tf.data): all rows as one batch."""
     rules = MaskingRules(options.masked_lm_prob, options.max_predictions_per_seq,
-                         options.do_whole_word_mask, ids)
+                         options.do_whole_word_mask, ids, options.mask_replace_prob,
+                         options.random_replace_prob)
     seq = max(map(len, rows))
     input_ids = np.zeros((len(rows), seq), np.int32)
     for i, tokens in enumerate(rows):
@@ -147,15 +148,16 @@ MASKINGS = pytest.mark.parametrize("masking", [static_masking, dynamic_masking],
                                    ids=["static", "dynamic"])
 
 
-def masked_split(masking, do_whole_word_mask, trials=3000):
+def masked_split(masking, do_whole_word_mask, trials=3000, **options):
     options = InstanceOptions(max_seq_length=64, max_predictions_per_seq=20,
-                              do_whole_word_mask=do_whole_word_mask)
+                              do_whole_word_mask=do_whole_word_mask, **options)
+    predicted = min(20, round(options.masked_lm_prob * 40))
     rng = random.Random(0)
     counts = {"mask": 0, "random": 0, "keep": 0, "predictions": 0, "candidates": 0}
     rows = [[CLS] + [rng.randint(10, 59) for _ in range(40)] + [SEP] for _ in range(trials)]
     for original, (tokens, positions, labels) in zip(rows, masking(rows, options, IDS, rng)):
         counts["candidates"] += 40
-        assert positions == sorted(set(positions)) and len(positions) == 6  # round(0.15 x 40)
+        assert positions == sorted(set(positions)) and len(positions) == predicted
         for position, label in zip(positions, labels):
             assert original[position] == label
             counts["predictions"] += 1
@@ -176,6 +178,18 @@ def test_masking_statistics(masking):
     assert counts["mask"] / n == pytest.approx(0.8, abs=0.02)
     assert counts["random"] / n == pytest.approx(0.1, abs=0.02)
     assert counts["keep"] / n == pytest.approx(0.1, abs=0.02)
+
+
+@MASKINGS
+def test_masking_rate_and_split_are_settings(masking):
+    # ModernBERT's 30%, and a split other than 80/10/10
+    counts = masked_split(masking, False, trials=2000, masked_lm_prob=0.3,
+                          mask_replace_prob=0.6, random_replace_prob=0.25)
+    assert counts["predictions"] / counts["candidates"] == pytest.approx(0.3, abs=0.005)
+    n = counts["predictions"]
+    assert counts["mask"] / n == pytest.approx(0.6, abs=0.02)
+    assert counts["random"] / n == pytest.approx(0.25, abs=0.02)
+    assert counts["keep"] / n == pytest.approx(0.15, abs=0.02)
 
 
 @MASKINGS
@@ -239,7 +253,42 @@ def test_whole_word_masking_groups_pieces_with_one_decision(masking):
     assert np.mean(budget_used) > 0.9  # words that do not fit are skipped, later ones taken
 
 
+def test_single_segments_for_masked_lm_only_data():
+    documents = toy_documents()
+    options = InstanceOptions(max_seq_length=32, max_predictions_per_seq=5, dupe_factor=1,
+                              next_sentence=False, short_seq_prob=0.0)
+    instances = create_instances(documents, options, IDS, random.Random(4))
+    # the text of each document once, in order, split at sentence boundaries, [CLS] A [SEP]
+    sentence_lengths = {len(s) for d in documents for s in d}
+    restored = []
+    for instance in instances:
+        tokens = list(instance.tokens)
+        assert tokens[0] == CLS and tokens[-1] == SEP and tokens.count(SEP) == 1
+        assert instance.segment_ids == [0] * len(tokens) and not instance.is_random_next
+        assert len(tokens) <= 32 and 1 <= len(instance.masked_lm_positions) <= 5
+        for position, label in zip(instance.masked_lm_positions, instance.masked_lm_labels):
+            assert 0 < position < len(tokens) - 1
+            tokens[position] = label
+        restored.append(tokens[1:-1])
+    everything = sorted(map(tuple, restored))
+    expected = []
+    for document in documents:
+        chunk = []
+        for sentence in document:
+            if chunk and len(chunk) + len(sentence) > 30:
+                expected.append(tuple(chunk))
+                chunk = []
+            chunk += sentence
+        expected.append(tuple(chunk))  # (toy sentences are at most 15 tokens: none cut)
+    assert max(sentence_lengths) <= 30 and everything == sorted(expected)
+    # sequences are filled: most are longer than half the room
+    assert np.mean([len(r) > 15 for r in restored]) > 0.5
+
+
 def test_options_are_validated():
+    with pytest.raises(ValueError, match="mask_replace_prob=0.9 and --random_replace_prob=0.2 "
+                                         "add up to more than 1"):
+        InstanceOptions(mask_replace_prob=0.9, random_replace_prob=0.2)
     with pytest.raises(ValueError, match="max_seq_length must be at least 5"):
         InstanceOptions(max_seq_length=4)
     with pytest.raises(ValueError, match="masked_lm_prob must be in"):

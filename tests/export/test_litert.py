@@ -1,6 +1,7 @@
 """LiteRT exports run in the LiteRT interpreter (with tensorflow-text's kernels) and give the
 SavedModel's outputs: float to 1e-4, int8 predictions agreeing on a held-out set."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -27,6 +28,12 @@ from conftest import REPO_ROOT, random_inputs
 CONFIG = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                     intermediate_size=64, max_position_embeddings=64, initializer_range=0.2)
 SEQ = 24
+# ModernBERT's settings: rotary positions, local layers, no segment table, bias-free norms
+MODERNBERT = dataclasses.replace(
+    CONFIG, layer_norm="pre", hidden_act="geglu", use_bias=False, norm_bias=False,
+    head_bias=False, type_vocab_size=0, first_block_attention_norm=False,
+    position_embedding_type="rope", local_rope_theta=10000.0, rope_theta=160000.0,
+    local_attention_window=4, num_hidden_layers=3, global_attention_every_n_layers=2)
 TEXTS = ["the cat sat on the mat .", "a very good dog , then a bad cat", "Tree House BIG",
          "the " * 40, "", "unknownword and the mat"]
 
@@ -146,14 +153,16 @@ def test_a_pair_request_whose_texts_differ_in_number_is_refused_not_a_crash(tmp_
     assert all("num_input_elements != num_output_elements" in line for line in lines), lines
 
 
-@pytest.mark.parametrize("task", [None, "question_answering", "tagging"])
-def test_ids_in_models_agree_with_keras(task, tmp_path):
+@pytest.mark.parametrize("task, config", [(None, CONFIG), ("question_answering", CONFIG),
+                                          ("tagging", CONFIG), (None, MODERNBERT)],
+                         ids=["pretrained", "question_answering", "tagging", "modernbert"])
+def test_ids_in_models_agree_with_keras(task, config, tmp_path):
     write_vocab(list(SPECIAL_TOKENS) + WORDS + [".", ","], tmp_path / "vocab.txt")
     vocab = load_vocab(str(tmp_path / "vocab.txt"))
     keras.utils.set_random_seed(2)
     labels = ["O", "B-X", "I-X"] if task == "tagging" else []
-    model = (build_pretrainer(CONFIG) if task is None
-             else build_task_model(task, BertEncoder(CONFIG), labels))
+    model = (build_pretrainer(config, next_sentence=config is CONFIG) if task is None
+             else build_task_model(task, BertEncoder(config), labels))
     logs = []
     path = litert.export_litert(ExportRequest(task, model, vocab, True, SEQ, {"labels": labels}),
                                 str(tmp_path / "out"), log=logs.append)
@@ -161,7 +170,7 @@ def test_ids_in_models_agree_with_keras(task, tmp_path):
     assert manifest["inputs"] == ["input_word_ids", "input_mask", "input_type_ids"]
     assert not manifest["text_in"] and manifest["custom_ops"] == []
     assert (task is None) or any("the caller tokenizes" in line for line in logs)
-    inputs = random_inputs(CONFIG, batch=3, seq_length=SEQ, seed=5)
+    inputs = random_inputs(config, batch=3, seq_length=SEQ, seed=5)
     expected = (model.encoder(inputs, training=False) if task is None
                 else model(inputs, training=False))
     expected = expected if isinstance(expected, dict) else {"logits": expected}

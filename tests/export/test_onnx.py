@@ -1,6 +1,7 @@
 """ONNX exports (ids in) run in ONNX Runtime with the Keras model's outputs, at any batch and
 length."""
 
+import dataclasses
 import json
 import sys
 
@@ -19,14 +20,23 @@ from conftest import random_inputs
 
 CONFIG = BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                     intermediate_size=64, max_position_embeddings=64, initializer_range=0.2)
+# ModernBERT's settings: rotary positions, local layers, no segment table, bias-free norms
+MODERNBERT = dataclasses.replace(
+    CONFIG, layer_norm="pre", hidden_act="geglu", use_bias=False, norm_bias=False,
+    head_bias=False, type_vocab_size=0, first_block_attention_norm=False,
+    position_embedding_type="rope", local_rope_theta=10000.0, rope_theta=160000.0,
+    local_attention_window=4, num_hidden_layers=3, global_attention_every_n_layers=2)
 
 
-@pytest.mark.parametrize("task", [None, "classification", "question_answering"])
-def test_onnx_model_matches_keras_at_any_batch_and_length(task, tmp_path):
+@pytest.mark.parametrize("task, config", [(None, CONFIG), ("classification", CONFIG),
+                                          ("question_answering", CONFIG), (None, MODERNBERT)],
+                         ids=["pretrained", "classification", "question_answering",
+                              "modernbert"])
+def test_onnx_model_matches_keras_at_any_batch_and_length(task, config, tmp_path):
     write_vocab(list(SPECIAL_TOKENS) + [f"w{i}" for i in range(35)], tmp_path / "vocab.txt")
     keras.utils.set_random_seed(3)
-    model = (build_pretrainer(CONFIG) if task is None
-             else build_task_model(task, BertEncoder(CONFIG), ["a", "b", "c"]))
+    model = (build_pretrainer(config, next_sentence=config is CONFIG) if task is None
+             else build_task_model(task, BertEncoder(config), ["a", "b", "c"]))
     labels = ["a", "b", "c"] if task == "classification" else []
     request = ExportRequest(task, model, load_vocab(str(tmp_path / "vocab.txt")), True, 16,
                             {"labels": labels})
@@ -38,7 +48,7 @@ def test_onnx_model_matches_keras_at_any_batch_and_length(task, tmp_path):
     names = [output.name for output in session.get_outputs()]
     assert sorted(names) == manifest["outputs"]
     for batch, length in ((1, 8), (5, 33)):
-        inputs = random_inputs(CONFIG, batch=batch, seq_length=length, seed=length)
+        inputs = random_inputs(config, batch=batch, seq_length=length, seed=length)
         expected = (model.encoder(inputs, training=False) if task is None
                     else model(inputs, training=False))
         expected = expected if isinstance(expected, dict) else {"logits": expected}

@@ -38,6 +38,13 @@ OPTIONS = {
                            layer_norm="pre", hidden_act="geglu", use_bias=False),
     "local_global": dict(local_attention_window=4, global_attention_every_n_layers=2,
                          num_hidden_layers=3, position_embedding_type="rope"),
+    # ModernBERT's: bias-free norms, no segment table, no first attention norm, and a rotary
+    # base of its own for the local layers
+    "modernbert": dict(layer_norm="pre", hidden_act="geglu", use_bias=False, norm_bias=False,
+                       type_vocab_size=0, first_block_attention_norm=False,
+                       position_embedding_type="rope", rope_theta=160000.0,
+                       local_rope_theta=10000.0, local_attention_window=4,
+                       global_attention_every_n_layers=2, num_hidden_layers=3),
 }
 
 
@@ -59,8 +66,8 @@ def norm(x, layer):
         scale = np.asarray(layer.scale)
         return x / np.sqrt(np.mean(x ** 2, -1, keepdims=True) + layer.epsilon) * scale
     mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
-    return (x - mean) / np.sqrt(var + layer.epsilon) * np.asarray(layer.gamma) + np.asarray(
-        layer.beta)
+    beta = np.asarray(layer.beta) if layer.center else 0.0
+    return (x - mean) / np.sqrt(var + layer.epsilon) * np.asarray(layer.gamma) + beta
 
 
 def dense(x, layer):
@@ -92,8 +99,9 @@ def reference(encoder, inputs):
     ids, mask, types = (np.asarray(inputs[k]) for k in ("input_word_ids", "input_mask",
                                                         "input_type_ids"))
     T, N, d = ids.shape[1], config.num_attention_heads, config.head_size  # noqa: N806
-    x = (np.asarray(encoder.word_embeddings.embeddings)[ids]
-         + np.asarray(encoder.type_embeddings.embeddings)[types]).astype(np.float64)
+    x = np.asarray(encoder.word_embeddings.embeddings)[ids].astype(np.float64)
+    if config.type_vocab_size:
+        x = x + np.asarray(encoder.type_embeddings.embeddings)[types]
     rope = config.position_embedding_type == "rope"
     if not rope:
         x = x + np.asarray(encoder.position_embedding.embeddings)[:T]
@@ -102,18 +110,22 @@ def reference(encoder, inputs):
     distance = np.abs(np.arange(T)[:, None] - np.arange(T)[None, :])
     for index, block in enumerate(encoder.transformer_layers):
         allowed = np.broadcast_to(mask[:, None, None, :], (len(ids), 1, T, T))
-        if config.local_attention_window and index % config.global_attention_every_n_layers:
+        local = config.local_attention_window and index % config.global_attention_every_n_layers
+        if local:
             allowed = allowed * (distance <= config.local_attention_window // 2)
         adder = (1.0 - allowed) * -10000.0
         attention = block.self_attention
-        h = norm(x, block.self_attention_layer_norm) if pre else x
+        first_unnormed = index == 0 and not config.first_block_attention_norm
+        h = norm(x, block.self_attention_layer_norm) if pre and not first_unnormed else x
 
         def heads(layer):
             out = np.einsum("btc,cnd->btnd", h, np.asarray(layer.kernel))
             return out + np.asarray(layer.bias) if config.use_bias else out
         q, k, v = heads(attention.query), heads(attention.key), heads(attention.value)
         if rope:
-            q, k = rotate(q, config.rope_theta), rotate(k, config.rope_theta)
+            theta = config.local_rope_theta if local and config.local_rope_theta else \
+                config.rope_theta
+            q, k = rotate(q, theta), rotate(k, theta)
         scores = np.einsum("btnd,bsnd->bnts", q, k) / np.sqrt(d) + adder
         probs = np.exp(scores - scores.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
@@ -179,6 +191,23 @@ def test_every_option_at_berts_value_is_berts_model_and_file():
         np.testing.assert_array_equal(ours(inputs)[name], theirs(inputs)[name])
 
 
+def test_modernbert_options_drop_what_modernbert_lacks():
+    config = BertConfig(**{**BASE, **OPTIONS["modernbert"]})
+    encoder = randomized(config)
+    paths = [w.path for w in encoder.weights]
+    assert encoder.type_embeddings is None and not [p for p in paths if "type_emb" in p]
+    assert not [p for p in paths if p.endswith("beta")]  # bias-free norms
+    assert encoder.transformer_layers[0].self_attention_layer_norm is None
+    assert encoder.transformer_layers[1].self_attention_layer_norm is not None
+    assert [block.rope_theta for block in encoder.transformer_layers] == [160000.0, 10000.0,
+                                                                          160000.0]
+    inputs = random_inputs(config, batch=2, seq_length=8, seed=4)
+    other_types = dict(inputs, input_type_ids=1 - inputs["input_type_ids"])
+    np.testing.assert_array_equal(encoder(inputs)["sequence_output"],
+                                  encoder(other_types)["sequence_output"])  # not read
+    assert config.beyond_bert()[-1] == "type_vocab_size=0"
+
+
 def test_options_round_trip_through_bert_config_json(tmp_path):
     config = BertConfig(**BASE, **OPTIONS["pre_rms_geglu_no_bias"])
     config.to_json_file(tmp_path / "bert_config.json")
@@ -191,7 +220,12 @@ def test_options_round_trip_through_bert_config_json(tmp_path):
     ({"layer_norm": "sandwich"}, "layer_norm must be one of post, pre"),
     ({"norm_type": "scale_norm"}, "norm_type must be one of layer_norm, rms_norm"),
     ({"use_bias": "no"}, "use_bias must be true or false"),
-    ({"hidden_act": "reglu"}, "hidden_act must be one of .*geglu, swiglu")])
+    ({"hidden_act": "reglu"}, "hidden_act must be one of .*geglu, swiglu"),
+    ({"first_block_attention_norm": False}, "first_block_attention_norm=false needs "
+                                            "layer_norm='pre'"),
+    ({"norm_bias": 0}, "norm_bias must be true or false"),
+    ({"local_rope_theta": 0.5}, "local_rope_theta must be a number above 1"),
+    ({"type_vocab_size": -1}, "type_vocab_size must be a positive integer .or 0")])
 def test_bad_options_are_named(values, named):
     with pytest.raises(ConfigError, match=named):
         BertConfig(**BASE, **values)

@@ -38,7 +38,8 @@ for job in json.loads(sys.argv[1]):
         if job["model"] in ("encoder", "modern_encoder"):
             model = BertEncoder(config)
         else:
-            model = build_pretrainer(config, packed=job["model"] == "packed_pretrainer")
+            model = build_pretrainer(config, packed=job["model"] == "packed_pretrainer",
+                                     next_sentence=job["model"] != "modernbert_pretrainer")
         model.load_weights(job["weights"])
         outputs = model(inputs)
         np.savez(job["outputs"], **{k: keras.ops.convert_to_numpy(v)
@@ -98,8 +99,15 @@ MODERN = dict(layer_norm="pre", norm_type="rms_norm", hidden_act="geglu", use_bi
               position_embedding_type="rope", local_attention_window=4,
               global_attention_every_n_layers=2)
 
+# ModernBERT's settings (no segment table, bias-free norms, its local rotary base), masked LM only
+MODERNBERT = dict(layer_norm="pre", hidden_act="geglu", use_bias=False, norm_bias=False,
+                  head_bias=False, type_vocab_size=0, first_block_attention_norm=False,
+                  position_embedding_type="rope", rope_theta=160000.0, local_rope_theta=10000.0,
+                  local_attention_window=4, global_attention_every_n_layers=2)
+
 MODELS = {"encoder": lambda config: BertEncoder(config),
           "modern_encoder": lambda config: BertEncoder(config),
+          "modernbert_pretrainer": lambda config: build_pretrainer(config, next_sentence=False),
           "pretrainer": lambda config: build_pretrainer(config),
           "packed_pretrainer": lambda config: build_pretrainer(config, packed=True)}
 
@@ -110,10 +118,11 @@ def on_both(tmp_path_factory):
     in one child process, before the fit() job, so the TensorFlow-free check holds)."""
     tmp = tmp_path_factory.mktemp("jax")
     config = tiny_config()
-    configs = {name: dataclasses.replace(config, **MODERN) if name == "modern_encoder" else config
-               for name in MODELS}
+    options = {"modern_encoder": MODERN, "modernbert_pretrainer": MODERNBERT}
+    configs = {name: dataclasses.replace(config, **options.get(name, {})) for name in MODELS}
     features = {"encoder": random_inputs(config, batch=3, seq_length=16),
                 "modern_encoder": random_inputs(config, batch=3, seq_length=16, seed=1),
+                "modernbert_pretrainer": pretraining_features(config),
                 "pretrainer": pretraining_features(config),
                 "packed_pretrainer": packed_features(config)}
     expected, jobs = {}, []
@@ -149,6 +158,11 @@ def test_encoder_outputs_agree_on_jax(on_both):
 
 def test_encoder_options_beyond_bert_agree_on_jax(on_both):
     assert_agree(on_both["modern_encoder"])
+
+
+def test_modernbert_pretrainer_agrees_on_jax(on_both):
+    assert_agree(on_both["modernbert_pretrainer"])
+    assert set(on_both["modernbert_pretrainer"]["got"]) == {"masked_lm_logits"}
 
 
 def test_pretrainer_outputs_agree_on_jax(on_both):

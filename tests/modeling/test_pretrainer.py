@@ -210,3 +210,38 @@ def test_sparse_cross_entropy_and_its_gradient_equal_keras():
     assert ours[0].shape == (3, 5)
     np.testing.assert_allclose(ours[0], expected[0], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ours[1], expected[1], rtol=1e-5, atol=1e-6)
+
+
+def test_masked_lm_only_pretrainer(tmp_path):
+    """next_sentence=False: the same masked-LM logits as the full model's with the same
+    weights, no next-sentence head or output, loss = masked-LM loss, fit() metrics without
+    next-sentence figures, a pooler listed as untrained, and a .keras round trip."""
+    config = tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    features, labels = pretraining_batch(config)
+    full = build_pretrainer(config)
+    mlm_only = build_pretrainer(config, next_sentence=False)
+    assert mlm_only.next_sentence is None
+    for source in (full.encoder, full.masked_lm_transform, full.masked_lm_output_bias):
+        target = getattr(mlm_only, source.name) if source is not full.encoder else \
+            mlm_only.encoder
+        target.set_weights(source.get_weights())
+    outputs = mlm_only(features)
+    assert list(outputs) == ["masked_lm_logits"]
+    np.testing.assert_allclose(outputs["masked_lm_logits"], full(features)["masked_lm_logits"],
+                               atol=1e-6)
+    losses = pretraining_losses(labels, outputs)
+    assert float(losses["loss"]) == float(losses["masked_lm_loss"]) > 0
+    assert float(losses["next_sentence_loss"]) == 0.0
+    assert {id(v) for v in mlm_only.untrained_variables} == {
+        id(v) for v in mlm_only.encoder.pooler.weights}
+    assert full.untrained_variables == []
+    mlm_only.compile(optimizer="adam")
+    history = mlm_only.fit(features, labels, epochs=1, verbose=0).history
+    assert "masked_lm_accuracy" in history
+    assert not any(name.startswith("next_sentence") for name in history), history
+    path = str(tmp_path / "mlm_only.keras")
+    mlm_only.save(path)
+    loaded = keras.saving.load_model(path)
+    assert loaded.next_sentence is None
+    np.testing.assert_array_equal(loaded(features)["masked_lm_logits"],
+                                  mlm_only(features)["masked_lm_logits"])

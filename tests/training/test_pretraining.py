@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,8 +22,8 @@ from bert_tf.config import BertConfig
 from bert_tf.data.input_pipeline import DataMismatchError
 from bert_tf.training.pretraining import run
 from conftest import REPO_ROOT
-from pretraining_fixtures import (flag_values, launch_workers, make_tiny_data, other_vocab_data,
-                                  tiny_config_file)
+from pretraining_fixtures import (MODERNBERT, flag_values, launch_workers, make_tiny_data,
+                                  other_vocab_data, tiny_config_file)
 
 TAGS = {"loss", "masked_lm_loss", "masked_lm_accuracy", "next_sentence_loss",
         "next_sentence_accuracy", "learning_rate", "examples_per_second", "gradient_norm",
@@ -350,7 +351,7 @@ def test_pretraining_refuses_a_single_segment_config(data, tmp_path):
     single = tmp_path / "single.json"
     single.write_text(json.dumps({**json.loads(open(data["config"]).read()),
                                   "type_vocab_size": 1}))
-    with pytest.raises(ValueError, match="type_vocab_size=1, but pretraining pairs two"):
+    with pytest.raises(ValueError, match="type_vocab_size=1, but --input_file pairs two"):
         run(flag_values(data["glob"], str(single), tmp_path / "run"))
 
 
@@ -670,3 +671,66 @@ def test_a_model_beyond_bert_trains_resumes_finetunes_and_exports(data, tmp_path
         **{k: tf.constant(v) for k, v in inputs.items()})
     np.testing.assert_allclose(served["pooled_output"],
                                pretrainer.encoder(inputs)["pooled_output"], atol=1e-5)
+
+
+def test_masked_lm_only_on_a_time_budget_trains_resumes_and_evaluates(tmp_path):
+    """A ModernBERT-shaped encoder (no segment table, rotary, local layers) trained with
+    --next_sentence=false on single-segment data masked as read at 30%, for a budget of
+    training time: no next-sentence head or figures, the schedule over the budget, the clock
+    kept in the checkpoints (a resumed run goes on from its time), the sidecar evaluator stops
+    at the step the budget ended at, and the exported files load without the head."""
+    from bert_tf import run_dir
+    from bert_tf.training.continuous_eval import continuous_eval
+
+    (tmp_path / "data").mkdir()
+    single = make_tiny_data(str(tmp_path / "data"), dynamic_masking=True, next_sentence=False)
+    config = tiny_config_file(str(tmp_path / "data"), **MODERNBERT)  # ModernBERT's encoder
+    out = tmp_path / "run"
+    flags = dict(num_train_steps=None, num_warmup_steps=None, next_sentence=False,
+                 masked_lm_prob=0.3, train_budget="5s", warmup_fraction=0.2,
+                 save_checkpoints_steps=25, steps_per_loop=5, log_steps=5)
+    with pytest.raises(ValueError, match="single segments .* pass --next_sentence=false"):
+        run(flag_values(single, config, out, **{**flags, "next_sentence": True}))
+    lines = []
+    first = run(flag_values(single, config, out, **flags), log=lines.append)
+    assert "masked_lm_prob=0.3" in "\n".join(lines)
+    assert not any("next_sentence" in key for key in first), first
+    assert 0 <= first["eval_masked_lm_accuracy"] <= 1
+    record = run_dir.read_record(str(out))
+    assert record["last_step"] == first["step"] > 0
+    assert record["flags"]["train_budget"] == "5s"
+    steps = [line for line in lines if line.startswith("step ")]
+    # "step N", no "/total" (N is 1 where compiling the first call spent the budget)
+    assert re.match(r"step \d+ ", steps[0]) and "training_seconds=" in steps[0], steps[0]
+
+    lines = []
+    second = run(flag_values(single, config, out, **{**flags, "train_budget": "8s"}),
+                 log=lines.append)
+    assert f"resumed from {out}/ckpt-{first['step']}" in "\n".join(lines)
+    assert second["step"] > first["step"]
+    seconds = scalars(out / "train")["training_seconds"]
+    rates = dict(scalars(out / "train")["learning_rate"])
+    resumed = [value for step, value in seconds if step > first["step"]]
+    assert resumed[0] > 5 and resumed[-1] >= 8  # the clock went on from 5 s
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(out)))
+    assert reader.get_tensor("clock/seconds/.ATTRIBUTES/VARIABLE_VALUE") == resumed[-1]
+    assert all(b > a for (_, a), (_, b) in zip(seconds, seconds[1:]))
+    assert rates[second["step"]] == pytest.approx(0.0, abs=1e-9)  # decayed at the budget's end
+    assert 0 < max(rates.values()) <= 3e-3
+    assert run_dir.read_record(str(out))["last_step"] == second["step"]
+
+    # a budget of steps cannot take over the clock of a budget of time
+    with pytest.raises(ValueError, match="a run keeps a budget of time, or of steps"):
+        run(flag_values(single, config, out, **{**flags, "train_budget": "100steps"}))
+
+    # the sidecar evaluates the run's checkpoints and exits at the step the budget ended at
+    evaluated = continuous_eval(flag_values(single, config, out, **{
+        **flags, "mode": "continuous_eval", "eval_timeout_secs": 60}), log=lambda *_: None,
+        poll_secs=0.2)
+    assert max(evaluated) == second["step"]
+    pretrainer, _ = run_dir.load_pretrainer(run_dir.resolve(directory=str(out)))
+    assert pretrainer.next_sentence is None
+    ones = np.ones((2, 8), "int32")
+    outputs = pretrainer({"input_word_ids": ones, "input_mask": ones, "input_type_ids": 0 * ones,
+                          "masked_lm_positions": ones[:, :3]})
+    assert list(outputs) == ["masked_lm_logits"]

@@ -180,7 +180,7 @@ def bench_time_to_accuracy(log):
             start = time.perf_counter()
             sums = trainer.train_sums(iterator, FLAGS.tta_eval_every)
             seconds += time.perf_counter() - start
-            sequences += sums["next_sentence_count"]
+            sequences += sums["sequence_count"]
             metrics = trainer.evaluate(evaluation, FLAGS.tta_eval_batches)
             curve.append({"seconds": round(seconds, 2), "sequences": int(sequences),
                           "steps": trainer.step - 1,
