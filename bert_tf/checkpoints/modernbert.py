@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf import io
+from bert_tf.checkpoints.names import keras_weights
 from bert_tf.config import GATED_ACTIVATIONS, BertConfig, ConfigError
 
 MODEL_TYPE = "modernbert"
@@ -188,16 +189,11 @@ HEAD = ("head.", "decoder.")
 TIED = "decoder.weight"
 
 
-def _keras_weights(model):
-    return {w.path.split("/", 1)[1] if w.path.startswith(model.name + "/") else w.path: w
-            for w in model.weights}
-
-
 def assign(model, arrays: dict, source: str) -> list[str]:
     """Copies ModernBERT arrays (names without the `model.` prefix) into a masked-LM-only
     BertPretrainer; every shape is checked. Returns what the source lacks: the head, where the
     directory holds a ModernBertModel only."""
-    weights, absent = _keras_weights(model), []
+    weights, absent = keras_weights(model), []
     for mapped in names(model.encoder.config):
         if mapped.hf not in arrays:
             if mapped.hf.startswith(HEAD):
@@ -220,7 +216,7 @@ def assign(model, arrays: dict, source: str) -> list[str]:
 
 def arrays_of(model) -> dict:
     """A masked-LM-only BertPretrainer's weights as ModernBertForMaskedLM arrays."""
-    weights, arrays = _keras_weights(model), {}
+    weights, arrays = keras_weights(model), {}
     for mapped in names(model.encoder.config):
         pieces = [np.asarray(weights[p].numpy(), np.float32) for p in mapped.parts]
         if "attention_output/kernel" in mapped.parts[0]:  # [N, d, H] -> [H_in, H]

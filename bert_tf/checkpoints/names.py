@@ -182,7 +182,8 @@ def keras_path(google_name: str) -> str:
     raise KeyError(google_name)
 
 
-def _keras_weights(model):
+def keras_weights(model):
+    """Our model's weights by their path below the model ("word_embeddings/embeddings")."""
     return {w.path.split("/", 1)[1] if w.path.startswith(model.name + "/") else w.path: w
             for w in model.weights}
 
@@ -191,7 +192,7 @@ def assign_to_model(model, tensors):
     """Copies google-named arrays into a built model (a `BertPretrainer` or a task model,
     reshaping the attention kernels to Keras's [H, N, d] / [N, d, H]); the rest of the model
     keeps its values."""
-    weights = _keras_weights(model)
+    weights = keras_weights(model)
     for name, value in tensors.items():
         target = weights[keras_path(name)]
         value = value.T if name in _TRANSPOSED_IN_KERAS else value
@@ -200,7 +201,7 @@ def assign_to_model(model, tensors):
 
 def model_tensors(model, shapes) -> dict:
     """The model's weights named in `shapes` (google_shapes), as google-named float32 arrays."""
-    weights = _keras_weights(model)
+    weights = keras_weights(model)
     tensors = {}
     for name, shape in shapes.items():
         value = np.asarray(weights[keras_path(name)].numpy(), np.float32)
