@@ -26,6 +26,15 @@ TF_ERROR_LINE = r"^\d{4}-\d\d-\d\d [\d:.]+: [EF] .*$"
 CONFIGS_DIR = os.path.join(REPO_ROOT, "configs")
 
 
+# ModernBERT's settings (BertConfig's options beyond BERT) at a tiny size: pre-norm, GeGLU, no
+# biases (nor in the norms and the masked-LM head), no segment table, no first attention norm,
+# rotary positions with a base of their own in the local layers (window 4, every other layer).
+MODERNBERT = dict(layer_norm="pre", hidden_act="geglu", use_bias=False, norm_bias=False,
+                  head_bias=False, type_vocab_size=0, first_block_attention_norm=False,
+                  position_embedding_type="rope", rope_theta=160000.0, local_rope_theta=10000.0,
+                  local_attention_window=4, global_attention_every_n_layers=2)
+
+
 def tiny_config(**overrides) -> BertConfig:
     """hidden 32, 2 layers, 4 heads, vocab 100: the size unit tests use."""
     values = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,

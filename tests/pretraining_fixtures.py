@@ -33,11 +33,6 @@ def make_tiny_data(directory, num_shards=2, dynamic_masking=False, next_sentence
     return f"{prefix}-*.tfrecord"
 
 
-# ModernBERT's settings (BertConfig's options beyond BERT), for a tiny config.
-MODERNBERT = dict(layer_norm="pre", hidden_act="geglu", use_bias=False, norm_bias=False,
-                  head_bias=False, type_vocab_size=0, first_block_attention_norm=False,
-                  position_embedding_type="rope", rope_theta=160000.0, local_rope_theta=10000.0,
-                  local_attention_window=4, global_attention_every_n_layers=2)
 
 
 def tiny_config_file(directory, dropout=0.1, **options):

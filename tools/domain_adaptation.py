@@ -23,10 +23,7 @@ stage took, are printed (and written as JSON).
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 
 from absl import app, flags
 
@@ -34,6 +31,8 @@ TOOLS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TOOLS)
 sys.path.insert(0, REPO)
 sys.path.insert(0, TOOLS)
+
+from bench_common import command, finetune_accuracy, run_in_work_dir  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -47,30 +46,6 @@ def define_flags():
     flags.DEFINE_integer("epochs", 3, "Finetuning epochs.")
     flags.DEFINE_string("work", None, "Working directory (default: a temporary one).")
     flags.DEFINE_string("output", None, "Write the figures as JSON here.")
-
-
-def command(*args, done=None):
-    """Runs `python -m bert_tf.<args>` unless `done` (a path) exists from an earlier run of the
-    tool in the same --work; returns its seconds."""
-    if done and os.path.exists(done):
-        return 0.0
-    start = time.time()
-    result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True,
-                            text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
-    if result.returncode:
-        raise RuntimeError(f"{' '.join(args[:1])} failed:\n{result.stderr[-3000:]}")
-    return time.time() - start
-
-
-def finetune(init_checkpoint, files, output, seed):
-    """run_classifier on the downstream task; its dev accuracy."""
-    command("bert_tf.run_classifier", f"--init_checkpoint={init_checkpoint}",
-            f"--train_file={files['train']}", f"--eval_file={files['dev']}",
-            f"--output_dir={output}", "--max_seq_length=64", "--train_batch_size=32",
-            "--learning_rate=5e-5", f"--num_train_epochs={FLAGS.epochs}",
-            f"--random_seed={seed}")
-    with open(os.path.join(output, "eval_results.json")) as f:
-        return json.load(f)["accuracy"]
 
 
 def run(work):
@@ -108,7 +83,8 @@ def run(work):
     for name, init in (("minilm", minilm), ("adapted", adapted)):
         scores = []
         for seed in map(int, FLAGS.seeds):
-            scores.append(finetune(init, files, os.path.join(work, f"{name}_{seed}"), seed))
+            scores.append(finetune_accuracy(init, files, os.path.join(work, f"{name}_{seed}"),
+                                            seed, FLAGS.epochs))
             print(f"{name} seed {seed}: dev accuracy {scores[-1]:.4f}", flush=True)
         figures[name] = {"accuracy": scores, "mean": statistics.mean(scores),
                          "stdev": statistics.stdev(scores) if len(scores) > 1 else 0.0}
@@ -118,15 +94,7 @@ def run(work):
 
 def main(argv):
     del argv
-    if FLAGS.work:
-        os.makedirs(FLAGS.work, exist_ok=True)
-        figures = run(FLAGS.work)
-    else:
-        with tempfile.TemporaryDirectory() as work:
-            figures = run(work)
-    if FLAGS.output:
-        with open(FLAGS.output, "w", encoding="utf-8") as f:
-            json.dump(figures, f, indent=1)
+    run_in_work_dir(run, FLAGS.work, FLAGS.output)
 
 
 if __name__ == "__main__":

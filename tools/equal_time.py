@@ -26,10 +26,7 @@ and written as JSON.
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 
 from absl import app, flags
 
@@ -37,6 +34,8 @@ TOOLS = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(TOOLS)
 sys.path.insert(0, REPO)
 sys.path.insert(0, TOOLS)
+
+from bench_common import command, finetune_accuracy, run_in_work_dir  # noqa: E402
 
 FLAGS = flags.FLAGS
 SEQ, PREDICTIONS, BATCH = 128, 20, 32
@@ -65,19 +64,6 @@ def crammed_config(path):
                            "hidden_act": "geglu", "intermediate_size": width})
     config.to_json_file(path)
     return path
-
-
-def command(*args, done=None):
-    """Runs `python -m bert_tf.<args>` unless `done` exists (an earlier run of the tool in the
-    same --work); returns its seconds."""
-    if done and os.path.exists(done):
-        return 0.0
-    start = time.time()
-    result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True,
-                            text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
-    if result.returncode:
-        raise RuntimeError(f"{' '.join(args[:1])} failed:\n{result.stderr[-3000:]}")
-    return time.time() - start
 
 
 RECIPES = {
@@ -130,16 +116,6 @@ def held_out_accuracy(run, held_out):
     return right / total, int(total)
 
 
-def finetune(init_checkpoint, files, output, seed):
-    command("bert_tf.run_classifier", f"--init_checkpoint={init_checkpoint}",
-            f"--train_file={files['train']}", f"--eval_file={files['dev']}",
-            f"--output_dir={output}", "--max_seq_length=64", "--train_batch_size=32",
-            "--learning_rate=5e-5", f"--num_train_epochs={FLAGS.epochs}",
-            f"--random_seed={seed}", done=os.path.join(output, "eval_results.json"))
-    with open(os.path.join(output, "eval_results.json")) as f:
-        return json.load(f)["accuracy"]
-
-
 def run(work):
     from bert_tf import io, run_dir
     from bert_tf.data.sample_data import make_sample_data
@@ -158,8 +134,8 @@ def run(work):
         wall = pretrain(name, config_file, train, held_out, output)
         record = run_dir.read_record(output)
         accuracy, masked = held_out_accuracy(output, held_out)
-        scores = [finetune(output, files, os.path.join(work, f"{name}_cls_{seed}"), int(seed))
-                  for seed in FLAGS.seeds]
+        scores = [finetune_accuracy(output, files, os.path.join(work, f"{name}_cls_{seed}"),
+                                    int(seed), FLAGS.epochs) for seed in FLAGS.seeds]
         figures[name] = {
             "parameters": _parameters(config_file), "steps": record["last_step"],
             "pretraining_wall_seconds": round(wall, 1),
@@ -180,15 +156,7 @@ def _parameters(config_file):
 
 def main(argv):
     del argv
-    if FLAGS.work:
-        os.makedirs(FLAGS.work, exist_ok=True)
-        figures = run(FLAGS.work)
-    else:
-        with tempfile.TemporaryDirectory() as work:
-            figures = run(work)
-    if FLAGS.output:
-        with open(FLAGS.output, "w", encoding="utf-8") as f:
-            json.dump(figures, f, indent=1)
+    run_in_work_dir(run, FLAGS.work, FLAGS.output)
 
 
 if __name__ == "__main__":

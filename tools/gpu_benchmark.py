@@ -5,6 +5,8 @@
     python tools/gpu_benchmark.py --configs=tiny --steps=2         # a CPU dry run (CI does it)
     python tools/gpu_benchmark.py --configs=large --seq_lengths=128 --precisions=bf16 \\
         --output=gpu.json
+    python tools/gpu_benchmark.py --configs=modernbert_base --seq_lengths=512 \\
+        --precisions=bf16 --peers=                                 # attention: einsum vs fused
 
 For the machines that have JAX but not TensorFlow: it needs only jax (with its CUDA plugin),
 keras, numpy and this source tree (bert_tf's model code is keras.ops only, and nothing here
@@ -13,6 +15,12 @@ synthetic batch (full-length sequences, `--predictions` masked positions) and ar
 Keras's AdamW through `compile(jit_compile=True)` + `train_on_batch`, so the whole step is one
 XLA program for both; ours also has the next-sentence head, keras-hub's BertMaskedLM has none.
 The two are timed in alternating windows (`--rounds`), so drift hits both alike.
+
+Ours is timed once per `--attention` implementation (bert_tf.modeling.attention): "einsum"
+(keras.ops, what every backend runs) and "auto" (on a GPU, cuDNN's flash attention for bf16; on
+a TPU, the splash kernel), or a kernel by name. A fused kernel has no attention dropout, so
+"auto" takes it only where attention_probs_dropout_prob is 0 (ModernBERT's configs;
+`--attention_dropout=0` for the others); where "auto" comes to "einsum", it is not timed twice.
 
 Reported per (config, sequence length, precision, implementation): sequences/s (the median of
 the rounds), and MFU = model FLOPs/s (tools/bench_common.py's count: 6 * non-embedding
@@ -40,14 +48,15 @@ import keras  # noqa: E402
 
 from bench_common import synthetic_batch, train_flops_per_sequence  # noqa: E402
 from bert_tf.config import BertConfig  # noqa: E402
-from bert_tf.modeling import build_pretrainer  # noqa: E402
+from bert_tf.modeling import attention, build_pretrainer  # noqa: E402
 
 POLICIES = {"bf16": "mixed_bfloat16", "fp32": "float32"}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", default="base,large", help="configs/bert_<name>.json")
+    parser.add_argument("--configs", default="base,large",
+                        help="configs/<name>.json or configs/bert_<name>.json")
     parser.add_argument("--seq_lengths", default="128,512")
     parser.add_argument("--precisions", default="bf16,fp32", help="bf16 (mixed), fp32")
     parser.add_argument("--batch_sizes", default="128:64,512:16",
@@ -57,9 +66,15 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="Timed steps per round.")
     parser.add_argument("--rounds", type=int, default=3, help="Alternating rounds per figure.")
     parser.add_argument("--peers", default="keras_hub", help="keras_hub, or '' for none.")
+    parser.add_argument("--attention", default="einsum,auto",
+                        help="Our attention implementations to time: "
+                        + ", ".join(attention.IMPLEMENTATIONS))
+    parser.add_argument("--attention_dropout", type=float, default=None,
+                        help="attention_probs_dropout_prob for every model (default: the "
+                        "config's); fused kernels need 0")
     parser.add_argument("--output", default=None, help="Write the figures as JSON here.")
     args = parser.parse_args(argv)
-    for name in ("configs", "seq_lengths", "precisions", "peers"):
+    for name in ("configs", "seq_lengths", "precisions", "peers", "attention"):
         setattr(args, name, [v for v in getattr(args, name).split(",") if v])
     args.seq_lengths = [int(s) for s in args.seq_lengths]
     for name in ("batch_sizes", "predictions"):
@@ -68,6 +83,11 @@ def parse_args(argv=None):
     unknown = [p for p in args.precisions if p not in POLICIES]
     if unknown:
         parser.error(f"--precisions: unknown {unknown}; choose from {list(POLICIES)}")
+    for name in args.attention:
+        try:
+            attention.check_implementation(name)
+        except ValueError as e:
+            parser.error(f"--attention: {e}")
     return args
 
 
@@ -85,20 +105,28 @@ def matmul_peak():
     return 2 * n ** 3 / min(times)
 
 
-def load_config(name):
-    """configs/bert_<name>.json (from_dict: from_json_file reads through tf.io.gfile)."""
-    path = os.path.join(REPO, "configs", f"bert_{name}.json")
+def load_config(name, attention_dropout=None):
+    """configs/<name>.json or configs/bert_<name>.json (from_dict: from_json_file reads
+    through tf.io.gfile), with `attention_dropout` as attention_probs_dropout_prob if given."""
+    path = os.path.join(REPO, "configs", f"{name}.json")
+    if not os.path.exists(path):
+        path = os.path.join(REPO, "configs", f"bert_{name}.json")
     with open(path, encoding="utf-8") as f:
-        return BertConfig.from_dict(json.load(f), source=path)
+        values = json.load(f)
+    if attention_dropout is not None:
+        values["attention_probs_dropout_prob"] = attention_dropout
+    return BertConfig.from_dict(values, source=path)
 
 
 def optimizer():
     return keras.optimizers.AdamW(1e-4, weight_decay=0.01, epsilon=1e-6, clipnorm=None)
 
 
-def ours(config, features, labels):
-    """bert_tf's BertPretrainer with its own losses (masked-LM + next sentence)."""
-    model = build_pretrainer(config)
+def ours(config, features, labels, implementation="einsum"):
+    """bert_tf's BertPretrainer with its own losses (masked-LM, + next sentence where the
+    config has segments), attention by `implementation`."""
+    model = build_pretrainer(config, next_sentence=config.type_vocab_size >= 2)
+    model.encoder.set_attention(implementation)
     model.compile(optimizer=optimizer(), jit_compile=True)
     return lambda: model.train_on_batch(features, labels)
 
@@ -123,8 +151,12 @@ def keras_hub_peer(config, features, labels):
                                         sample_weight=labels["masked_lm_weights"])
 
 
-def implementations(peers, log):
-    found = {"bert_tf": ours}
+def implementations(peers, attentions, log):
+    """{name: make(config, features, labels) -> step}: ours once per attention
+    implementation ("bert_tf" with einsum, "bert_tf/<name>" otherwise), then the peers."""
+    found = {"bert_tf" if name == "einsum" else f"bert_tf/{name}":
+             (lambda name: lambda *a: ours(*a, implementation=name))(name)
+             for name in attentions}
     for peer in peers:
         try:
             import keras_hub  # noqa: F401
@@ -153,18 +185,26 @@ def main(argv=None, log=print):
     peak = matmul_peak()
     log(f"device: {device.platform} {device.device_kind}; jax {jax.__version__}, "
         f"keras {keras.__version__}; bf16 matmul peak {peak / 1e12:.1f} TFLOP/s")
-    makers = implementations(args.peers, log)
+    makers = implementations(args.peers, args.attention, log)
     rows = []
     for config_name in args.configs:
-        config = load_config(config_name)
+        config = load_config(config_name, args.attention_dropout)
         for seq in args.seq_lengths:
             batch, predictions = args.batch_sizes[seq], args.predictions[seq]
             features, labels = synthetic_batch(config, batch, seq, predictions)
             flops = train_flops_per_sequence(config, seq, predictions)
             for precision in args.precisions:
                 keras.config.set_dtype_policy(POLICIES[precision])
-                runs, compile_seconds = {}, {}
+                runs, compile_seconds, kernels = {}, {}, {}
                 for name, make in makers.items():
+                    if name.startswith("bert_tf/"):  # what the implementation comes to here
+                        kernels[name] = attention.choose(
+                            name.split("/", 1)[1], keras.config.dtype_policy().compute_dtype,
+                            seq, config.attention_probs_dropout_prob, training=True)
+                        if kernels[name] == "einsum" and "bert_tf" in makers:
+                            log(f"{config_name} seq {seq} {precision}: {name} comes to "
+                                f"einsum here; not timed twice")
+                            continue
                     keras.utils.set_random_seed(0)
                     start = time.perf_counter()
                     runs[name] = make(config, features, labels)
@@ -176,6 +216,8 @@ def main(argv=None, log=print):
                     rate = batch / seconds
                     rows.append({"config": config_name, "seq_length": seq, "batch": batch,
                                  "precision": precision, "implementation": name,
+                                 "attention": kernels.get(name, "einsum"
+                                                          if name == "bert_tf" else None),
                                  "sequences_per_second": rate, "mfu": rate * flops / peak,
                                  "warmup_seconds": compile_seconds[name]})
                     log(f"{config_name:6s} seq {seq:4d} batch {batch:3d} {precision} "

@@ -221,7 +221,13 @@ def write_huggingface(tensors, config, vocab, do_lower_case, directory, task=Non
         config = dataclasses.replace(config, hidden_act="gelu_new")
     io.write_json(os.path.join(directory, "config.json"),
                   config_to_huggingface(config, vocab.pad_id, task, labels))
+    write_tokenizer_config(directory, do_lower_case, config.max_position_embeddings)
+
+
+def write_tokenizer_config(directory, do_lower_case, max_length):
+    """tokenizer_config.json: transformers' BertTokenizer of the vocab.txt beside it (which the
+    caller copies), cased or not, for inputs of up to `max_length` tokens."""
     io.write_json(os.path.join(directory, "tokenizer_config.json"),
                   {"tokenizer_class": "BertTokenizer", "do_lower_case": do_lower_case,
                    "strip_accents": None, "tokenize_chinese_chars": True,
-                   "model_max_length": config.max_position_embeddings})
+                   "model_max_length": max_length})

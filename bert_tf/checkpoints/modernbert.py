@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_tf import io
+from bert_tf.checkpoints.huggingface import load_safetensors, write_tokenizer_config
 from bert_tf.checkpoints.names import keras_weights
 from bert_tf.config import GATED_ACTIVATIONS, BertConfig, ConfigError
 
@@ -234,8 +235,6 @@ def arrays_of(model) -> dict:
 def read_arrays(directory) -> tuple[dict, list]:
     """(arrays by name less the `model.` prefix, skipped names) of a ModernBERT directory;
     the tied decoder weight must equal the embeddings."""
-    from bert_tf.checkpoints.huggingface import load_safetensors
-
     arrays = load_safetensors(directory)
     prefixed = any(n.startswith(ENCODER_PREFIX) for n in arrays)
     out, skipped = {}, []
@@ -349,7 +348,4 @@ def write_modernbert(model, vocab, do_lower_case, directory) -> None:
                   save(arrays_of(model), metadata={"format": "pt"}))
     config = model.encoder.config
     io.write_json(os.path.join(directory, "config.json"), config_to_modernbert(config, vocab))
-    io.write_json(os.path.join(directory, "tokenizer_config.json"),
-                  {"tokenizer_class": "BertTokenizer", "do_lower_case": do_lower_case,
-                   "strip_accents": None, "tokenize_chinese_chars": True,
-                   "model_max_length": config.max_position_embeddings})
+    write_tokenizer_config(directory, do_lower_case, config.max_position_embeddings)

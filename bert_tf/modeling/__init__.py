@@ -1,7 +1,8 @@
 """The model: BERT's layers, the encoder, the pretraining heads and objective, the finetuning
 task models.
 
-Only `keras.layers` / `keras.ops`, no TensorFlow, so the model runs on every Keras backend.
+Only `keras.layers` / `keras.ops`, no TensorFlow, so the model runs on every Keras backend (on
+JAX, attention may also call JAX's fused kernels: `attention`).
 """
 
 from bert_tf.modeling.encoder import INPUT_NAMES, BertEncoder

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 
 from bert_tf.config import BertConfig
-from bert_tf.modeling import layers
+from bert_tf.modeling import attention, layers
 
 INPUT_NAMES = ("input_word_ids", "input_mask", "input_type_ids")
 
@@ -75,6 +75,7 @@ class BertEncoder(keras.Model):
                 norm_type=config.norm_type, use_bias=config.use_bias,
                 rope_theta=config.layer_rope_theta(i), norm_bias=config.norm_bias,
                 attention_norm=i > 0 or config.first_block_attention_norm,
+                local_window=config.local_attention_window if config.is_local_layer(i) else None,
                 name=f"transformer_layer_{i}", dtype=dtype)
             for i in range(config.num_hidden_layers)]
         # pre-norm blocks leave the stream unnormalised: one more norm after the last
@@ -87,7 +88,7 @@ class BertEncoder(keras.Model):
         # === Functional model ===
         inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name)
                   for name in INPUT_NAMES}
-        attention_mask, positions = packed_mask(inputs["input_mask"])  # [B, T, T], [B, T]
+        _, positions = packed_mask(inputs["input_mask"])  # [B, T]
         words = word_embeddings(inputs["input_word_ids"])  # [B, T, H]
         summed = [words]
         if position_embedding is not None:
@@ -98,13 +99,9 @@ class BertEncoder(keras.Model):
                   if len(summed) > 1 else words)
         hidden = embeddings_dropout(embeddings_layer_norm(hidden))
         encoder_outputs = []
-        local_mask = (layers.LocalAttentionMask(config.local_attention_window,
-                                                name="local_attention_mask",
-                                                dtype=dtype)(attention_mask)
-                      if config.local_attention_window else None)
-        for index, block in enumerate(blocks):
-            mask = local_mask if config.is_local_layer(index) else attention_mask
-            hidden = block(hidden, mask, positions) if rotary else block(hidden, mask)
+        for block in blocks:  # each attends by the packing ids (layers.SelfAttention)
+            hidden = (block(hidden, inputs["input_mask"], positions) if rotary
+                      else block(hidden, inputs["input_mask"]))
             encoder_outputs.append(hidden)
         if final_layer_norm is not None:
             hidden = encoder_outputs[-1] = final_layer_norm(hidden)
@@ -129,6 +126,14 @@ class BertEncoder(keras.Model):
                              f"{mode!r}")
         for block in self.transformer_layers:
             block.remat = mode
+
+    def set_attention(self, implementation):
+        """How the blocks compute attention: "auto" (the default), "einsum", or on the JAX
+        backend a fused kernel, "cudnn", "splash" or "xla" (`attention`). The weights and
+        (but for rounding, and padding positions) the outputs are the same."""
+        attention.check_implementation(implementation)
+        for block in self.transformer_layers:
+            block.self_attention.implementation = implementation
 
     def __call__(self, inputs, *args, **kwargs):
         # Checked before Keras's own input handling, whose messages know nothing of BERT.

@@ -21,6 +21,7 @@ import keras
 from keras import ops
 
 from bert_tf.config import ACTIVATIONS, GATED_ACTIVATIONS
+from bert_tf.modeling import attention
 
 
 HALF_PRECISION = ("bfloat16", "float16")
@@ -186,7 +187,8 @@ class PackedSequenceMask(keras.layers.Layer):
     (all real tokens 1) is one sequence per row. A real token attends to the tokens of its own
     sequence only (a padding query to every real token, as without packing), and positions
     restart at 0 with each sequence. For a one-sequence row both are what BERT always did:
-    padding keys masked, positions 0..T-1.
+    padding keys masked, positions 0..T-1. The encoder reads the positions and hands the blocks
+    input_mask itself, from which each attention layer makes its mask (`attention`).
     """
 
     def call(self, input_mask):
@@ -194,14 +196,11 @@ class PackedSequenceMask(keras.layers.Layer):
         # expand_dims, not [:, None]: LiteRT's converter cannot turn a new-axis slice of a
         # tensor of unknown length into its own ops
         query, key = ops.expand_dims(mask, 2), ops.expand_dims(mask, 1)  # [B,T,1], [B,1,T]
-        real_key = ops.greater(key, 0)
-        attention = ops.logical_and(
-            real_key, ops.logical_or(ops.equal(query, key), ops.equal(query, 0)))  # [B,T,T]
         # A token's sequence starts after the real tokens of earlier sequences.
-        start = ops.sum(ops.cast(ops.logical_and(real_key, ops.less(key, query)), "int32"),
-                        axis=-1)  # [B, T]
+        start = ops.sum(ops.cast(ops.logical_and(ops.greater(key, 0), ops.less(key, query)),
+                                 "int32"), axis=-1)  # [B, T]
         positions = ops.expand_dims(ops.arange(ops.shape(mask)[1], dtype="int32"), 0) - start
-        return ops.cast(attention, "int32"), positions
+        return ops.cast(attention.allowed_keys(mask), "int32"), positions
 
     def compute_output_spec(self, input_mask):
         batch, length = input_mask.shape
@@ -212,17 +211,16 @@ class PackedSequenceMask(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="bert_tf")
 class LocalAttentionMask(keras.layers.Layer):
     """An attention mask [B,T,T] -> the same, keeping only keys at most `window // 2`
-    positions from their query (a local layer's sliding window)."""
+    positions from their query (a local layer's sliding window). Kept for encoders saved
+    before `SelfAttention` took its window itself."""
 
     def __init__(self, window, **kwargs):
         super().__init__(**kwargs)
         self.window = window
 
     def call(self, attention_mask):
-        index = ops.arange(ops.shape(attention_mask)[-1], dtype="int32")
-        distance = ops.abs(ops.expand_dims(index, 1) - ops.expand_dims(index, 0))  # [T, T]
-        near = ops.cast(ops.less_equal(distance, self.window // 2), attention_mask.dtype)
-        return attention_mask * ops.expand_dims(near, 0)
+        near = attention.near(ops.shape(attention_mask)[-1], self.window)  # [T, T]
+        return attention_mask * ops.expand_dims(ops.cast(near, attention_mask.dtype), 0)
 
     def compute_output_spec(self, attention_mask):
         return keras.KerasTensor(attention_mask.shape, dtype=attention_mask.dtype)
@@ -245,13 +243,21 @@ class SelfAttention(keras.layers.Layer):
     The three projections run as one [H, 3N, d] matmul and padding enters as one additive bias;
     about 2% faster per training step than MultiHeadAttention on bert_small (CPU, oneDNN).
 
-    Call with `(hidden [B,T,H], input_mask [B,T])`, 1 on the keys that may be attended to, or
-    with an attention mask [B,T,T] (query, key) from `PackedSequenceMask`; with `rope_theta`,
-    also `positions` [B,T], by which queries and keys are rotated (`rotary`).
+    Call with `(hidden [B,T,H], input_mask [B,T])`, input_mask the packing ids
+    (`PackedSequenceMask`; a 0/1 mask is one sequence per row), or with an attention mask
+    [B,T,T] (query, key); with `rope_theta`, also `positions` [B,T], by which queries and keys
+    are rotated (`rotary`). With `local_window`, a query attends only to keys at most
+    `local_window // 2` positions away.
+
+    `implementation` (not part of the config: set it on a built model, like `remat`) picks how
+    the attention itself is computed: "einsum" (keras.ops, every backend), "auto" (the default)
+    or a fused kernel of the JAX backend ("cudnn", "splash", "xla"; see `attention`), which
+    needs input_mask as packing ids; under "auto", a kernel that refuses the inputs (when
+    traced) leaves the call to the einsum path, with a warning.
     """
 
     def __init__(self, num_heads, head_size, dropout=0.0, initializer_range=0.02,
-                 use_bias=True, rope_theta=None, **kwargs):
+                 use_bias=True, rope_theta=None, local_window=None, **kwargs):
         super().__init__(**kwargs)
         self.num_heads = num_heads
         self.head_size = head_size
@@ -259,6 +265,8 @@ class SelfAttention(keras.layers.Layer):
         self.initializer_range = initializer_range
         self.use_bias = use_bias
         self.rope_theta = rope_theta
+        self.local_window = local_window or None
+        self.implementation = "auto"
 
     def build(self, inputs_shape):
         hidden_size = inputs_shape[-1]
@@ -287,13 +295,23 @@ class SelfAttention(keras.layers.Layer):
         if self.rope_theta is not None:
             query, key = (rotary(x, positions, self.rope_theta) for x in (query, key))
         query = query * ops.cast(1.0 / float(self.head_size) ** 0.5, query.dtype)
-        scores = ops.einsum("btnd,bsnd->bnts", query, key)  # [B, N, T, T]
-        masked = 1.0 - ops.cast(input_mask, scores.dtype)  # [B, T] or [B, T, T]
-        if len(input_mask.shape) == 2:
-            masked = ops.expand_dims(masked, 1)  # [B, 1, T]
-        scores = scores + ops.expand_dims(masked, 1) * _MASKED_SCORE  # [B, 1, T or 1, T]
-        probs = self.dropout(ops.softmax(scores, axis=-1), training=training)
-        context = ops.einsum("bnts,bsnd->btnd", probs, value)  # [B, T, N, d]
+        packing_ids = len(input_mask.shape) == 2
+        how = (attention.choose(self.implementation, query.dtype, query.shape[1],
+                                self.dropout_rate, training) if packing_ids else "einsum")
+        context = None if how == "einsum" else attention.attention(
+            query, key, value, input_mask, self.local_window, how,
+            fall_back=self.implementation == "auto")
+        if context is None:
+            if packing_ids:
+                allowed = attention.allowed_keys(input_mask, self.local_window)  # [B, T, T]
+            else:
+                allowed = attention.within_window(ops.cast(input_mask, "bool"),
+                                                  self.local_window)
+            scores = ops.einsum("btnd,bsnd->bnts", query, key)  # [B, N, T, T]
+            masked = 1.0 - ops.cast(allowed, scores.dtype)  # [B, T, T]
+            scores = scores + ops.expand_dims(masked, 1) * _MASKED_SCORE
+            probs = self.dropout(ops.softmax(scores, axis=-1), training=training)
+            context = ops.einsum("bnts,bsnd->btnd", probs, value)  # [B, T, N, d]
         return _project(context, self.attention_output.kernel,
                         self.attention_output.bias, input_dims=2)  # [B, T, H]
 
@@ -304,7 +322,7 @@ class SelfAttention(keras.layers.Layer):
         return {**super().get_config(), "num_heads": self.num_heads,
                 "head_size": self.head_size, "dropout": self.dropout_rate,
                 "initializer_range": self.initializer_range, "use_bias": self.use_bias,
-                "rope_theta": self.rope_theta}
+                "rope_theta": self.rope_theta, "local_window": self.local_window}
 
 
 def rotary(x, positions, theta):
@@ -364,7 +382,7 @@ class TransformerBlock(keras.layers.Layer):
                  hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
                  initializer_range=0.02, layer_norm_eps=1e-12, remat="none", layer_norm="post",
                  norm_type="layer_norm", use_bias=True, rope_theta=None, norm_bias=True,
-                 attention_norm=True, **kwargs):
+                 attention_norm=True, local_window=None, **kwargs):
         super().__init__(**kwargs)
         if remat not in REMAT_MODES:
             raise ValueError(f"remat must be one of {', '.join(REMAT_MODES)}, got {remat!r}")
@@ -382,6 +400,7 @@ class TransformerBlock(keras.layers.Layer):
         self.rope_theta = rope_theta
         self.norm_bias = norm_bias
         self.attention_norm = attention_norm
+        self.local_window = local_window or None
         self.gated = hidden_act in GATED_ACTIVATIONS
         self.activation = get_activation(hidden_act)
 
@@ -396,7 +415,8 @@ class TransformerBlock(keras.layers.Layer):
         self.self_attention = SelfAttention(
             self.num_attention_heads, hidden_size // self.num_attention_heads,
             self.attention_probs_dropout_prob, self.initializer_range, use_bias=self.use_bias,
-            rope_theta=self.rope_theta, name="self_attention", **common)
+            rope_theta=self.rope_theta, local_window=self.local_window, name="self_attention",
+            **common)
         self.self_attention.build(inputs_shape)
         self.self_attention_dropout = Dropout(self.hidden_dropout_prob, **common)
         self.self_attention_layer_norm = None  # pre-norm without an attention-input norm
@@ -471,7 +491,7 @@ class TransformerBlock(keras.layers.Layer):
                 "layer_norm_eps": self.layer_norm_eps, "layer_norm": self.layer_norm,
                 "norm_type": self.norm_type, "use_bias": self.use_bias,
                 "rope_theta": self.rope_theta, "norm_bias": self.norm_bias,
-                "attention_norm": self.attention_norm}
+                "attention_norm": self.attention_norm, "local_window": self.local_window}
 
 
 @keras.saving.register_keras_serializable(package="bert_tf")

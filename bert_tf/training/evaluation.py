@@ -24,23 +24,30 @@ from bert_tf.run_dir import RunDir
 BEST_INFO = os.path.basename(RunDir("").best_info)  # in best/
 
 
-def global_sums(strategy, objective, labels):
-    """The global batch's `batch_sums`: one scalar all-reduce across replicas."""
-    sums = objective.batch_sums(labels)
+def global_sums(strategy, objective, labels, sums=None):
+    """The global batch's `batch_sums`: one scalar all-reduce across replicas (of this
+    replica's `sums`, when it has them already)."""
+    sums = objective.batch_sums(labels) if sums is None else sums
     if strategy.num_replicas_in_sync == 1:
         return sums
     context = tf.distribute.get_replica_context()
     return tuple(context.all_reduce(tf.distribute.ReduceOp.SUM, list(sums)))
 
 
-def replica_totals(strategy, totals, features):
+def replica_totals(strategy, totals, features, rows=None):
     """What a replica adds to the sums over replicas: its statistics (its means are already its
-    share of the global ones), the examples and real tokens it saw."""
+    share of the global ones), the examples and real tokens it learnt from (its first `rows`
+    rows, if given)."""
     totals = dict(totals)
     if "gradient_norm" in totals:  # the same on every replica
         totals["gradient_norm"] /= strategy.num_replicas_in_sync
-    totals["examples"] = tf.cast(tf.shape(features["input_word_ids"])[0], tf.float32)
-    totals["tokens"] = tf.reduce_sum(tf.cast(features["input_mask"] > 0, tf.float32))
+    real = tf.cast(features["input_mask"] > 0, tf.float32)  # [B, T]
+    if rows is None:
+        totals["examples"] = tf.cast(tf.shape(real)[0], tf.float32)
+    else:
+        totals["examples"] = tf.cast(rows, tf.float32)
+        real *= tf.cast(tf.range(tf.shape(real)[0]) < rows, tf.float32)[:, None]
+    totals["tokens"] = tf.reduce_sum(real)
     return totals
 
 

@@ -135,20 +135,29 @@ class AdamW(ClipsSummedGradients, keras.optimizers.AdamW):
             grad=tf.convert_to_tensor(tf.cast(gradient, dtype)))
 
 
+DECAY_SHAPES = ("linear", "sqrt")
+
+
 @keras.saving.register_keras_serializable(package="bert_tf")
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warmup from 0 to `learning_rate` over `num_warmup_steps`, then linear decay
     (polynomial, power 1) to `end_learning_rate` at `num_train_steps`, constant after.
 
     `num_decay_steps` (trapezoidal, warmup-stable-decay): the rate stays at `learning_rate`
-    after the warmup and decays over the last `num_decay_steps` only. With a `clock`
+    after the warmup and decays over the last `num_decay_steps` only; `decay_shape="sqrt"`
+    decays by 1 - sqrt(progress) instead (the "1-sqrt" cooldown of Hägele et al. 2024, which
+    ModernBERT uses). With a `clock`
     (bert_tf.training.budget.Clock) the schedule runs over training seconds rather than steps:
     its "steps" are then seconds of the budget, and the position is the clock's at the step.
     """
 
     def __init__(self, learning_rate, num_train_steps, num_warmup_steps=0,
-                 end_learning_rate=0.0, num_decay_steps=None, clock=None):
+                 end_learning_rate=0.0, num_decay_steps=None, clock=None, decay_shape="linear"):
+        if decay_shape not in DECAY_SHAPES:
+            raise ValueError(f"decay_shape must be one of {', '.join(DECAY_SHAPES)}, got "
+                             f"{decay_shape!r}")
         self.learning_rate = learning_rate
+        self.decay_shape = decay_shape
         self.num_train_steps = num_train_steps
         self.num_warmup_steps = num_warmup_steps
         self.end_learning_rate = end_learning_rate
@@ -163,6 +172,8 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
                                 self.num_warmup_steps))
         decay_steps = ops.cast(max(self.num_train_steps - decay_start, 1), "float32")
         progress = ops.clip((step - decay_start) / decay_steps, 0.0, 1.0)
+        if self.decay_shape == "sqrt":
+            progress = ops.sqrt(progress)
         decayed = (self.learning_rate - self.end_learning_rate) * (1.0 - progress) \
             + self.end_learning_rate
         warming = self.learning_rate * step / ops.maximum(warmup, 1.0)
@@ -174,17 +185,20 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
                   "end_learning_rate": self.end_learning_rate}
         if self.num_decay_steps is not None:
             config["num_decay_steps"] = self.num_decay_steps
+        if self.decay_shape != "linear":
+            config["decay_shape"] = self.decay_shape
         return config
 
 
 def create_optimizer(name="adamw", *, learning_rate, num_train_steps, num_warmup_steps=0,
                      end_learning_rate=0.0, weight_decay_rate=0.01, clip_norm=1.0,
-                     mixed_precision="float32", num_decay_steps=None, clock=None):
+                     mixed_precision="float32", num_decay_steps=None, clock=None,
+                     decay_shape="linear"):
     """`adamw` or `lamb` with BERT's settings (beta 0.9/0.999, epsilon 1e-6); float16 adds
     dynamic loss scaling. The schedule is `WarmupLinearDecay`'s (with `num_decay_steps`:
-    trapezoidal; with `clock`: over its seconds)."""
+    trapezoidal; with `clock`: over its seconds; `decay_shape`: linear or 1 - sqrt)."""
     schedule = WarmupLinearDecay(learning_rate, num_train_steps, num_warmup_steps,
-                                 end_learning_rate, num_decay_steps, clock)
+                                 end_learning_rate, num_decay_steps, clock, decay_shape)
     common = dict(learning_rate=schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-6,
                   weight_decay=float(weight_decay_rate),
                   global_clipnorm=clip_norm if clip_norm and clip_norm > 0 else None)

@@ -60,6 +60,9 @@ RECIPES = {
                       save_checkpoints_steps=1_000, train_batch_size=32),
         "warmup_share": 0.1},
 }
+# --lr_schedule: (a final decay over --decay_fraction only, its shape)
+LR_SCHEDULES = {"linear": (False, "linear"), "trapezoidal": (True, "linear"),
+                "trapezoidal_sqrt": (True, "sqrt")}
 _UNSET = "; unset: from the run's recipe (docs/pretraining.md#hyper-parameters)"
 BEST_METRICS = ("masked_lm_accuracy", "next_sentence_accuracy", "loss", "masked_lm_loss",
                 "next_sentence_loss", "none")
@@ -118,10 +121,11 @@ class PretrainingConfig(TrainOptions, strategies.DeviceSettings):
     lr_schedule: str = setting("linear", "linear: warmup, then linear decay to "
                                          "--end_learning_rate at the end (BERT); trapezoidal: "
                                          "warmup, constant, then linear decay over the last "
-                                         "--decay_fraction of the run (warmup-stable-decay, "
-                                         "ModernBERT).", choices=("linear", "trapezoidal"))
-    decay_fraction: float = setting(0.1, "--lr_schedule=trapezoidal: the share of the run the "
-                                         "final decay takes.", above=0, maximum=1)
+                                         "--decay_fraction of the run (warmup-stable-decay); "
+                                         "trapezoidal_sqrt: the same with a 1 - sqrt decay "
+                                         "(ModernBERT's).", choices=tuple(LR_SCHEDULES))
+    decay_fraction: float = setting(0.1, "--lr_schedule=trapezoidal(_sqrt): the share of the "
+                                         "run the final decay takes.", above=0, maximum=1)
     # optimizer
     num_warmup_steps: int | None = setting(None, "Linear warmup steps" + _UNSET)
     learning_rate: float | None = setting(None, "Peak learning rate" + _UNSET, above=0)
@@ -217,9 +221,10 @@ class PretrainingConfig(TrainOptions, strategies.DeviceSettings):
                               else RECIPES[self.recipe]["warmup_share"] or 0.1)
         else:
             total, warmup = self.num_train_steps, self.num_warmup_steps
-        decay = self.decay_fraction * total if self.lr_schedule == "trapezoidal" else None
+        trapezoidal, shape = LR_SCHEDULES[self.lr_schedule]
+        decay = self.decay_fraction * total if trapezoidal else None
         return dict(num_train_steps=total, num_warmup_steps=warmup, num_decay_steps=decay,
-                    clock=clock)
+                    clock=clock, decay_shape=shape)
 
     @property
     def recipe(self) -> str:

@@ -59,6 +59,12 @@ class TrainOptions(Settings):
     gradient_accumulation_steps: int = setting(1, "Split each batch into this many sequential "
                                                   "parts: a large global batch in small memory.",
                                                minimum=1)
+    batch_size_ramp: float = setting(0.0, "Over this fraction of training (of --train_budget's "
+                                          "time, else of the steps) the batch grows linearly "
+                                          "from one of the --gradient_accumulation_steps parts "
+                                          "to all of them (Cramming's ramp); each step still "
+                                          "reads a whole batch and skips the parts not yet "
+                                          "included. 0: off.", minimum=0, maximum=1)
     clip_norm: float = setting(1.0, "Clip gradients to this global norm; 0 disables.",
                                minimum=0)
     jit_compile: bool = setting(False, "XLA-compile the step: the whole replica step on one "
@@ -70,6 +76,10 @@ class TrainOptions(Settings):
 
     def check(self):
         problems = profile_steps_problems(self.profile_steps)
+        if self.batch_size_ramp and self.gradient_accumulation_steps < 2:
+            problems.append(f"--batch_size_ramp={self.batch_size_ramp} grows the batch by its "
+                            f"parts: set --gradient_accumulation_steps to 2 or more (the parts "
+                            f"of the final batch)")
         if not problems and self.profile_range and self.profile_range[1] > self.num_train_steps:
             problems.append(f"--profile_steps={self.profile_steps} ends past the last step "
                             f"(--num_train_steps={self.num_train_steps})")
@@ -135,28 +145,41 @@ class Trainer:
 
     # === Compiled steps ===
 
-    def gradients(self, features, labels, sums=None):
+    def gradients(self, features, labels, sums=None, included=None):
         """Forward and backward on one replica's batch, in `gradient_accumulation_steps` parts;
         returns (gradients, the objective's statistics summed over the parts). `sums`: the
-        global batch's `batch_sums` (default: this batch's)."""
+        global batch's `batch_sums` (default: this batch's). `included` (an int32 tensor): only
+        the first this many parts count; the others are skipped (the batch-size ramp)."""
         if sums is None:
             sums = self.objective.batch_sums(labels)
         parts = self.options.gradient_accumulation_steps
         variables = self.variables
         scaled = isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
+        names = tuple(self.objective.MEANS) + tuple(self.objective.COUNTS)
         gradients, totals = None, None
-        size = tf.shape(features["input_word_ids"])[0] // parts
-        for part in range(parts):  # unrolled: parts is small, and XLA wants static shapes
-            sliced = [tf.nest.map_structure(lambda x: x[part * size:(part + 1) * size], d)
-                      for d in (features, labels)]
+
+        def part_step(part_features, part_labels):
             with tf.GradientTape() as tape:
-                outputs = self.model(sliced[0], training=True)
+                outputs = self.model(part_features, training=True)
                 # This part's share of the global batch's mean: the parts and replicas add up.
-                stats = self.objective.statistics(sliced[1], outputs, sums)
+                stats = self.objective.statistics(part_labels, outputs, sums)
                 loss = stats["loss"]
                 if scaled:
                     loss = self.optimizer.scale_loss(loss)
-            part_gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+            return ([tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)],
+                    {name: stats[name] for name in names})
+
+        def skipped():
+            return ([tf.zeros_like(v) for v in variables],
+                    {name: tf.constant(0.0) for name in names})
+
+        for part, (part_features, part_labels) in enumerate(self._parts(features, labels)):
+            if included is None:
+                part_gradients, stats = part_step(part_features, part_labels)
+            else:  # unrolled too: a skipped part costs nothing (XLA runs one branch)
+                part_gradients, stats = tf.cond(
+                    part < included, lambda f=part_features, l=part_labels: part_step(f, l),
+                    skipped)
             if gradients is None:
                 gradients, totals = part_gradients, stats
             else:
@@ -164,9 +187,39 @@ class Trainer:
                 totals = {name: totals[name] + stats[name] for name in totals}
         return gradients, totals
 
+    def _parts(self, features, labels):
+        """The `gradient_accumulation_steps` parts of a replica's batch, as (features, labels)
+        pairs; unrolled: the count is small, and XLA wants static shapes."""
+        parts = self.options.gradient_accumulation_steps
+        size = tf.shape(features["input_word_ids"])[0] // parts
+        return [[tf.nest.map_structure(lambda x: x[part * size:(part + 1) * size], d)
+                 for d in (features, labels)] for part in range(parts)]
+
+    def included_parts(self):
+        """How many of the batch's parts this step trains on: all of them, or, in the batch-size
+        ramp, ceil(parts * progress / ramp) of them (at least one), progress being the share of
+        the budget (its time, else the steps) spent at this step."""
+        parts, ramp = self.options.gradient_accumulation_steps, self.options.batch_size_ramp
+        if not ramp:
+            return None
+        step = self.optimizer.iterations
+        progress = (self.clock.position(step) / self.clock.budget_seconds if self.clock
+                    else tf.cast(step, tf.float32) / self.options.num_train_steps)
+        return ramp_parts(progress, parts, ramp)
+
     def _replica_step(self, features, labels):
+        included = self.included_parts()
+        if included is None:
+            own, rows = None, None
+        else:  # the ramp: the included parts' sums, the rows learnt from
+            counted = [[value * tf.cast(part < included, tf.float32)
+                        for value in self.objective.batch_sums(part_labels)]
+                       for part, (_, part_labels) in enumerate(self._parts(features, labels))]
+            own = tuple(tf.add_n(list(values)) for values in zip(*counted))
+            rows = included * (tf.shape(features["input_word_ids"])[0]
+                               // self.options.gradient_accumulation_steps)
         gradients, totals = self._gradients(
-            features, labels, global_sums(self.strategy, self.objective, labels))
+            features, labels, global_sums(self.strategy, self.objective, labels, own), included)
         context = tf.distribute.get_replica_context()
         gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
         scale = (self.optimizer.scale_loss(tf.constant(1.0))
@@ -181,7 +234,7 @@ class Trainer:
             gradients = [g * scale for g in gradients]
         self.optimizer.apply_gradients(zip(gradients, self.variables))
         totals["gradient_norm"] = norm
-        return replica_totals(self.strategy, totals, features)
+        return replica_totals(self.strategy, totals, features, rows)
 
     def _loop(self, iterator, steps):
         sums = {name: tf.constant(0.0) for name in self._sums}
@@ -286,6 +339,8 @@ class Trainer:
                                "sequences_per_second": window["sequence_count"] / elapsed,
                                "tokens_per_second": window["tokens"] / elapsed,
                                "learning_rate": float(self.optimizer.learning_rate)}
+                    if options.batch_size_ramp:  # the mean global batch learnt from
+                        metrics["batch_size"] = window["examples"] / window_steps
                     if clock is None:
                         eta = (time.time() - start) / max(done - start_step, 1) * (
                             options.num_train_steps - done)
@@ -463,6 +518,13 @@ class Profile:
             tf.profiler.experimental.stop()
             log(f"profile of steps {self.first}-{self.last}: {self.logdir}/plugins/profile "
                 f"(tensorboard --logdir {os.path.dirname(self.logdir)}, profile tab)")
+
+
+def ramp_parts(progress, parts, ramp):
+    """The parts a step of the batch-size ramp trains on: ceil(parts * progress / ramp), from
+    1 at the start to all `parts` once `progress` (0..1, a float tensor) reaches `ramp`."""
+    grown = tf.math.ceil(parts * tf.cast(progress, tf.float32) / ramp)
+    return tf.cast(tf.clip_by_value(grown, 1.0, float(parts)), tf.int32)
 
 
 def _to_next(step, every):

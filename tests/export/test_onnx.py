@@ -16,16 +16,12 @@ from bert_tf.export.serving import ExportRequest
 from bert_tf.modeling import BertEncoder, build_pretrainer
 from bert_tf.modeling.heads import build_task_model
 from bert_tf.text.tokenization import SPECIAL_TOKENS, load_vocab, write_vocab
+import conftest
 from conftest import random_inputs
 
 CONFIG = BertConfig(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                     intermediate_size=64, max_position_embeddings=64, initializer_range=0.2)
-# ModernBERT's settings: rotary positions, local layers, no segment table, bias-free norms
-MODERNBERT = dataclasses.replace(
-    CONFIG, layer_norm="pre", hidden_act="geglu", use_bias=False, norm_bias=False,
-    head_bias=False, type_vocab_size=0, first_block_attention_norm=False,
-    position_embedding_type="rope", local_rope_theta=10000.0, rope_theta=160000.0,
-    local_attention_window=4, num_hidden_layers=3, global_attention_every_n_layers=2)
+MODERNBERT = dataclasses.replace(CONFIG, **conftest.MODERNBERT, num_hidden_layers=3)
 
 
 @pytest.mark.parametrize("task, config", [(None, CONFIG), ("classification", CONFIG),

@@ -24,7 +24,7 @@ from scipy.special import erf
 
 from bert_tf.config import BertConfig, ConfigError
 from bert_tf.modeling import BertEncoder
-from conftest import random_inputs
+from conftest import MODERNBERT, random_inputs
 
 BASE = dict(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
             intermediate_size=40, max_position_embeddings=32)
@@ -40,11 +40,7 @@ OPTIONS = {
                          num_hidden_layers=3, position_embedding_type="rope"),
     # ModernBERT's: bias-free norms, no segment table, no first attention norm, and a rotary
     # base of its own for the local layers
-    "modernbert": dict(layer_norm="pre", hidden_act="geglu", use_bias=False, norm_bias=False,
-                       type_vocab_size=0, first_block_attention_norm=False,
-                       position_embedding_type="rope", rope_theta=160000.0,
-                       local_rope_theta=10000.0, local_attention_window=4,
-                       global_attention_every_n_layers=2, num_hidden_layers=3),
+    "modernbert": dict(MODERNBERT, num_hidden_layers=3),
 }
 
 

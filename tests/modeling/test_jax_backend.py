@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from bert_tf.modeling import BertEncoder, build_pretrainer
-from conftest import REPO_ROOT, random_inputs, tiny_config
+from conftest import MODERNBERT, REPO_ROOT, random_inputs, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +44,24 @@ for job in json.loads(sys.argv[1]):
         outputs = model(inputs)
         np.savez(job["outputs"], **{k: keras.ops.convert_to_numpy(v)
                                     for k, v in outputs.items() if not isinstance(v, list)})
+    elif job["op"] == "attention":  # each implementation: logits and weight gradients
+        import jax
+        model = build_pretrainer(config, next_sentence=False)
+        model.load_weights(job["weights"])
+        trainable = [v.value for v in model.trainable_variables]
+        fixed = [v.value for v in model.non_trainable_variables]
+        probe = np.random.default_rng(0).normal(size=(*inputs["masked_lm_positions"].shape,
+                                                      config.vocab_size)).astype("float32")
+
+        def loss(weights):
+            outputs, _ = model.stateless_call(weights, fixed, inputs)
+            return (outputs["masked_lm_logits"] * probe).sum(), outputs["masked_lm_logits"]
+
+        for name in job["implementations"]:
+            model.encoder.set_attention(name)
+            (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(trainable)
+            np.savez(job["outputs"].replace(".npz", f"_{name}.npz"), logits=np.asarray(logits),
+                     **{f"grad_{i}": np.asarray(g) for i, g in enumerate(grads)})
     elif job["op"] == "fit":
         labels = dict(np.load(job["labels"]))
         keras.utils.set_random_seed(0)
@@ -99,11 +117,6 @@ MODERN = dict(layer_norm="pre", norm_type="rms_norm", hidden_act="geglu", use_bi
               position_embedding_type="rope", local_attention_window=4,
               global_attention_every_n_layers=2)
 
-# ModernBERT's settings (no segment table, bias-free norms, its local rotary base), masked LM only
-MODERNBERT = dict(layer_norm="pre", hidden_act="geglu", use_bias=False, norm_bias=False,
-                  head_bias=False, type_vocab_size=0, first_block_attention_norm=False,
-                  position_embedding_type="rope", rope_theta=160000.0, local_rope_theta=10000.0,
-                  local_attention_window=4, global_attention_every_n_layers=2)
 
 MODELS = {"encoder": lambda config: BertEncoder(config),
           "modern_encoder": lambda config: BertEncoder(config),
@@ -174,6 +187,42 @@ def test_pretrainer_outputs_agree_on_jax(on_both):
 def test_packed_batch_outputs_agree_on_jax(on_both):
     assert_agree(on_both["packed_pretrainer"])
     assert on_both["packed_pretrainer"]["got"]["next_sentence_logits"].shape == (2, 2, 2)
+
+
+def test_fused_attention_kernels_agree_with_einsum_on_jax(tmp_path):
+    """The splash kernel (in its interpreter: no TPU here) and jax.nn.dot_product_attention
+    give the einsum path's logits and weight gradients, with packed rows, padding, rotary
+    positions and a sliding-window layer, under jit. (cuDNN's kernel needs a GPU.)"""
+    config = dataclasses.replace(tiny_config(max_position_embeddings=128), **MODERNBERT)
+    mask = np.zeros((2, 128), "int32")
+    mask[0, :50], mask[0, 50:90], mask[1, :128] = 1, 2, 1  # packed and padded; full
+    rng = np.random.default_rng(4)
+    features = {"input_word_ids": rng.integers(5, config.vocab_size, (2, 128)).astype("int32")
+                * (mask > 0), "input_mask": mask, "input_type_ids": np.zeros((2, 128), "int32"),
+                "masked_lm_positions": np.array([[3, 49, 50, 89, 70], [0, 1, 64, 100, 127]],
+                                                "int32")}
+    model = build_pretrainer(config, next_sentence=False)
+    model.save_weights(str(tmp_path / "model.weights.h5"))
+    np.savez(tmp_path / "inputs.npz", **features)
+    expected = np.asarray(model(features)["masked_lm_logits"])
+    implementations = ("einsum", "xla", "splash")
+    (report,) = run_on_jax([{"op": "attention", "config": config.to_dict(),
+                             "implementations": implementations,
+                             "weights": str(tmp_path / "model.weights.h5"),
+                             "inputs": str(tmp_path / "inputs.npz"),
+                             "outputs": str(tmp_path / "out.npz")}])
+    assert not report["tensorflow_imported"]
+    results = {name: dict(np.load(tmp_path / f"out_{name}.npz")) for name in implementations}
+    reference = results["einsum"]
+    assert len(reference) == 1 + len(model.trainable_variables)
+    for name in implementations:
+        np.testing.assert_allclose(results[name]["logits"], expected, atol=1e-5, rtol=1e-5,
+                                   err_msg=name)
+        for key, gradient in reference.items():
+            scale = np.abs(gradient).max()
+            assert scale > 0, key  # every weight takes part
+            np.testing.assert_allclose(results[name][key] / scale, gradient / scale,
+                                       atol=1e-5, err_msg=f"{name} {key}")
 
 
 def test_fit_trains_on_jax_under_xla(tmp_path):

@@ -42,6 +42,20 @@ def test_trapezoidal_schedule_warms_up_holds_and_decays_at_the_end():
                                                             for s in range(0, 101, 7)]
 
 
+def test_one_minus_sqrt_decay():
+    schedule = WarmupLinearDecay(1e-3, num_train_steps=100, num_warmup_steps=10,
+                                 num_decay_steps=20, decay_shape="sqrt")
+    assert float(schedule(80)) == pytest.approx(1e-3)  # stable until the decay
+    for step in (85, 90, 95, 100):
+        assert float(schedule(step)) == pytest.approx(1e-3 * (1 - ((step - 80) / 20) ** 0.5))
+    assert float(schedule(150)) == 0.0
+    restored = WarmupLinearDecay.from_config(schedule.get_config())
+    assert float(restored(85)) == pytest.approx(float(schedule(85)))
+    assert "decay_shape" not in WarmupLinearDecay(1e-3, 100).get_config()  # as before
+    with pytest.raises(ValueError, match="decay_shape must be one of linear, sqrt"):
+        WarmupLinearDecay(1e-3, 100, decay_shape="cosine")
+
+
 def test_the_schedule_of_a_clock_runs_over_its_seconds():
     clock = Clock(100.0)
     schedule = WarmupLinearDecay(1e-3, num_train_steps=100.0, num_warmup_steps=10.0,
@@ -67,7 +81,8 @@ def test_settings_lay_the_schedule_over_the_budget():
     clock = Clock(timed.budget.seconds)
     schedule = timed.schedule(clock)
     assert schedule == dict(num_train_steps=7200.0, num_warmup_steps=pytest.approx(432.0),
-                            num_decay_steps=pytest.approx(1440.0), clock=clock)
+                            num_decay_steps=pytest.approx(1440.0), clock=clock,
+                            decay_shape="linear")
     assert dataclasses.replace(timed, log_steps=7).schedule(clock) == schedule  # re-checks pass
     # the recipe's share of warmup when none is given (BERT paper: 1%)
     assert PretrainingConfig(input_file="x", train_budget="100s").schedule(
@@ -75,11 +90,14 @@ def test_settings_lay_the_schedule_over_the_budget():
     steps = PretrainingConfig(input_file="x", train_budget="5000steps", warmup_fraction=0.1)
     assert (steps.num_train_steps, steps.num_warmup_steps) == (5000, 500)
     assert steps.schedule() == dict(num_train_steps=5000, num_warmup_steps=500,
-                                    num_decay_steps=None, clock=None)
+                                    num_decay_steps=None, clock=None, decay_shape="linear")
     trapezoid = PretrainingConfig(input_file="x", num_train_steps=1000, warmup_fraction=0.05,
                                   lr_schedule="trapezoidal")
     assert trapezoid.schedule() == dict(num_train_steps=1000, num_warmup_steps=50,
-                                        num_decay_steps=pytest.approx(100.0), clock=None)
+                                        num_decay_steps=pytest.approx(100.0), clock=None,
+                                        decay_shape="linear")
+    sqrt = dataclasses.replace(trapezoid, lr_schedule="trapezoidal_sqrt").schedule()
+    assert sqrt == {**trapezoid.schedule(), "decay_shape": "sqrt"}
 
 
 @pytest.mark.parametrize("flags, message", [

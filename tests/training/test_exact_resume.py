@@ -31,7 +31,7 @@ from pretraining_fixtures import flag_values
 trace, data, config, out, strategy, pack = sys.argv[1:7]
 gradients = trainer.Trainer.gradients
 
-def traced(self, features, labels, sums=None):
+def traced(self, features, labels, *args):
     parts = [features[n] for n in sorted(features)] + [labels[n] for n in sorted(labels)]
     rows = tf.concat([tf.cast(p, tf.int64) if p.dtype.is_integer else
                       tf.cast(tf.round(p * 1000), tf.int64) for p in parts], axis=1)
@@ -40,7 +40,7 @@ def traced(self, features, labels, sums=None):
     replica = tf.distribute.get_replica_context().replica_id_in_sync_group
     tf.print(self.optimizer.iterations, replica, hashes, summarize=-1,
              output_stream="file://" + trace)
-    return gradients(self, features, labels, sums)
+    return gradients(self, features, labels, *args)
 
 trainer.Trainer.gradients = traced
 run(flag_values(data, config, out, num_train_steps=%d, save_checkpoints_steps=%d, log_steps=2,

@@ -14,7 +14,7 @@ from bert_tf.data.input_pipeline import PipelineOptions, make_dataset
 from bert_tf.modeling import build_pretrainer
 from bert_tf.training import optimization
 from bert_tf.training.summaries import format_seconds
-from bert_tf.training.trainer import Trainer, TrainOptions, _to_next
+from bert_tf.training.trainer import Trainer, TrainOptions, _to_next, ramp_parts
 from conftest import REPO_ROOT, tiny_config
 from pretraining_fixtures import PREDICTIONS, SEQ, make_tiny_data
 
@@ -29,7 +29,7 @@ def batch(files):
     return next(iter(make_dataset(files, 8, SEQ, PREDICTIONS, PipelineOptions(seed=3))))
 
 
-def trainer_for(parts, tmp_path, jit_compile=False, policy="float32"):
+def trainer_for(parts, tmp_path, jit_compile=False, policy="float32", ramp=0.0):
     strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
     keras.utils.set_random_seed(5)
     keras.mixed_precision.set_global_policy(policy)
@@ -40,7 +40,7 @@ def trainer_for(parts, tmp_path, jit_compile=False, policy="float32"):
                                                    mixed_precision=policy)
     options = TrainOptions(output_dir=str(tmp_path / f"p{parts}{jit_compile}"),
                            num_train_steps=10, gradient_accumulation_steps=parts,
-                           jit_compile=jit_compile)
+                           jit_compile=jit_compile, batch_size_ramp=ramp)
     return Trainer(strategy, model, optimizer, options)
 
 
@@ -53,6 +53,58 @@ def test_accumulated_gradient_equals_the_big_batch_gradient(batch, tmp_path):
     assert float(whole_stats["masked_lm_count"]) == float(split_stats["masked_lm_count"])
     for name in ("loss", "masked_lm_loss", "next_sentence_loss"):
         assert float(whole_stats[name]) == pytest.approx(float(split_stats[name]), rel=1e-5)
+
+
+def test_ramp_parts_grow_linearly_to_all_parts():
+    progress = tf.constant([0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.6, 1.0])
+    assert ramp_parts(progress, 4, 0.5).numpy().tolist() == [1, 1, 1, 2, 3, 4, 4, 4]
+    assert ramp_parts(progress, 8, 1.0).numpy().tolist() == [1, 1, 1, 2, 3, 4, 5, 8]
+    with pytest.raises(ValueError, match="--gradient_accumulation_steps to 2 or more"):
+        TrainOptions(output_dir="x", num_train_steps=10, batch_size_ramp=0.6)
+
+
+@pytest.mark.slow
+def test_batch_size_ramp_trains_on_the_first_parts(batch, tmp_path):
+    """In the ramp a step's gradient and statistics are those of its first parts alone, and
+    the batch learnt from grows 1, 1, 2, 3, 4, 4 parts (4 parts, ramp 0.5 of 10 steps), in the
+    XLA-compiled step a TPU runs (the skipped parts behind a conditional)."""
+    features, labels = batch  # 8 rows: 4 parts of 2
+    first = [tf.nest.map_structure(lambda x: x[:2], d) for d in batch]
+    alone, alone_stats = trainer_for(1, tmp_path).gradients(*first)
+    ramped = trainer_for(4, tmp_path, ramp=0.5, jit_compile=True)
+    assert int(ramped.included_parts()) == 1
+    part_sums = ramped.objective.batch_sums(first[1])
+    grads, stats = ramped.gradients(features, labels, part_sums, tf.constant(1))
+    for a, b in zip(alone, grads, strict=True):
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-4, atol=1e-6)
+    for name in ("loss", "masked_lm_count", "next_sentence_count"):
+        assert float(stats[name]) == pytest.approx(float(alone_stats[name]), rel=1e-5)
+
+    data = iter(ramped.strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors(batch).repeat()))
+    weights = np.asarray(labels["masked_lm_weights"]).reshape(4, 2, -1).sum(axis=(1, 2))
+    for parts in (1, 1, 2, 3, 4, 4):
+        sums = ramped.train_sums(data, 1)
+        assert sums["examples"] == 2 * parts
+        assert sums["masked_lm_count"] == pytest.approx(weights[:parts].sum())
+        assert np.isfinite(sums["loss"])
+    assert int(ramped.optimizer.iterations.numpy()) == 6
+
+
+def test_batch_size_ramp_over_a_budget_of_time_reads_the_clock(tmp_path):
+    from bert_tf.training.budget import Clock
+    strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+    with strategy.scope():
+        model = build_pretrainer(tiny_config())
+        optimizer = optimization.create_optimizer("adamw", learning_rate=1e-3,
+                                                   num_train_steps=2**31 - 1)
+        clock = Clock(100.0)
+    options = TrainOptions(output_dir=str(tmp_path), num_train_steps=2**31 - 1,
+                           gradient_accumulation_steps=4, batch_size_ramp=0.5)
+    trainer = Trainer(strategy, model, optimizer, options, clock=clock)
+    for seconds, parts in ((0.0, 1), (10.0, 1), (20.0, 2), (37.0, 3), (50.0, 4), (90.0, 4)):
+        clock.seconds.assign(seconds)
+        assert int(trainer.included_parts()) == parts, seconds
 
 
 def test_to_next_boundary():
